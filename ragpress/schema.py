@@ -1,0 +1,43 @@
+"""The metadata every indexed unit carries, shared by chunkers, writers, retrievers, pruner and generator.
+
+Each Haystack ``Document`` that ragpress indexes is one unit at one scale. Its ``meta`` holds:
+
+- ``tenant``, ``collection``: scope, enforced by the server on every read and write.
+- ``doc_id``: the user's document id; ``content_hash``: sha256 of the document text it came from.
+- ``level``: one of ``LEVELS`` (finest last); ``parent_id``: the id of the enclosing unit (None for
+  documents); ``position``: index among the units of the same level in the document.
+- ``start``, ``end``: character offsets of this unit's text in the document text.
+- ``sentences``: ``[[start, end], ...]`` character spans of its sentences, relative to this unit's text.
+- ``strategy``: the chunking strategy that produced the unit's vector (``fixed``, ``late``, ``situated``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+LEVELS: tuple[str, ...] = ("document", "section", "chunk", "slice")
+
+TENANT = "tenant"
+COLLECTION = "collection"
+DOC_ID = "doc_id"
+CONTENT_HASH = "content_hash"
+LEVEL = "level"
+PARENT_ID = "parent_id"
+POSITION = "position"
+START = "start"
+END = "end"
+SENTENCES = "sentences"
+STRATEGY = "strategy"
+
+DEFAULT_TENANT = "default"
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def unit_id(tenant: str, collection: str, doc_id: str, digest: str, level: str, position: int) -> str:
+    """A stable UUID for one unit: the same content always lands on the same point (idempotent writes)."""
+    key = "\x1f".join((tenant, collection, doc_id, digest, level, str(position)))
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "ragpress:" + key))
