@@ -1,0 +1,136 @@
+"""The one document store a process uses, built from settings, never from a user's YAML.
+
+Pipeline YAML names no store: a store in YAML could point at another index or carry
+``recreate_index: true``, which wipes the collection on load. Components that read or write the index ask
+this module for the process's store, so the embedded and distributed modes differ only in settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+from haystack import Document
+from haystack.utils import Secret
+
+from ragpress import schema
+from ragpress.settings import Settings, get_settings
+
+INDEX_NAME = "ragpress_units"
+# Fields every read or write filters on; Qdrant servers index them (local mode ignores it).
+INDEXED_FIELDS = (
+    {"field_name": "meta.tenant", "field_schema": {"type": "keyword", "is_tenant": True}},
+    {"field_name": "meta.collection", "field_schema": "keyword"},
+    {"field_name": "meta.doc_id", "field_schema": "keyword"},
+    {"field_name": "meta.level", "field_schema": "keyword"},
+    {"field_name": "meta.content_hash", "field_schema": "keyword"},
+)
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot be opened (locked by another process, server down); the message says what to do."""
+
+
+class _Serialized:
+    """Serializes calls into an embedded engine, which is not safe to use from several threads at once."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return locked
+
+
+_store: Any = None
+_store_lock = threading.Lock()
+
+
+def embedding_dim(settings: Settings) -> int:
+    from ragpress.model_loading import sentence_transformer
+
+    dim = sentence_transformer(settings.embedder).get_embedding_dimension()
+    if not dim:
+        raise IndexUnavailable(f"Embedder '{settings.embedder}' does not report its embedding dimension.")
+    return int(dim)
+
+
+def make_document_store(settings: Settings) -> Any:
+    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+    common: dict[str, Any] = {
+        "index": INDEX_NAME,
+        "embedding_dim": embedding_dim(settings),
+        "progress_bar": False,
+        "recreate_index": False,
+    }
+    if settings.qdrant_url:
+        api_key = settings.qdrant_api_key
+        secret = Secret.from_token(api_key.get_secret_value()) if api_key else None
+        store = QdrantDocumentStore(url=settings.qdrant_url, api_key=secret,
+                                    payload_fields_to_index=list(INDEXED_FIELDS), **common)
+        _open(store, f"the Qdrant server at {settings.qdrant_url}")
+        return store
+    path = settings.embedded_index_path
+    path.mkdir(parents=True, exist_ok=True)
+    store = QdrantDocumentStore(path=str(path), force_disable_check_same_thread=True, **common)
+    _open(store, f"the embedded index at {path}")
+    return _Serialized(store)
+
+
+def _open(store: Any, where: str) -> None:
+    try:
+        store.count_documents()
+    except Exception as exc:
+        message = str(exc)
+        if "already accessed by another instance" in message or "lock" in message.lower():
+            raise IndexUnavailable(
+                f"{where} is owned by another process. Stop it (one process owns an embedded index), send "
+                "work to it through its API, or point RAGPRESS_DATA_DIR elsewhere."
+            ) from exc
+        raise IndexUnavailable(f"Cannot open {where}: {message}") from exc
+
+
+def shared_store(settings: Settings | None = None) -> Any:
+    """The process's document store, opened on first use."""
+    global _store
+    with _store_lock:
+        if _store is None:
+            _store = make_document_store(settings or get_settings())
+        return _store
+
+
+def close_shared_store() -> None:
+    global _store
+    with _store_lock:
+        if _store is not None:
+            inner = getattr(_store, "_store", _store)
+            inner.close()
+            _store = None
+
+
+def scope_filters(tenant: str, collection: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Filters that confine a read or write to one tenant's collection, ANDed with any user filters."""
+    conditions: list[dict[str, Any]] = [
+        {"field": f"meta.{schema.TENANT}", "operator": "==", "value": tenant},
+        {"field": f"meta.{schema.COLLECTION}", "operator": "==", "value": collection},
+    ]
+    if extra:
+        conditions.append(extra)
+    return {"operator": "AND", "conditions": conditions}
+
+
+def dense_search(store: Any, embedding: list[float], filters: dict[str, Any], top_k: int) -> list[Document]:
+    if hasattr(store, "embedding_retrieval"):
+        return store.embedding_retrieval(query_embedding=embedding, filters=filters, top_k=top_k)
+    return store._query_by_embedding(query_embedding=embedding, filters=filters, top_k=top_k)

@@ -1,0 +1,51 @@
+"""The Celery app: in-process worker threads in the embedded default, Redis (or RabbitMQ) when distributed.
+
+Two queues: ``ingest`` (convert, chunk, embed: CPU-heavy, runs on any worker) and ``index`` (writes to
+the index). An embedded index has exactly one owner process, so with an embedded index the ``index``
+queue is consumed only by ``ragpress serve``; with a Qdrant server any worker may write directly.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from ragpress.settings import Settings, get_settings
+
+INGEST_QUEUE = "ingest"
+INDEX_QUEUE = "index"
+
+_app: Celery | None = None
+
+
+def make_celery(settings: Settings) -> Celery:
+    broker = settings.broker_url or "memory://"
+    backend = settings.broker_url if broker.startswith(("redis://", "rediss://")) else "cache+memory://"
+    app = Celery("ragpress", broker=broker, backend=backend, include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,  # a task killed mid-way is redelivered, not lost
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # a long batch must not hold others hostage in a dead worker
+        task_default_queue=INGEST_QUEUE,
+        task_routes={"workers.tasks.write_units": {"queue": INDEX_QUEUE}},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 600},
+        worker_hijack_root_logger=False,
+        task_track_started=True,
+    )
+    return app
+
+
+def get_celery() -> Celery:
+    global _app
+    if _app is None:
+        _app = make_celery(get_settings())
+    return _app
+
+
+def reset_celery() -> None:
+    global _app
+    _app = None

@@ -1,0 +1,144 @@
+"""Index one batch of a job's documents: convert, chunk, embed, write; one document's failure stays its own.
+
+Documents are processed together for throughput; if the batch raises, each document is retried alone so
+only the bad one fails, with its reason recorded. Where this process does not own the index, the
+embedded units are handed to the owner as a write task instead of being written here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from haystack import Document
+
+from indexers.chunk_writer import ChunkWriter
+from ragpress import schema
+from workers.job_store import JobStore, PendingDocument
+
+logger = logging.getLogger(__name__)
+
+HandOff = Callable[[str, list[dict[str, Any]], dict[int, int]], None]
+
+
+def source_documents(tenant: str, collection: str, pending: list[PendingDocument]) -> list[Document]:
+    return [
+        Document(content=p.text, meta={
+            **p.meta, schema.TENANT: tenant, schema.COLLECTION: collection, schema.DOC_ID: p.doc_id,
+            schema.CONTENT_HASH: p.content_hash,
+        })
+        for p in pending
+    ]
+
+
+def writer_name(pipeline: Any) -> str:
+    names = [name for name, comp in pipeline.walk() if isinstance(comp, ChunkWriter)]
+    if len(names) != 1:
+        raise ValueError("An ingestion pipeline needs exactly one indexers.chunk_writer.ChunkWriter.")
+    return names[0]
+
+
+def process_batch(store: JobStore, pipeline: Any, job_id: str, seqs: list[int], owns_index: bool,
+                  hand_off: HandOff | None = None) -> None:
+    scope = store.job_scope(job_id)
+    if scope is None:
+        logger.warning("job %s no longer exists; dropping its batch", job_id)
+        return
+    pending = store.claim(job_id, seqs)
+    if not pending:
+        return
+    try:
+        _run(store, pipeline, job_id, scope, pending, owns_index, hand_off)
+    except Exception:
+        if len(pending) == 1:
+            raise
+        logger.info("batch of job %s failed; retrying its %d documents one by one", job_id, len(pending))
+        for item in pending:
+            try:
+                _run(store, pipeline, job_id, scope, [item], owns_index, hand_off)
+            except Exception as exc:
+                store.fail_document(job_id, item.seq, _reason(exc))
+
+
+def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pending: list[PendingDocument],
+         owns_index: bool, hand_off: HandOff | None) -> None:
+    tenant, collection = scope
+    writer = writer_name(pipeline)
+    sources = source_documents(tenant, collection, pending)
+    if owns_index:
+        result = pipeline.run({"documents": sources}, include_outputs_from=_upstream_of(pipeline, writer))
+    else:
+        result = _run_without_writer(pipeline, writer, sources)
+    failed = _failed_seqs(result, pending)
+    for seq, reason in failed.items():
+        store.fail_document(job_id, seq, reason)
+    units = _units(result, pipeline, writer)
+    counts = Counter(u.meta.get(schema.DOC_ID) for u in units)  # doc ids are unique within a job
+    done = {p.seq: counts.get(p.doc_id, 0) for p in pending if p.seq not in failed}
+    if owns_index:
+        for seq, n in done.items():
+            store.finish_document(job_id, seq, tenant, collection, n)
+    else:
+        if hand_off is None:
+            raise RuntimeError("This process does not own the index and has no way to hand writes off.")
+        hand_off(job_id, [u.to_dict(flatten=False) for u in units], done)
+
+
+def _upstream_of(pipeline: Any, component: str) -> set[str]:
+    return {sender for sender, _receiver in pipeline.graph.in_edges(component)}
+
+
+def _run_without_writer(pipeline: Any, writer: str, sources: list[Document]) -> dict[str, Any]:
+    upstream = _upstream_of(pipeline, writer)
+    # Running the writer-less graph: copy the pipeline's components up to the writer.
+    from haystack import Pipeline
+
+    partial = Pipeline()
+    for name, comp in pipeline.walk():
+        if name != writer:
+            partial.add_component(name, comp)
+    for sender, receiver, data in pipeline.graph.edges(data=True):
+        if writer not in (sender, receiver):
+            partial.connect(f"{sender}.{data['from_socket'].name}", f"{receiver}.{data['to_socket'].name}")
+    result = partial.run({"documents": sources}, include_outputs_from=upstream)
+    for name in list(partial.graph.nodes):
+        partial.remove_component(name)  # hand the components back to their pipeline
+    return result
+
+
+def _units(result: dict[str, Any], pipeline: Any, writer: str) -> list[Document]:
+    units: list[Document] = []
+    for name in _upstream_of(pipeline, writer):
+        units.extend(result.get(name, {}).get("documents", []))
+    return units
+
+
+def _failed_seqs(result: dict[str, Any], pending: list[PendingDocument]) -> dict[int, str]:
+    by_doc = {p.doc_id: p.seq for p in pending}
+    failed: dict[int, str] = {}
+    for outputs in result.values():
+        for item in outputs.get("failed", []) if isinstance(outputs, dict) else []:
+            seq = by_doc.get(item.get("doc_id"))
+            if seq is not None:
+                failed[seq] = item["error"]
+    return failed
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause: the pipeline's wrapper names the component, the cause says what went wrong."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc)[:2000] or exc.__class__.__name__
+
+
+def write_handed_off(store: JobStore, job_id: str, units: list[dict[str, Any]], done: dict[int, int]) -> None:
+    """The index owner's half of a hand-off: write the units, then mark their documents indexed."""
+    scope = store.job_scope(job_id)
+    if scope is None:
+        return
+    documents = [Document.from_dict(u) for u in units]
+    ChunkWriter().run(documents=documents)
+    for seq, n in done.items():
+        store.finish_document(job_id, int(seq), scope[0], scope[1], n)
