@@ -1,0 +1,189 @@
+"""Benchmark the reranker and the pruner on dev splits the model never trained on (see pruners/data.py).
+
+    nice -n 10 python -m bench.rerank_prune --part all
+
+- rerank: nDCG@10 on SciFact dev claims, MiniLM retrieval alone vs MiniLM top-``depth`` reranked.
+- prune: per dataset (SciFact evidence, XQuAD answer sentence, HotpotQA supporting facts), the context of a
+  query is its labelled gold passages plus the top MiniLM hits that are not relevant (``--context`` passages
+  in all); the table gives, per threshold, the fraction of context tokens removed and of gold sentences kept.
+- latency: rerank+prune of 20 passages of ~200 tokens, median over repeats, fp32 vs dynamic int8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+from haystack import Document
+
+from pruners import data, mining
+from pruners.component import DEFAULT_THRESHOLD, ProvencePruner
+from pruners.scoring import kept_sentences
+
+THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+
+
+def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
+    dcg = sum(1 / math.log2(i + 2) for i, pid in enumerate(ranked[:10]) if pid in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(10, len(relevant))))
+    return dcg / ideal if ideal else 0.0
+
+
+def to_document(passage: data.Passage) -> Document:
+    # The dataset's own sentence spans go in meta, so gold indices line up exactly with kept_sentences.
+    return Document(
+        id=passage.pid, content=passage.text, meta={"sentences": [list(s) for s in passage.spans()]}
+    )
+
+
+def bench_rerank(args: argparse.Namespace, pruner: ProvencePruner) -> None:
+    dataset = data.load("scifact", args.data)
+    queries = data.split(dataset, dev=True)
+    hits = mining.search(dataset, [q.text for q in queries], k=100)
+    base, reranked = [], []
+    started = time.time()
+    for query, ranked in zip(queries, hits, strict=True):
+        pids = [pid for pid, _ in ranked]
+        documents = [to_document(dataset.passages[pid]) for pid in pids[: args.depth]]
+        order = [d.id for d in pruner.run(query=query.text, documents=documents)["documents"]]
+        base.append(ndcg_at_10(pids, set(query.relevant)))
+        reranked.append(ndcg_at_10(order + pids[args.depth :], set(query.relevant)))
+    print(
+        f"\n## rerank: SciFact dev claims (n={len(queries)}), depth {args.depth}, "
+        f"{time.time() - started:.0f}s"
+    )
+    print("| system | nDCG@10 |\n|---|---|")
+    print(f"| MiniLM retrieval alone | {100 * statistics.mean(base):.1f} |")
+    print(f"| + ragpress reranker (top {args.depth}) | {100 * statistics.mean(reranked):.1f} |")
+
+
+def prune_records(
+    args: argparse.Namespace, name: str, pruner: ProvencePruner
+) -> list[tuple[list[int], list[float], list[bool], bool]]:
+    """Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage)."""
+    dataset = data.load(name, args.data)
+    queries = [q for q in data.split(dataset, dev=True) if q.gold][: args.max_queries]
+    hits = mining.search(dataset, [q.text for q in queries], k=args.context + 10)
+    tokenizer = pruner._tokenizer
+    records = []
+    for query, ranked in zip(queries, hits, strict=True):
+        negatives = [pid for pid, _ in ranked if pid not in query.relevant]
+        pids = list(query.gold) + negatives[: max(0, args.context - len(query.gold))]
+        documents = [to_document(dataset.passages[pid]) for pid in pids]
+        for document in pruner.run(query=query.text, documents=documents, threshold=0.0)["documents"]:
+            passage = dataset.passages[document.id]
+            gold = set(query.gold.get(document.id, []))
+            lengths = [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in passage.sentences]
+            flags = [i in gold for i in range(len(passage.sentences))]
+            records.append((lengths, document.meta["sentence_scores"], flags, bool(gold)))
+    return records
+
+
+def prune_table(records: list, gold_only: bool) -> list[tuple[float, float, float]]:
+    rows = []
+    for threshold in THRESHOLDS:
+        total = kept_tokens = gold_total = gold_kept = 0
+        for lengths, scores, flags, is_gold in records:
+            if gold_only and not is_gold:
+                continue
+            kept = set(kept_sentences(scores, threshold))
+            total += sum(lengths)
+            kept_tokens += sum(n for i, n in enumerate(lengths) if i in kept)
+            gold_total += sum(flags)
+            gold_kept += sum(1 for i, f in enumerate(flags) if f and i in kept)
+        rows.append((threshold, 1 - kept_tokens / max(1, total), gold_kept / max(1, gold_total)))
+    return rows
+
+
+def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
+    for name in args.datasets:
+        started = time.time()
+        records = prune_records(args, name, pruner)
+        queries = sum(1 for r in records if r[3])
+        print(
+            f"\n## prune: {name} dev ({len(records)} passages, {queries} gold, {time.time() - started:.0f}s)"
+        )
+        print("| threshold | tokens removed (all context) | gold kept | tokens removed (gold passages) |")
+        print("|---|---|---|---|")
+        for (t, removed, kept), (_, removed_gold, _) in zip(
+            prune_table(records, False), prune_table(records, True), strict=True
+        ):
+            mark = " (default)" if t == DEFAULT_THRESHOLD else ""
+            print(f"| {t}{mark} | {100 * removed:.1f}% | {100 * kept:.1f}% | {100 * removed_gold:.1f}% |")
+
+
+def latency_documents(args: argparse.Namespace, tokenizer: object) -> tuple[str, list[Document]]:
+    """20 SciFact dev-claim hits, each cut to its first ~200 tokens of whole sentences."""
+    dataset = data.load("scifact", args.data)
+    query = data.split(dataset, dev=True)[0]
+    pids = [pid for pid, _ in mining.search(dataset, [query.text], k=20)[0]]
+    documents = []
+    for pid in pids:
+        sentences, used = [], 0
+        for sentence in dataset.passages[pid].sentences:
+            if used >= 200:
+                break
+            sentences.append(sentence)
+            used += len(tokenizer(sentence, add_special_tokens=False)["input_ids"])
+        documents.append(to_document(data.Passage(pid, tuple(sentences))))
+    return query.text, documents
+
+
+def bench_latency(args: argparse.Namespace) -> None:
+    print(
+        f"\n## latency: rerank+prune of 20 passages, median of {args.repeats}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print("| variant | passage tokens | median s | min s |\n|---|---|---|---|")
+    for quantize in (False, True):
+        pruner = ProvencePruner(quantize=quantize, batch_size=args.latency_batch)
+        pruner.warm_up()
+        query, documents = latency_documents(args, pruner._tokenizer)
+        tokens = sum(
+            len(pruner._tokenizer(d.content, add_special_tokens=False)["input_ids"]) for d in documents
+        )
+        pruner.run(query=query, documents=documents)  # first call pays one-off allocation costs
+        times = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            pruner.run(query=query, documents=documents)
+            times.append(time.perf_counter() - started)
+        name = "int8 dynamic" if quantize else "fp32"
+        print(f"| {name} | {tokens} | {statistics.median(times):.3f} | {min(times):.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--part", choices=("rerank", "prune", "latency", "all"), default="all")
+    parser.add_argument("--data", default=None, help="shared datasets directory (default ../shared/datasets)")
+    parser.add_argument("--depth", type=int, default=20, help="retrieved passages reranked per claim")
+    parser.add_argument("--context", type=int, default=5, help="passages per query in the pruning context")
+    parser.add_argument("--max-queries", type=int, default=150, help="dev queries per dataset for pruning")
+    parser.add_argument("--datasets", nargs="+", default=["scifact", "xquad", "hotpotqa"])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--latency-batch", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quantize", action="store_true", help="int8 model for the rerank/prune parts")
+    args = parser.parse_args()
+    if args.data:
+        from pathlib import Path
+
+        args.data = Path(args.data)
+    torch.set_num_threads(args.threads)
+    pruner = ProvencePruner(quantize=args.quantize)
+    pruner.warm_up()
+    if args.part in ("rerank", "all"):
+        bench_rerank(args, pruner)
+    if args.part in ("prune", "all"):
+        bench_prune(args, pruner)
+    if args.part in ("latency", "all"):
+        bench_latency(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The Haystack component that reranks and prunes retrieved documents in one forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from haystack import Document, component, default_from_dict, default_to_dict
+
+from indexers.sentences import split_sentences
+from pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
+from pruners.scoring import Span, kept_sentences, score_passages
+from ragpress.schema import SENTENCES
+
+DEFAULT_THRESHOLD = 0.1
+
+PRUNED_TEXT = "pruned_text"
+KEPT_SENTENCES = "kept_sentences"
+SENTENCE_SCORES = "sentence_scores"
+
+
+def weights_path(model: str) -> Path:
+    """The weights directory for ``model``: the shipped adapter's name or a directory holding one."""
+    if model == DEFAULT_MODEL_NAME:
+        return DEFAULT_WEIGHTS
+    if is_weights_dir(model):
+        return Path(model).expanduser()
+    raise ValueError(
+        f"model {model!r} is neither {DEFAULT_MODEL_NAME!r} nor a directory with "
+        "adapter.safetensors + config.json"
+    )
+
+
+def check_range(name: str, value: float | None, low: float, high: float) -> None:
+    if value is not None and not low <= value <= high:
+        raise ValueError(f"{name} must be within [{low}, {high}], got {value}")
+
+
+def check_top_k(top_k: int | None) -> None:
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
+
+
+def document_spans(document: Document) -> list[Span]:
+    """The document's sentence spans: ``meta["sentences"]`` when the chunker stored them, else the shared
+    splitter's, so kept indices always match what the chunker and the KV generator use."""
+    stored = (document.meta or {}).get(SENTENCES)
+    if stored:
+        return [(int(s), int(e)) for s, e in stored]
+    return split_sentences(document.content or "")
+
+
+@component
+class ProvencePruner:
+    """Scores each document's relevance to the query and drops its sentences the query does not need.
+
+    Output documents keep their ``content``; ``score`` is the relevance probability and ``meta`` gains
+    ``pruned_text`` (kept sentences, original order), ``kept_sentences`` (indices into the sentence spans)
+    and ``sentence_scores``. Documents are sorted by score; ``top_k`` keeps the best, ``score_threshold``
+    drops documents below a relevance probability.
+
+    Usage::
+
+        pruner = ProvencePruner(threshold=0.1, top_k=5)
+        pruner.warm_up()
+        result = pruner.run(query="Who wrote Hamlet?", documents=documents)
+        context = [d.meta["pruned_text"] for d in result["documents"]]
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL_NAME,
+        threshold: float = DEFAULT_THRESHOLD,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        max_length: int = 512,
+        batch_size: int = 16,
+        quantize: bool = False,
+    ) -> None:
+        """
+        :param model: ``"ragpress-provence-minilm"`` (shipped weights) or a directory of trained weights.
+        :param threshold: keep a sentence when its mean token keep probability is at least this.
+        :param top_k: return at most this many documents (None: all).
+        :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
+        :param max_length: tokens per window (query + passage + 3 specials); longer passages use more windows.
+        :param batch_size: windows per forward pass.
+        :param quantize: dynamic int8 quantization of the Linear layers (faster on CPU, scores
+            differ slightly).
+        """
+        weights_path(model)
+        check_range("threshold", threshold, 0.0, 1.0)
+        check_range("score_threshold", score_threshold, 0.0, 1.0)
+        check_top_k(top_k)
+        if not 16 <= max_length <= 512:
+            raise ValueError(f"max_length must be within [16, 512] (MiniLM's positions), got {max_length}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.model = model
+        self.threshold = threshold
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.quantize = quantize
+        self._model: ProvenceModel | None = None
+        self._tokenizer: Any = None
+
+    def warm_up(self) -> None:
+        if self._model is None:
+            self._model, self._tokenizer = load_shared(weights_path(self.model), self.quantize)
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            model=self.model,
+            threshold=self.threshold,
+            top_k=self.top_k,
+            score_threshold=self.score_threshold,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            quantize=self.quantize,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProvencePruner:
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        threshold: float | None = None,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Rerank and prune ``documents`` for ``query``; arguments given here override the init values."""
+        threshold = self.threshold if threshold is None else threshold
+        top_k = self.top_k if top_k is None else top_k
+        score_threshold = self.score_threshold if score_threshold is None else score_threshold
+        check_range("threshold", threshold, 0.0, 1.0)
+        check_range("score_threshold", score_threshold, 0.0, 1.0)
+        check_top_k(top_k)
+        if not documents:
+            return {"documents": []}
+        self.warm_up()
+        spans = [document_spans(d) for d in documents]
+        scores = score_passages(
+            self._model,
+            self._tokenizer,
+            query,
+            [(d.content or "", s) for d, s in zip(documents, spans, strict=True)],
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+        )
+        pruned = [
+            _pruned(d, s, result.score, result.sentence_scores, threshold)
+            for d, s, result in zip(documents, spans, scores, strict=True)
+        ]
+        return {"documents": select(pruned, top_k, score_threshold)}
+
+
+def select(documents: list[Document], top_k: int | None, score_threshold: float | None) -> list[Document]:
+    """Sort by score (stable, so ties keep retrieval order), then apply the score floor and top_k."""
+    ranked = sorted(documents, key=lambda d: -(d.score or 0.0))
+    if score_threshold is not None:
+        ranked = [d for d in ranked if (d.score or 0.0) >= score_threshold]
+    return ranked[:top_k] if top_k is not None else ranked
+
+
+def _pruned(
+    document: Document, spans: list[Span], score: float, sentence_scores: list[float], threshold: float
+) -> Document:
+    kept = kept_sentences(sentence_scores, threshold)
+    text = document.content or ""
+    meta = {
+        **(document.meta or {}),
+        PRUNED_TEXT: " ".join(text[spans[i][0] : spans[i][1]] for i in kept),
+        KEPT_SENTENCES: kept,
+        SENTENCE_SCORES: [round(s, 6) for s in sentence_scores],
+    }
+    return replace(document, score=score, meta=meta)

@@ -1,0 +1,203 @@
+"""Labelled (query, passage, gold sentences) data for training and evaluating the reranker-pruner.
+
+Every dataset is turned into the same shape: a corpus of ``Passage`` (a list of sentences, so gold sentence
+indices stay exact) and a list of ``Query`` (text, relevant passage ids, gold sentence indices per passage).
+
+Dev splits are carved deterministically by hashing a group key: ``sha256("<dataset>:<key>") % 100 < 20``
+is dev. The key is the SciFact claim id, the XQuAD article title (so paragraphs of one article never sit on
+both sides), the HotpotQA ``_id`` and the MuSiQue ``id``. Training never reads a dev query.
+
+Gold sentences: SciFact evidence sentences, the XQuAD sentence(s) holding the answer span, HotpotQA
+supporting facts (all human labels); for MuSiQue, whose supports are whole paragraphs, the sentences of a
+supporting paragraph that contain a hop's answer (derived, used for training only).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexers.sentences import split_sentences
+
+DATASETS = ("scifact", "xquad", "hotpotqa", "musique")
+DEV_PERCENT = 20
+
+
+@dataclass(frozen=True)
+class Passage:
+    pid: str
+    sentences: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+    def spans(self) -> list[tuple[int, int]]:
+        """Character spans of ``sentences`` inside ``text``."""
+        spans, start = [], 0
+        for sentence in self.sentences:
+            spans.append((start, start + len(sentence)))
+            start += len(sentence) + 1
+        return spans
+
+
+@dataclass
+class Query:
+    qid: str
+    dataset: str
+    text: str
+    relevant: list[str]
+    # pid -> gold sentence indices; a relevant pid missing here has no sentence labels.
+    gold: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    name: str
+    passages: dict[str, Passage]
+    queries: list[Query]
+
+
+def is_dev(dataset: str, key: str) -> bool:
+    digest = hashlib.sha256(f"{dataset}:{key}".encode()).hexdigest()
+    return int(digest, 16) % 100 < DEV_PERCENT
+
+
+def default_root() -> Path:
+    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def load(name: str, root: Path | None = None) -> Dataset:
+    root = root or default_root()
+    loaders = {"scifact": _scifact, "xquad": _xquad, "hotpotqa": _hotpotqa, "musique": _musique}
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    return loaders[name](root)
+
+
+def split(dataset: Dataset, dev: bool) -> list[Query]:
+    return [q for q in dataset.queries if _dev_of(q) == dev]
+
+
+def _dev_of(query: Query) -> bool:
+    # XQuAD groups by article: the qid is "<article>/<question id>".
+    key = query.qid.split("/")[0] if query.dataset == "xquad" else query.qid
+    return is_dev(query.dataset, key)
+
+
+def _clean(sentences: list[str]) -> tuple[str, ...]:
+    return tuple(" ".join(s.split()) for s in sentences if s.strip())
+
+
+def _scifact(root: Path) -> Dataset:
+    base = root / "scifact"
+    passages: dict[str, Passage] = {}
+    for line in (base / "corpus.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        # The title is sentence 0, so evidence index i becomes i + 1.
+        passages[str(record["doc_id"])] = Passage(
+            str(record["doc_id"]), (record["title"], *record["abstract"])
+        )
+    qrels: dict[str, list[str]] = {}
+    for line in (base / "qrels" / "train.tsv").read_text().splitlines()[1:]:
+        qid, pid, score = line.split("\t")
+        if int(score) > 0 and pid in passages:
+            qrels.setdefault(qid, []).append(pid)
+    queries = []
+    for line in (base / "claims_train.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        qid = str(record["id"])
+        if qid not in qrels:
+            continue
+        gold = {
+            pid: sorted({i + 1 for ev in evidences for i in ev["sentences"]})
+            for pid, evidences in record["evidence"].items()
+            if pid in passages
+        }
+        queries.append(Query(qid, "scifact", record["claim"], qrels[qid], gold))
+    return Dataset("scifact", passages, queries)
+
+
+def _xquad(root: Path) -> Dataset:
+    data = json.loads((root / "xquad_en" / "xquad.en.json").read_text())["data"]
+    passages: dict[str, Passage] = {}
+    queries = []
+    for article in data:
+        for p_index, paragraph in enumerate(article["paragraphs"]):
+            pid = f"{article['title']}#{p_index}"
+            context = paragraph["context"]
+            spans = split_sentences(context)
+            passages[pid] = Passage(pid, tuple(context[s:e] for s, e in spans))
+            for qa in paragraph["qas"]:
+                gold = _answer_sentences(spans, qa["answers"])
+                qid = f"{article['title']}/{qa['id']}"
+                queries.append(Query(qid, "xquad", qa["question"], [pid], {pid: gold}))
+    # Re-derive passages through _clean-free text: sentences are exact slices, joined by one space.
+    return Dataset("xquad", passages, queries)
+
+
+def _answer_sentences(spans: list[tuple[int, int]], answers: list[dict]) -> list[int]:
+    gold = set()
+    for answer in answers:
+        start = answer["answer_start"]
+        end = start + len(answer["text"])
+        gold |= {i for i, (s, e) in enumerate(spans) if s < end and start < e}
+    return sorted(gold)
+
+
+def _parse(value: object) -> object:
+    # The HippoRAG files store nested lists as Python literals inside strings.
+    return ast.literal_eval(value) if isinstance(value, str) else value
+
+
+def _hotpotqa(root: Path) -> Dataset:
+    records = json.loads((root / "hipporag_mini" / "hotpotqa_train.json").read_text())
+    passages: dict[str, Passage] = {}
+    corpus = json.loads((root / "hipporag_mini" / "hotpotqa_train_corpus.json").read_text())
+    for title, sentences in corpus.items():
+        passages[title] = Passage(title, _clean(sentences))
+    queries = []
+    for record in records:
+        context = {title: _clean(sents) for title, sents in _parse(record["context"])}
+        for title, sents in context.items():
+            passages.setdefault(title, Passage(title, sents))
+        gold: dict[str, list[int]] = {}
+        for title, index in _parse(record["supporting_facts"]):
+            if title in passages and index < len(passages[title].sentences):
+                gold.setdefault(title, []).append(index)
+        gold = {t: sorted(set(v)) for t, v in gold.items()}
+        queries.append(Query(record["_id"], "hotpotqa", record["question"], sorted(gold), gold))
+    return Dataset("hotpotqa", passages, queries)
+
+
+def _musique(root: Path) -> Dataset:
+    records = json.loads((root / "hipporag_mini" / "musique_train.json").read_text())
+    passages: dict[str, Passage] = {}
+    queries = []
+    for record in records:
+        hops = _parse(record["question_decomposition"])
+        relevant, gold = [], {}
+        for paragraph in _parse(record["paragraphs"]):
+            text = paragraph["paragraph_text"]
+            pid = f"{paragraph['title']}::{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+            sentences = tuple(text[s:e] for s, e in split_sentences(text))
+            passages.setdefault(pid, Passage(pid, sentences))
+            if paragraph["is_supporting"]:
+                relevant.append(pid)
+                answers = [
+                    h["answer"].lower() for h in hops if h.get("paragraph_support_idx") == paragraph["idx"]
+                ]
+                hits = [i for i, s in enumerate(sentences) if any(a in s.lower() for a in answers)]
+                if hits:
+                    gold[pid] = hits
+        queries.append(Query(record["id"], "musique", record["question"], relevant, gold))
+    return Dataset("musique", passages, queries)
+
+
+def iter_all(root: Path | None = None) -> Iterator[Dataset]:
+    for name in DATASETS:
+        yield load(name, root)

@@ -1,0 +1,135 @@
+"""The reranker component: ragpress's trained MiniLM relevance head, or any sentence-transformers
+cross-encoder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from haystack import Document, component, default_from_dict, default_to_dict
+
+from pruners.component import check_range, check_top_k, document_spans, select
+from pruners.model import DEFAULT_MODEL_NAME, is_weights_dir, load_shared
+from pruners.scoring import score_passages
+from ragpress.models import resolve
+
+
+def is_ragpress_model(model: str) -> bool:
+    return model == DEFAULT_MODEL_NAME or is_weights_dir(model)
+
+
+@component
+class Reranker:
+    """Scores (query, document) pairs jointly and returns the documents best first, ``score`` set to the
+    relevance probability in [0, 1] (so one ``score_threshold`` works as an abstention floor for any model).
+
+    ``model`` is ``"ragpress-provence-minilm"`` (the shipped adapter on the bundled MiniLM, the same model as
+    ``ProvencePruner``), a directory of such weights, or any sentence-transformers CrossEncoder id or
+    directory (resolved through ragpress's model registry; fetch hub models with ``ragpress models fetch``).
+
+    Usage::
+
+        reranker = Reranker(top_k=5)  # or Reranker(model="cross-encoder/ms-marco-MiniLM-L6-v2")
+        reranker.warm_up()
+        best = reranker.run(query="Who wrote Hamlet?", documents=documents)["documents"]
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL_NAME,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        max_length: int = 512,
+        batch_size: int = 16,
+        quantize: bool = False,
+    ) -> None:
+        """
+        :param model: the ragpress adapter name, a directory of its weights, or a CrossEncoder id/directory.
+        :param top_k: return at most this many documents (None: all).
+        :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
+        :param max_length: tokens per (query, passage) window; longer ragpress inputs are scored per window
+            (best window wins); CrossEncoders truncate.
+        :param batch_size: pairs per forward pass.
+        :param quantize: dynamic int8 quantization (ragpress model only).
+        """
+        if not model:
+            raise ValueError("model must name the ragpress adapter, a weights directory or a CrossEncoder")
+        check_range("score_threshold", score_threshold, 0.0, 1.0)
+        check_top_k(top_k)
+        if not 16 <= max_length <= 512 or batch_size < 1:
+            raise ValueError("max_length must be within [16, 512] and batch_size positive")
+        self.model = model
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.quantize = quantize
+        self._backend: Any = None
+        self._tokenizer: Any = None
+
+    def warm_up(self) -> None:
+        if self._backend is not None:
+            return
+        if is_ragpress_model(self.model):
+            from pruners.component import weights_path
+
+            self._backend, self._tokenizer = load_shared(weights_path(self.model), self.quantize)
+        else:
+            from sentence_transformers import CrossEncoder
+
+            self._backend = CrossEncoder(
+                resolve(self.model), device="cpu", max_length=self.max_length, local_files_only=True
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            model=self.model,
+            top_k=self.top_k,
+            score_threshold=self.score_threshold,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            quantize=self.quantize,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reranker:
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Rerank ``documents`` for ``query``; arguments given here override the init values."""
+        top_k = self.top_k if top_k is None else top_k
+        score_threshold = self.score_threshold if score_threshold is None else score_threshold
+        check_range("score_threshold", score_threshold, 0.0, 1.0)
+        check_top_k(top_k)
+        if not documents:
+            return {"documents": []}
+        self.warm_up()
+        scores = self._scores(query, documents)
+        scored = [replace(d, score=s) for d, s in zip(documents, scores, strict=True)]
+        return {"documents": select(scored, top_k, score_threshold)}
+
+    def _scores(self, query: str, documents: list[Document]) -> list[float]:
+        if self._tokenizer is not None:
+            passages = [(d.content or "", document_spans(d)) for d in documents]
+            results = score_passages(
+                self._backend, self._tokenizer, query, passages, self.batch_size, self.max_length
+            )
+            return [r.score for r in results]
+        import torch
+
+        pairs = [(query, d.content or "") for d in documents]
+        # Sigmoid maps a single-logit cross-encoder to [0, 1]; multi-label models are not rerankers.
+        raw = self._backend.predict(
+            pairs, batch_size=self.batch_size, activation_fn=torch.nn.Sigmoid(), show_progress_bar=False
+        )
+        return [
+            0.0 if not (d.content or "").strip() else float(s) for d, s in zip(documents, raw, strict=True)
+        ]

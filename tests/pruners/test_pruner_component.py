@@ -1,0 +1,124 @@
+"""The ProvencePruner component with the shipped weights: thresholds, edge cases and the output contract."""
+
+import json
+from pathlib import Path
+
+import pytest
+from haystack import Document
+
+from indexers.sentences import split_sentences
+from pruners.component import ProvencePruner
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "dev_examples.json").read_text())
+
+
+def as_document(sentences: list[str], doc_id: str) -> Document:
+    return Document(id=doc_id, content=" ".join(sentences))
+
+
+@pytest.fixture(scope="module")
+def pruner() -> ProvencePruner:
+    component = ProvencePruner()
+    component.warm_up()
+    return component
+
+
+@pytest.fixture(scope="module")
+def xquad() -> dict:
+    return next(e for e in EXAMPLES if e["dataset"] == "xquad")
+
+
+def test_pruned_text_is_the_kept_sentences_in_original_order(pruner, xquad):
+    document = as_document(xquad["passages"][0], "gold")
+    out = pruner.run(query=xquad["query"], documents=[document])["documents"][0]
+    spans = split_sentences(document.content)
+    assert len(out.meta["sentence_scores"]) == len(spans)
+    assert out.meta["kept_sentences"] == sorted(out.meta["kept_sentences"])
+    assert out.meta["pruned_text"] == " ".join(
+        document.content[s:e] for s, e in (spans[i] for i in out.meta["kept_sentences"])
+    )
+    assert out.content == document.content
+    assert 0.0 <= out.score <= 1.0
+
+
+def test_the_answer_sentence_is_kept_and_most_of_the_paragraph_dropped(pruner, xquad):
+    document = as_document(xquad["passages"][0], "gold")
+    out = pruner.run(query=xquad["query"], documents=[document])["documents"][0]
+    assert set(xquad["gold_sentences"]) <= set(out.meta["kept_sentences"])
+    assert len(out.meta["pruned_text"]) < len(document.content)
+
+
+def test_threshold_zero_keeps_everything_and_one_keeps_nothing_and_higher_keeps_less(pruner, xquad):
+    documents = [as_document(p, str(i)) for i, p in enumerate(xquad["passages"])]
+    kept = {}
+    for threshold in (0.0, 0.05, 0.3, 0.9, 1.0):
+        out = pruner.run(query=xquad["query"], documents=documents, threshold=threshold)["documents"]
+        kept[threshold] = {(d.id, i) for d in out for i in d.meta["kept_sentences"]}
+    assert kept[0.0] == {(d.id, i) for d in documents for i in range(len(split_sentences(d.content)))}
+    assert kept[1.0] == set()
+    assert kept[0.05] >= kept[0.3] >= kept[0.9]
+
+
+def test_an_empty_passage_scores_zero_and_keeps_nothing(pruner, xquad):
+    documents = [
+        Document(id="empty", content=""),
+        Document(id="blank", content="  \n "),
+        as_document(xquad["passages"][0], "gold"),
+    ]
+    out = {d.id: d for d in pruner.run(query=xquad["query"], documents=documents)["documents"]}
+    for doc_id in ("empty", "blank"):
+        assert out[doc_id].score == 0.0
+        assert out[doc_id].meta["kept_sentences"] == []
+        assert out[doc_id].meta["pruned_text"] == ""
+    assert out["gold"].score > 0.0
+
+
+def test_a_passage_longer_than_the_window_is_scored_in_windows_and_its_late_answer_survives(pruner, xquad):
+    filler = [s for p in xquad["passages"][1:] for s in p] * 3  # well over 512 tokens of the same article
+    sentences = filler + xquad["passages"][0]
+    document = as_document(sentences, "long")
+    assert len(pruner._tokenizer(document.content)["input_ids"]) > 1024
+    out = pruner.run(query=xquad["query"], documents=[document])["documents"][0]
+    assert len(out.meta["sentence_scores"]) == len(split_sentences(document.content))
+    gold = {len(filler) + i for i in xquad["gold_sentences"]}
+    assert gold <= set(out.meta["kept_sentences"])
+
+
+def test_a_non_english_passage_gets_scores_without_errors(pruner):
+    german = Document(
+        content="Der Rhein ist ein Fluss in Europa. Er fließt durch Köln. 東京は日本の首都です。"
+    )
+    out = pruner.run(query="Durch welche Stadt fließt der Rhein?", documents=[german])["documents"][0]
+    assert 0.0 <= out.score <= 1.0
+    assert len(out.meta["sentence_scores"]) == len(split_sentences(german.content)) == 3
+    assert all(0.0 <= s <= 1.0 for s in out.meta["sentence_scores"])
+
+
+def test_stored_sentence_spans_are_preferred_over_the_splitter(pruner, xquad):
+    text = " ".join(xquad["passages"][0])
+    whole = Document(content=text, meta={"sentences": [[0, len(text)]]})
+    out = pruner.run(query=xquad["query"], documents=[whole], threshold=0.0)["documents"][0]
+    assert out.meta["kept_sentences"] == [0]
+    assert out.meta["pruned_text"] == text
+
+
+def test_documents_come_back_best_first_and_runtime_top_k_overrides_init(xquad):
+    pruner = ProvencePruner(top_k=4)
+    documents = [as_document(p, str(i)) for i, p in enumerate(xquad["passages"])]
+    out = pruner.run(query=xquad["query"], documents=documents, top_k=2)["documents"]
+    assert len(out) == 2
+    assert out[0].score >= out[1].score
+    assert len(pruner.run(query=xquad["query"], documents=documents)["documents"]) == 4
+
+
+def test_invalid_parameters_are_rejected_at_init_and_at_run(pruner):
+    with pytest.raises(ValueError):
+        ProvencePruner(threshold=1.5)
+    with pytest.raises(ValueError):
+        ProvencePruner(top_k=0)
+    with pytest.raises(ValueError):
+        ProvencePruner(model="/no/such/weights")
+    with pytest.raises(ValueError):
+        pruner.run(query="q", documents=[Document(content="x")], threshold=-0.1)
