@@ -1,0 +1,433 @@
+"""A Haystack document store over Qdrant Edge: Qdrant's own engine (HNSW, payload indexes, WAL) in-process.
+
+It is a drop-in for qdrant-haystack's ``QdrantDocumentStore`` where no server runs:
+
+- the same point ids (``convert_id`` of qdrant-haystack), the same payload layout (``Document.to_dict`` without
+  vectors, so ``meta.tenant`` is a payload path in both) and the same filter semantics, so documents written by
+  one read back identically from the other;
+- ``count_documents``, ``filter_documents``, ``write_documents`` (NONE/SKIP/OVERWRITE/FAIL),
+  ``delete_documents``, ``delete_by_filter``, ``count_documents_by_filter``, ``get_documents_by_id``;
+- dense, sparse (a Document's ``sparse_embedding``, or Edge's built-in BM25 over its content) and hybrid
+  (Reciprocal Rank Fusion) retrieval;
+- ``optimize()`` builds the HNSW graphs and merges segments; Edge never does it by itself, so call it after a
+  large ingest (until then search is exact and slower);
+- one process owns an index folder: a second one gets ``IndexLockedError`` naming the owner's pid.
+
+Usage:
+    >>> store = EdgeDocumentStore(path="/var/lib/ragpress/edge", embedding_dim=384)
+    >>> store.write_documents(documents, policy=DuplicatePolicy.OVERWRITE)
+    >>> store.optimize()
+    >>> store.embedding_retrieval(query_embedding=vector, filters={...}, top_k=10)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as edge
+from haystack import Document, default_from_dict, default_to_dict
+from haystack.dataclasses import SparseEmbedding
+from haystack.document_stores.errors import DuplicateDocumentError
+from haystack.document_stores.types import DuplicatePolicy
+from haystack_integrations.document_stores.qdrant.converters import convert_id
+
+from indexers.edge_filters import to_edge_filter
+from indexers.edge_lock import FolderLock
+
+logger = logging.getLogger(__name__)
+
+DENSE = "text-dense"
+SPARSE = "text-sparse"
+RRF_K = 60
+_DISTANCES = {"cosine": edge.Distance.Cosine, "dot_product": edge.Distance.Dot, "l2": edge.Distance.Euclid}
+_SCHEMAS = {
+    "keyword": edge.PayloadSchemaType.Keyword, "integer": edge.PayloadSchemaType.Integer,
+    "float": edge.PayloadSchemaType.Float, "bool": edge.PayloadSchemaType.Bool,
+    "datetime": edge.PayloadSchemaType.Datetime, "uuid": edge.PayloadSchemaType.Uuid,
+    "text": edge.PayloadSchemaType.Text,
+}
+# The fields ragpress filters on (ragpress/schema.py); the tenant index co-locates each tenant's points.
+DEFAULT_INDEXED_FIELDS: tuple[dict[str, Any], ...] = (
+    {"field_name": "meta.tenant", "field_schema": {"type": "keyword", "is_tenant": True}},
+    {"field_name": "meta.collection", "field_schema": "keyword"},
+    {"field_name": "meta.doc_id", "field_schema": "keyword"},
+    {"field_name": "meta.level", "field_schema": "keyword"},
+    {"field_name": "meta.content_hash", "field_schema": "keyword"},
+)
+
+
+class EdgeStoreError(RuntimeError):
+    """An Edge operation failed; the message names the index."""
+
+
+class EdgeDocumentStore:
+    """Documents with dense and sparse vectors in one Qdrant Edge shard at ``<path>/<index>``."""
+
+    def __init__(
+        self,
+        path: str,
+        index: str = "Document",
+        embedding_dim: int = 768,
+        similarity: str = "cosine",
+        use_bm25: bool = True,
+        return_embedding: bool = False,
+        payload_fields_to_index: list[dict[str, Any]] | None = None,
+        hnsw_config: dict[str, int] | None = None,
+        write_batch_size: int = 256,
+        scroll_size: int = 10_000,
+    ) -> None:
+        """
+        :param path: Folder holding the index (created on first use). Never ``:memory:``: Edge is on-disk only.
+        :param index: Subfolder (Qdrant "collection") inside ``path``.
+        :param embedding_dim: Dense vector size; fixed once the index exists.
+        :param similarity: ``cosine``, ``dot_product`` or ``l2``.
+        :param use_bm25: Give Documents without a ``sparse_embedding`` one from Edge's BM25 over their content,
+            so sparse and hybrid retrieval work from text alone.
+        :param return_embedding: Whether retrieval returns the documents' vectors.
+        :param payload_fields_to_index: ``[{"field_name": "meta.x", "field_schema": "keyword" | {"type":
+            "keyword", "is_tenant": true}}]`` (qdrant-haystack's format); defaults to ragpress's scope fields.
+        :param hnsw_config: ``{"m": 16, "ef_construct": 100, "full_scan_threshold": 10000}`` overrides.
+        :param write_batch_size: Points per upsert; each upsert is one WAL record.
+        :param scroll_size: Points per page when listing documents.
+        """
+        if similarity not in _DISTANCES:
+            raise ValueError(f"similarity must be one of {sorted(_DISTANCES)}.")
+        if not path or path == ":memory:":
+            raise ValueError("EdgeDocumentStore needs a folder path; Qdrant Edge has no in-memory mode.")
+        self.path = path
+        self.index = index
+        self.embedding_dim = embedding_dim
+        self.similarity = similarity
+        self.use_bm25 = use_bm25
+        self.return_embedding = return_embedding
+        self.payload_fields_to_index = (
+            list(DEFAULT_INDEXED_FIELDS) if payload_fields_to_index is None else payload_fields_to_index)
+        self.hnsw_config = hnsw_config
+        self.write_batch_size = write_batch_size
+        self.scroll_size = scroll_size
+        self._shard: edge.EdgeShard | None = None
+        self._lock: FolderLock | None = None
+        self._bm25: edge.Bm25 | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def shard_path(self) -> Path:
+        return Path(self.path) / self.index
+
+    def _open(self) -> edge.EdgeShard:
+        if self._shard is not None:
+            return self._shard
+        folder = self.shard_path
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(folder)
+        lock.acquire()  # before Edge touches the WAL, so a second process gets our clear error, not WouldBlock
+        try:
+            self._shard = self._load_or_create(folder)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        return self._shard
+
+    def _load_or_create(self, folder: Path) -> edge.EdgeShard:
+        if (folder / "edge_config.json").exists():
+            shard = edge.EdgeShard.load(str(folder))
+            self._check_dimension(shard)
+            return shard
+        shard = edge.EdgeShard.create(str(folder), self._config())
+        for field in self.payload_fields_to_index:
+            shard.update(edge.UpdateOperation.create_field_index(field["field_name"], _schema(field)))
+        return shard
+
+    def _config(self) -> edge.EdgeConfig:
+        hnsw = None
+        if self.hnsw_config:
+            params = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000, **self.hnsw_config}
+            hnsw = edge.HnswIndexConfig(**params)
+        return edge.EdgeConfig(
+            vectors={DENSE: edge.EdgeVectorParams(size=self.embedding_dim, distance=_DISTANCES[self.similarity])},
+            # IDF is applied by the engine at query time, which BM25 document vectors (term frequencies) need.
+            sparse_vectors={SPARSE: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
+            hnsw_config=hnsw,
+        )
+
+    def _check_dimension(self, shard: edge.EdgeShard) -> None:
+        # The EdgeConfig getters read what was persisted; a mismatch would otherwise fail on the first write.
+        size = shard_dense_size(self.shard_path)
+        if size is not None and size != self.embedding_dim:
+            raise EdgeStoreError(
+                f"The index at {self.shard_path} holds {size}-d vectors, not embedding_dim={self.embedding_dim}.")
+
+    def close(self) -> None:
+        """Flush, release the engine and the folder lock. The store reopens on next use."""
+        if self._shard is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def flush(self) -> None:
+        self._open().flush()
+
+    def optimize(self) -> bool:
+        """Build HNSW graphs and merge segments (blocking). Returns whether anything changed."""
+        shard = self._open()
+        changed = shard.optimize()
+        shard.flush()
+        return changed
+
+    def info(self) -> dict[str, Any]:
+        info = self._open().info()
+        return {"points": info.points_count, "indexed_vectors": info.indexed_vectors_count,
+                "segments": info.segments_count, "payload_indexes": sorted(info.payload_schema)}
+
+    # ------------------------------------------------------------------ serialization
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self, path=self.path, index=self.index, embedding_dim=self.embedding_dim,
+            similarity=self.similarity, use_bm25=self.use_bm25, return_embedding=self.return_embedding,
+            payload_fields_to_index=self.payload_fields_to_index, hnsw_config=self.hnsw_config,
+            write_batch_size=self.write_batch_size, scroll_size=self.scroll_size)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EdgeDocumentStore:
+        return default_from_dict(cls, data)
+
+    # ------------------------------------------------------------------ DocumentStore protocol
+
+    def count_documents(self) -> int:
+        return self._open().count(edge.CountRequest(exact=True))
+
+    def count_documents_by_filter(self, filters: dict[str, Any]) -> int:
+        return self._open().count(edge.CountRequest(exact=True, filter=to_edge_filter(filters)))
+
+    def filter_documents(self, filters: dict[str, Any] | None = None) -> list[Document]:
+        return list(self._scroll(to_edge_filter(filters), with_vector=True))
+
+    def get_documents_by_id(self, ids: list[str]) -> list[Document]:
+        records = self._open().retrieve([convert_id(i) for i in ids], with_payload=True, with_vector=True)
+        return [self._to_document(r, score=None, with_vector=True) for r in records]
+
+    def write_documents(self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.FAIL) -> int:
+        """Write documents; returns how many were written. NONE behaves as FAIL, like qdrant-haystack."""
+        for document in documents:
+            if not isinstance(document, Document):
+                raise ValueError(f"write_documents() expects Documents, got {type(document).__name__}.")
+        if not documents:
+            return 0
+        shard = self._open()
+        documents = self._apply_policy(_last_of_each_id(documents), policy)
+        for start in range(0, len(documents), self.write_batch_size):
+            points = [self._to_point(d) for d in documents[start:start + self.write_batch_size]]
+            shard.update(edge.UpdateOperation.upsert_points(points))
+        return len(documents)
+
+    def delete_documents(self, document_ids: list[str]) -> None:
+        if document_ids:
+            self._open().update(edge.UpdateOperation.delete_points([convert_id(i) for i in document_ids]))
+
+    def delete_by_filter(self, filters: dict[str, Any]) -> int:
+        """Delete every document the filter matches; returns how many. An empty filter deletes nothing."""
+        edge_filter = to_edge_filter(filters)
+        if edge_filter is None:
+            return 0
+        shard = self._open()
+        matched = shard.count(edge.CountRequest(exact=True, filter=edge_filter))
+        if matched:
+            shard.update(edge.UpdateOperation.delete_points_by_filter(edge_filter))
+        return matched
+
+    def delete_all_documents(self) -> None:
+        self._open().update(edge.UpdateOperation.delete_points_by_filter(edge.Filter()))
+
+    # ------------------------------------------------------------------ retrieval
+
+    def embedding_retrieval(
+        self,
+        query_embedding: list[float],
+        filters: dict[str, Any] | None = None,
+        top_k: int = 10,
+        scale_score: bool = False,
+        return_embedding: bool | None = None,
+        score_threshold: float | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool = False,
+    ) -> list[Document]:
+        """The ``top_k`` documents nearest ``query_embedding`` (HNSW once optimized, exact before)."""
+        query = edge.Query.Nearest(list(query_embedding), using=DENSE)
+        points = self._query(query, filters, top_k, return_embedding, score_threshold,
+                             edge.SearchParams(hnsw_ef=hnsw_ef, exact=exact))
+        documents = [self._to_document(p, p.score, self._want_vectors(return_embedding)) for p in points]
+        return [self._scaled(d) for d in documents] if scale_score else documents
+
+    def sparse_retrieval(
+        self,
+        query_sparse_embedding: SparseEmbedding | None = None,
+        query: str | None = None,
+        filters: dict[str, Any] | None = None,
+        top_k: int = 10,
+        return_embedding: bool | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Document]:
+        """Sparse search by a sparse embedding, or by query text through the store's BM25."""
+        sparse = self._query_sparse(query_sparse_embedding, query)
+        points = self._query(edge.Query.Nearest(sparse, using=SPARSE), filters, top_k, return_embedding,
+                             score_threshold, None)
+        return [self._to_document(p, p.score, self._want_vectors(return_embedding)) for p in points]
+
+    def hybrid_retrieval(
+        self,
+        query_embedding: list[float],
+        query_sparse_embedding: SparseEmbedding | None = None,
+        query: str | None = None,
+        filters: dict[str, Any] | None = None,
+        top_k: int = 10,
+        return_embedding: bool | None = None,
+        rrf_k: int = RRF_K,
+        prefetch_k: int | None = None,
+    ) -> list[Document]:
+        """Dense and sparse candidates (``prefetch_k`` each, both filtered) fused by Reciprocal Rank Fusion."""
+        edge_filter = to_edge_filter(filters)
+        depth = prefetch_k or max(top_k * 4, 20)
+        prefetches = [
+            edge.Prefetch(limit=depth, query=edge.Query.Nearest(self._query_sparse(query_sparse_embedding, query),
+                                                                using=SPARSE), filter=edge_filter),
+            edge.Prefetch(limit=depth, query=edge.Query.Nearest(list(query_embedding), using=DENSE),
+                          filter=edge_filter),
+        ]
+        with_vector = self._want_vectors(return_embedding)
+        points = self._open().query(edge.QueryRequest(
+            limit=top_k, prefetches=prefetches, query=edge.Fusion.Rrf(k=rrf_k), with_payload=True,
+            with_vector=with_vector))
+        return [self._to_document(p, p.score, with_vector) for p in points]
+
+    def embed_sparse(self, text: str, as_query: bool = False) -> SparseEmbedding:
+        """Edge's BM25 vector for ``text`` (term weights for documents, unit weights for queries)."""
+        bm25 = self._bm25 = self._bm25 or edge.Bm25()
+        vector = bm25.embed_query(text) if as_query else bm25.embed_document(text)
+        return SparseEmbedding(indices=list(vector.indices), values=list(vector.values))
+
+    # ------------------------------------------------------------------ internals
+
+    def _query(self, query: Any, filters: dict[str, Any] | None, top_k: int, return_embedding: bool | None,
+               score_threshold: float | None, params: edge.SearchParams | None) -> list[edge.ScoredPoint]:
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1.")
+        request = edge.QueryRequest(limit=top_k, query=query, filter=to_edge_filter(filters), with_payload=True,
+                                    with_vector=self._want_vectors(return_embedding),
+                                    score_threshold=score_threshold, params=params)
+        return self._open().query(request)
+
+    def _query_sparse(self, embedding: SparseEmbedding | None, text: str | None) -> edge.SparseVector:
+        if embedding is None:
+            if not text:
+                raise ValueError("Sparse retrieval needs query_sparse_embedding or query text.")
+            embedding = self.embed_sparse(text, as_query=True)
+        return edge.SparseVector(list(embedding.indices), [float(v) for v in embedding.values])
+
+    def _want_vectors(self, return_embedding: bool | None) -> bool:
+        return self.return_embedding if return_embedding is None else return_embedding
+
+    def _scaled(self, document: Document) -> Document:
+        # The same squashing qdrant-haystack applies, so thresholds carry over between the stores.
+        import math
+        from dataclasses import replace
+
+        if document.score is None:
+            return document
+        if self.similarity == "cosine":
+            return replace(document, score=(document.score + 1) / 2)
+        return replace(document, score=float(1 / (1 + math.exp(-document.score / 100))))
+
+    def _apply_policy(self, documents: list[Document], policy: DuplicatePolicy) -> list[Document]:
+        if policy == DuplicatePolicy.OVERWRITE:
+            return documents
+        records = self._open().retrieve([convert_id(d.id) for d in documents], with_payload=["id"],
+                                        with_vector=False)
+        existing = {(r.payload or {}).get("id") for r in records}
+        if existing and policy in (DuplicatePolicy.FAIL, DuplicatePolicy.NONE):
+            shown = ", ".join(sorted(str(i) for i in existing)[:5])
+            raise DuplicateDocumentError(f"Documents already in index '{self.index}': {shown}")
+        return [d for d in documents if d.id not in existing]
+
+    def _to_point(self, document: Document) -> edge.Point:
+        payload = document.to_dict(flatten=False)
+        payload.pop("embedding", None)
+        payload.pop("sparse_embedding", None)
+        vectors: dict[str, Any] = {}
+        if document.embedding is not None:
+            vectors[DENSE] = [float(x) for x in document.embedding]
+        sparse = document.sparse_embedding
+        if sparse is None and self.use_bm25 and document.content:
+            sparse = self.embed_sparse(document.content)
+        if sparse is not None and sparse.indices:
+            vectors[SPARSE] = edge.SparseVector(list(sparse.indices), [float(v) for v in sparse.values])
+        return edge.Point(id=convert_id(document.id), vector=vectors, payload=payload)
+
+    def _to_document(self, point: Any, score: float | None, with_vector: bool) -> Document:
+        data = dict(point.payload or {})
+        data["score"] = score
+        vectors = point.vector if with_vector and isinstance(point.vector, dict) else {}
+        dense = vectors.get(DENSE)
+        data["embedding"] = list(dense) if dense is not None else None
+        sparse = vectors.get(SPARSE)
+        data["sparse_embedding"] = (
+            {"indices": list(sparse.indices), "values": list(sparse.values)} if sparse is not None else None)
+        return Document.from_dict(data)
+
+    def _scroll(self, edge_filter: edge.Filter | None, with_vector: bool) -> Iterator[Document]:
+        shard = self._open()
+        offset = None
+        while True:
+            records, offset = shard.scroll(edge.ScrollRequest(
+                offset=offset, limit=self.scroll_size, filter=edge_filter, with_payload=True,
+                with_vector=with_vector))
+            for record in records:
+                yield self._to_document(record, score=None, with_vector=with_vector)
+            if offset is None:
+                return
+
+
+def _last_of_each_id(documents: list[Document]) -> list[Document]:
+    # Within one call the last copy of an id wins, as repeated upserts would; logged because it hides a bug
+    # upstream more often than not.
+    unique = {d.id: d for d in documents}
+    if len(unique) < len(documents):
+        logger.warning("write_documents got %d duplicate ids in one call; kept the last of each.",
+                       len(documents) - len(unique))
+    return list(unique.values())
+
+
+def _schema(field: dict[str, Any]) -> Any:
+    spec = field.get("field_schema", "keyword")
+    if isinstance(spec, str):
+        return _SCHEMAS[spec]
+    kind = spec.get("type", "keyword")
+    if kind == "keyword":
+        return edge.KeywordIndexParams(is_tenant=spec.get("is_tenant"))
+    return _SCHEMAS[kind]
+
+
+def shard_dense_size(folder: Path) -> int | None:
+    """The dense vector size recorded in an Edge folder's config, or None if it has none."""
+    import json
+
+    config_file = folder / "edge_config.json"
+    if not config_file.exists():
+        return None
+    vectors = json.loads(config_file.read_text()).get("vectors", {})
+    params = vectors.get(DENSE) if isinstance(vectors, dict) else None
+    return int(params["size"]) if isinstance(params, dict) and "size" in params else None
+
+
+def point_id(document_id: str) -> uuid.UUID:
+    """The Qdrant point id a Document id maps to, the same one qdrant-haystack uses."""
+    return uuid.UUID(convert_id(document_id))
