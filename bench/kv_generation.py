@@ -1,0 +1,229 @@
+"""Compressed-KV generation against sequential prefill, on the same 8 chunks, in one run.
+
+    OMP_NUM_THREADS=1 nice -n 10 python -m bench.kv_generation --questions 20 --repeats 3
+
+Variants: (a) sequential prefill of prefix + chunks + question; (b) naive parallel encoding (cached chunk
+states side by side, positions reused, T = S = 1); (c) parallel + APE corrections (calibrated T, S from
+the store, see ``generators.kv_calibration``) on fp32 states, and on fp16 states as the quantization
+reference; (d) (c) + pruning by masking (the gold supporting sentences stand in for the pruner, so this is
+an oracle pruner); (e) (c) with int8 and int4 states. All variants see identical token ids.
+
+TTFT for the cached variants includes reading the entries from the store, checksum, dequantization,
+laying out the cache and prefilling the question. Quality is teacher-forced against the gold answer
+(mean NLL, first-token KL from (a), top-1 first-token agreement with (a)); greedy F1 beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from generators import parallel_attention
+from generators.decoding import greedy_decode
+from generators.kv_cache import ChunkKV, cache_tensors
+from generators.kv_calibration import Prepared, prepare
+from generators.kv_context import KVContextBuilder, ParallelContext
+from generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_name
+from generators.kv_quantization import dequantize, stored_bytes
+from generators.kv_scoring import (
+    Example,
+    Scores,
+    f1,
+    first_token_kl,
+    hotpot_examples,
+    top1_agrees,
+    xquad_examples,
+)
+from generators.kv_store import KVEntry, LocalKVStore, encode_entry, open_store
+from generators.prompting import DEFAULT_SYSTEM_PROMPT
+
+MODEL = "SmolLM2-135M-Instruct"
+VARIANTS = (
+    "a_sequential", "b_naive_parallel", "c_ape", "c_ape_fp16", "d_ape_masked", "e_ape_int8", "e_ape_int4",
+)
+STATE_FORMAT = {"c_ape_fp16": "fp16", "e_ape_int8": "int8", "e_ape_int4": "int4"}
+
+
+@dataclass
+class Result:
+    ttft_s: float
+    scores: Scores
+    answer: str
+    bytes_per_token: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _timed_first_token(run: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    out = run()
+    int(torch.argmax(out.logits[0, -1]))
+    return time.perf_counter() - started, out
+
+
+@torch.inference_mode()
+def sequential(builder: KVContextBuilder, item: Prepared, repeats: int, new_tokens: int) -> Result:
+    ids = builder.prefix_ids + [t for e in item.entries for t in e.token_ids] + item.suffix
+    times = []
+    for _ in range(repeats):
+        elapsed, out = _timed_first_token(
+            lambda: builder.lm(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1)
+        )
+        times.append(elapsed)
+    keys, values = cache_tensors(out.past_key_values)
+    answer = item.answer
+    follow = builder.lm(
+        input_ids=torch.tensor([answer]),
+        position_ids=torch.arange(len(ids), len(ids) + len(answer)).unsqueeze(0),
+        past_key_values=parallel_attention.build_cache(keys, values),
+    )
+    scores = _scores(out.logits[0, -1], follow.logits[0], answer)
+    decoded = greedy_decode(builder.lm, builder.tokenizer, parallel_attention.build_cache(keys, values),
+                            out.logits[0, -1], len(ids), new_tokens, time.perf_counter())
+    return Result(statistics.median(times), scores, decoded.text, extra={"prompt_tokens": len(ids)})
+
+
+def _scores(first: torch.Tensor, following: torch.Tensor, answer: list[int]) -> Scores:
+    logits = torch.cat([first.unsqueeze(0), following[:-1]]).float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    nll = -logprobs[torch.arange(len(answer)), torch.tensor(answer)].mean().item()
+    return Scores(nll=nll, first_logprobs=logprobs[0])
+
+
+@torch.inference_mode()
+def parallel(builder: KVContextBuilder, item: Prepared, temperature: float, scale: float, prune: bool,
+             repeats: int, new_tokens: int) -> Result:
+    chunks = item.example.chunks
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        entries = [builder.load(chunk) for chunk in chunks]  # store read + checksum + decode
+        assert all(e is not None for e in entries)
+        context = builder.assemble(chunks, entries, temperature, scale, prune=prune)  # type: ignore[arg-type]
+        out = _question(builder, context, item.suffix, last_only=True)
+        int(torch.argmax(out.logits[0, -1]))
+        times.append(time.perf_counter() - started)
+    follow = _question(builder, context, item.suffix + item.answer, past=context.cache())
+    scores = _scores(follow.logits[0, len(item.suffix) - 1], follow.logits[0, len(item.suffix):], item.answer)
+    start = context.layout.question_position + len(item.suffix)
+    decoded = greedy_decode(builder.lm, builder.tokenizer, out.past_key_values, out.logits[0, -1], start,
+                            new_tokens, time.perf_counter(), forward_kwargs={"ape_layout": context.layout})
+    size = sum(stored_bytes(e.tensors) for e in entries if e) / sum(e.n_tokens for e in entries if e)
+    return Result(statistics.median(times), scores, decoded.text, size, {"masked": context.masked_tokens})
+
+
+def _question(builder: KVContextBuilder, context: ParallelContext, ids: list[int], past: Any = None,
+              last_only: bool = False) -> Any:
+    start = context.layout.question_position
+    return builder.lm(
+        input_ids=torch.tensor([ids]),
+        position_ids=torch.arange(start, start + len(ids)).unsqueeze(0),
+        past_key_values=past if past is not None else context.cache(),
+        use_cache=True,
+        logits_to_keep=1 if last_only else 0,
+        ape_layout=context.layout,
+    )
+
+
+def store_requantized(source: list[KVEntry], chunks: list[Any], builder: KVContextBuilder) -> None:
+    """Store fp32 states under another quantization without encoding the chunks again."""
+    for entry, chunk in zip(source, chunks, strict=True):
+        keys, values = dequantize(entry.tensors, entry.quantization)
+        state = ChunkKV(keys, values, entry.token_ids, entry.token_spans)
+        builder.store.put(builder.keys_for(chunk)[-1], encode_entry(builder.to_entry(state, "")))
+
+
+def run_example(builders: dict[str, KVContextBuilder], item: Prepared, t: float, s: float,
+                repeats: int, new_tokens: int) -> dict[str, Result]:
+    base = builders["none"]
+    results = {"a_sequential": sequential(base, item, repeats, new_tokens)}
+    results["b_naive_parallel"] = parallel(base, item, 1.0, 1.0, False, repeats, new_tokens)
+    results["c_ape"] = parallel(base, item, t, s, False, repeats, new_tokens)
+    results["d_ape_masked"] = parallel(base, item, t, s, True, repeats, new_tokens)
+    for variant, fmt in STATE_FORMAT.items():
+        store_requantized(item.entries, item.example.chunks, builders[fmt])
+        results[variant] = parallel(builders[fmt], item, t, s, False, repeats, new_tokens)
+    results["a_sequential"].bytes_per_token = results["c_ape"].bytes_per_token
+    return results
+
+
+def summarize(rows: list[tuple[Example, dict[str, Result]]]) -> dict[str, dict[str, float]]:
+    summary: dict[str, dict[str, float]] = {}
+    for variant in VARIANTS:
+        res = [(ex, r[variant], r["a_sequential"]) for ex, r in rows]
+        summary[variant] = {
+            "ttft_ms": 1000 * statistics.median(r.ttft_s for _, r, _ in res),
+            "speedup_vs_a": statistics.median(a.ttft_s / r.ttft_s for _, r, a in res),
+            "nll": statistics.fmean(r.scores.nll for _, r, _ in res),
+            "kl_vs_a": statistics.fmean(first_token_kl(a.scores, r.scores) for _, r, a in res),
+            "top1_agree": statistics.fmean(top1_agrees(a.scores, r.scores) for _, r, a in res),
+            "f1": statistics.fmean(f1(r.answer, ex.answers) for ex, r, _ in res),
+            "bytes_per_token": statistics.fmean(r.bytes_per_token for _, r, _ in res),
+        }
+    return summary
+
+
+def table(title: str, summary: dict[str, dict[str, float]]) -> str:
+    lines = [f"**{title}**", "",
+             "| variant | TTFT ms (median) | speedup vs (a) | gold NLL | NLL vs (a) | first-token KL "
+             "| top-1 agree | F1 | stored bytes/token |", "|---|---|---|---|---|---|---|---|---|"]
+    base = summary["a_sequential"]["nll"]
+    for variant, row in summary.items():
+        lines.append(
+            f"| {variant} | {row['ttft_ms']:.0f} | {row['speedup_vs_a']:.1f}x | {row['nll']:.3f} | "
+            f"{100 * (row['nll'] / base - 1):+.1f}% | {row['kl_vs_a']:.3f} | {row['top1_agree']:.2f} | "
+            f"{row['f1']:.3f} | {row['bytes_per_token']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--questions", type=int, default=20, help="eval questions per dataset")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (shared CPUs: 1 is steadier)")
+    parser.add_argument("--store", default=None, help="JSON config of the store holding the calibration")
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--scale", type=float, default=None)
+    parser.add_argument("--out", default=None, help="write per-question results as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    stored = open_store(json.loads(args.store) if args.store else None).get_settings(
+        calibration_name(MODEL, DEFAULT_SYSTEM_PROMPT)
+    ) or {}
+    t = args.temperature or stored.get("temperature", DEFAULT_TEMPERATURE)
+    s = args.scale or stored.get("scale", DEFAULT_SCALE)
+    print(f"T={t} S={s} (calibration: {'stored' if stored else 'none, APE default'})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ragpress-kvbench-") as scratch:
+        store = LocalKVStore(scratch)
+        builders = {q: KVContextBuilder(MODEL, store, q) for q in ("none", "fp16", "int8", "int4")}
+        parallel_attention.enable(builders["none"].lm)
+        report, dump = [], []
+        for name, loader in (("XQuAD", xquad_examples), ("HotpotQA", hotpot_examples)):
+            rows = []
+            for index, item in enumerate(prepare(builders["none"], loader("eval", args.questions, seed=7))):
+                results = run_example(builders, item, t, s, args.repeats, args.new_tokens)
+                rows.append((item.example, results))
+                dump.append({"dataset": name, "question": item.example.question,
+                             **{v: {"ttft_ms": r.ttft_s * 1000, "nll": r.scores.nll, "answer": r.answer}
+                                for v, r in results.items()}})
+                print(f"{name} {index + 1}/{args.questions} a={results['a_sequential'].ttft_s:.2f}s "
+                      f"c={results['c_ape'].ttft_s:.3f}s", flush=True)
+            report.append(table(f"{name} ({len(rows)} questions, 8 chunks)", summarize(rows)))
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump(dump, out, indent=1)
+    print("\n\n".join(report))
+
+
+if __name__ == "__main__":
+    main()

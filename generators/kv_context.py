@@ -1,0 +1,258 @@
+"""The cached context of a query: find each chunk's stored states, make missing ones, lay them out.
+
+Shared by the generator component, the ingestion-time pre-compute, calibration and the benchmark, so all
+of them read and write the same store entries under the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from haystack import Document
+from transformers import PreTrainedModel
+
+from generators import kv_quantization, parallel_attention
+from generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix
+from generators.kv_store import (
+    CorruptEntry,
+    KVEntry,
+    KVStore,
+    decode_entry,
+    encode_entry,
+    entry_key,
+    open_store,
+    settings_fingerprint,
+)
+from generators.parallel_attention import ParallelLayout
+from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
+from ragpress import model_loading
+from ragpress.schema import CONTENT_HASH, DOC_ID, END, SENTENCES, START, content_hash
+
+logger = logging.getLogger(__name__)
+
+SPARE_TOKENS = 160
+KEPT_SENTENCES = "kept_sentences"  # written by the pruner: indices into meta["sentences"]
+
+
+def supports_parallel(model: PreTrainedModel) -> str | None:
+    """Why ``model`` cannot use cached parallel states, or None when it can (rotary positions needed)."""
+    rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
+    if rotary is None:
+        return f"{type(model).__name__} has no rotary position embedding that cached keys can be moved with"
+    return None
+
+
+@dataclass
+class ParallelContext:
+    """Everything a forward pass over the question needs: the cache tensors and the layout."""
+
+    keys: torch.Tensor  # [layers, kv_heads, capacity, head_dim]; the first ``length`` tokens are filled
+    values: torch.Tensor
+    length: int
+    layout: ParallelLayout
+    chunk_tokens: list[int]
+    masked_tokens: int
+    loaded: int = 0
+    encoded: int = 0
+    _handed_out: bool = False
+
+    def cache(self) -> Any:
+        """A cache to run the question on. The first one writes into the context's spare capacity (no
+        copy on the latency path); later ones get their own copy so earlier caches stay intact."""
+        keys, values = self.keys, self.values
+        if self._handed_out:
+            keys, values = keys.clone(), values.clone()
+        self._handed_out = True
+        return parallel_attention.build_cache(keys, values, self.length)
+
+
+class KVContextBuilder:
+    """Per (model, system prompt, quantization, store): stores chunk states and assembles contexts."""
+
+    def __init__(
+        self,
+        model: str,
+        store: KVStore,
+        quantization: str = "int8",
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ) -> None:
+        if quantization not in kv_quantization.QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {kv_quantization.QUANTIZATIONS}")
+        self.model_name = model
+        self.store = store
+        self.quantization = quantization
+        self.system_prompt = system_prompt
+        self.lm, self.tokenizer = model_loading.causal_lm(model)
+        self.prefix_ids = build_prompt(self.tokenizer, "", [], system_prompt).prefix
+        self.fingerprint = settings_fingerprint(model, self.prefix_ids, quantization)
+        self._prefix: PrefixKV | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def prefix(self) -> PrefixKV:
+        with self._lock:
+            if self._prefix is None:
+                self._prefix = encode_prefix(self.lm, self.prefix_ids)
+            return self._prefix
+
+    # ---- keys -------------------------------------------------------------------------------------
+    def document_key(self, digest: str, start: int, end: int) -> str:
+        return entry_key(self.fingerprint, digest, start, end)
+
+    def keys_for(self, chunk: Document) -> list[str]:
+        """Candidate keys, best first: the slice of its document's pass, then the chunk encoded alone."""
+        meta = chunk.meta or {}
+        keys = []
+        if meta.get(CONTENT_HASH) and meta.get(START) is not None and meta.get(END) is not None:
+            keys.append(self.document_key(meta[CONTENT_HASH], int(meta[START]), int(meta[END])))
+        text = chunk.content or ""
+        keys.append(self.document_key(content_hash(text), 0, len(text)))
+        return keys
+
+    # ---- writing ----------------------------------------------------------------------------------
+    def to_entry(self, chunk: ChunkKV, doc_id: str) -> KVEntry:
+        stored = kv_quantization.quantize(chunk.keys, chunk.values, self.quantization)
+        return KVEntry(stored, self.quantization, chunk.token_ids, chunk.token_spans, doc_id)
+
+    def precompute(self, text: str, spans: list[tuple[int, int]], doc_id: str = "",
+                   digest: str | None = None) -> list[KVEntry | None]:
+        """Encode ``text`` once and store one entry per chunk span; returns the entries."""
+        digest = digest or content_hash(text)
+        chunks = encode_document(self.lm, self.tokenizer, self.prefix, text, spans)
+        entries: list[KVEntry | None] = []
+        for (start, end), chunk in zip(spans, chunks, strict=True):
+            if chunk is None:
+                entries.append(None)
+                continue
+            entry = self.to_entry(chunk, doc_id)
+            self.store.put(self.document_key(digest, start, end), encode_entry(entry), doc_id)
+            entries.append(entry)
+        return entries
+
+    def encode_alone(self, chunk: Document) -> KVEntry | None:
+        """Lazy path: encode a chunk with no stored states by itself and keep the result."""
+        text = chunk.content or ""
+        doc_id = str((chunk.meta or {}).get(DOC_ID, ""))
+        return self.precompute(text, [(0, len(text))], doc_id=doc_id)[0]
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def load(self, chunk: Document) -> KVEntry | None:
+        """The chunk's stored entry, or None. A corrupt entry is deleted with a warning, never used."""
+        for key in self.keys_for(chunk):
+            data = self.store.get(key)
+            if data is None:
+                continue
+            try:
+                entry = decode_entry(data)
+            except CorruptEntry as error:
+                logger.warning("KV entry %s for chunk %s is corrupt (%s); deleted, will re-encode.",
+                               key[:12], chunk.id, error)
+                self.store.delete(key)
+                continue
+            if entry.quantization == self.quantization and entry.n_tokens > 0:
+                return entry
+        return None
+
+    def assemble(self, chunks: list[Document], entries: list[KVEntry], temperature: float,
+                 scale: float, prune: bool = True) -> ParallelContext:
+        """Prefix and chunk states side by side, every chunk at the positions right after the prefix."""
+        prefix = self.prefix
+        start = len(prefix.ids)
+        total = start + sum(e.n_tokens for e in entries)
+        layers, heads, _, dim = prefix.keys.shape
+        # spare capacity for the question and the answer, so decoding appends without copying
+        keys = torch.empty(layers, heads, total + SPARE_TOKENS, dim)
+        values = torch.empty(layers, heads, total + SPARE_TOKENS, dim)
+        keys[:, :, :start] = prefix.keys
+        values[:, :, :start] = prefix.values
+        positions, keep = [torch.arange(start)], []
+        cursor = start
+        for chunk, entry in zip(chunks, entries, strict=True):
+            end = cursor + entry.n_tokens
+            kv_quantization.dequantize_into(entry.tensors, entry.quantization, keys[:, :, cursor:end],
+                                            values[:, :, cursor:end])
+            positions.append(torch.arange(start, start + entry.n_tokens))
+            everything = torch.ones(entry.n_tokens, dtype=torch.bool)
+            keep.append(token_keep_mask(chunk, entry) if prune else everything)
+            cursor = end
+        context_keep = torch.cat(keep) if keep else torch.ones(0, dtype=torch.bool)
+        masked = int((~context_keep).sum())
+        layout = ParallelLayout(
+            prefix_len=start,
+            key_positions=torch.cat(positions),
+            question_position=start + max((e.n_tokens for e in entries), default=0),
+            temperature=temperature,
+            scale=scale,
+            context_keep=context_keep if masked else None,
+        )
+        return ParallelContext(keys, values, total, layout, [e.n_tokens for e in entries], masked)
+
+
+def token_keep_mask(chunk: Document, entry: KVEntry) -> torch.Tensor:
+    """False for tokens inside sentences the pruner dropped (``meta['kept_sentences']``)."""
+    meta = chunk.meta or {}
+    keep = torch.ones(entry.n_tokens, dtype=torch.bool)
+    kept = meta.get(KEPT_SENTENCES)
+    sentences = meta.get(SENTENCES)
+    if kept is None or not sentences:
+        return keep
+    kept_set = {int(i) for i in kept}
+    dropped = [tuple(span) for i, span in enumerate(sentences) if i not in kept_set]
+    for index, (start, end) in enumerate(entry.token_spans):
+        # a token belongs to the sentence holding its first non-space character
+        anchor = _anchor(chunk.content or "", start, end)
+        if any(s <= anchor < e for s, e in dropped):
+            keep[index] = False
+    return keep
+
+
+def _anchor(text: str, start: int, end: int) -> int:
+    anchor = max(start, 0)
+    while anchor < min(end, len(text)) and text[anchor].isspace():
+        anchor += 1
+    return anchor
+
+
+_builders: dict[str, KVContextBuilder] = {}
+_builders_lock = threading.Lock()
+
+
+def builder_for(model: str, store: dict[str, Any] | None, quantization: str,
+                system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> KVContextBuilder:
+    """One builder per configuration and process (the prefix states are computed once)."""
+    key = json.dumps([model, store, quantization, system_prompt], sort_keys=True, default=str)
+    with _builders_lock:
+        if key not in _builders:
+            _builders[key] = KVContextBuilder(model, open_store(store), quantization, system_prompt)
+        return _builders[key]
+
+
+def precompute_document_kv(
+    text: str,
+    chunks: list[Document] | list[tuple[int, int]],
+    doc_id: str = "",
+    model: str = "SmolLM2-135M-Instruct",
+    store: dict[str, Any] | None = None,
+    quantization: str = "int8",
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+) -> int:
+    """Encode a document once and store every chunk's states; returns the number of entries stored.
+
+    Call it from the ingestion task (eager) or from a task queued on a cache miss (lazy). ``chunks`` are
+    the indexed chunk Documents (their ``meta['start']/['end']`` locate them) or plain ``(start, end)``
+    character spans. Use the same ``model``/``store``/``quantization``/``system_prompt`` as the generator.
+    """
+    spans = [
+        (int(c.meta[START]), int(c.meta[END])) if isinstance(c, Document) else (int(c[0]), int(c[1]))
+        for c in chunks
+    ]
+    builder = builder_for(model, store, quantization, system_prompt)
+    if supports_parallel(builder.lm) is not None:
+        return 0
+    entries = builder.precompute(text, spans, doc_id=doc_id, digest=content_hash(text))
+    return sum(1 for e in entries if e is not None)

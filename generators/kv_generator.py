@@ -1,0 +1,224 @@
+"""Answer from cached, compressed chunk KV states encoded in parallel (APE), prefilling only the question."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from haystack import Document, component, default_from_dict, default_to_dict
+from haystack.dataclasses import StreamingChunk
+
+from generators import kv_quantization, parallel_attention
+from generators.decoding import greedy_decode
+from generators.kv_context import (
+    KVContextBuilder,
+    ParallelContext,
+    builder_for,
+    supports_parallel,
+)
+from generators.kv_store import KVEntry
+from generators.local_generator import LocalGenerator, _stream_to, abstention_result, says_no_answer
+from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt, order_for_generation, passage_text
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPERATURE = 0.9  # APE's starting point, used until a calibration is stored for the model
+DEFAULT_SCALE = 0.9
+ON_MISS = ("encode", "prefill")
+
+
+def calibration_name(model: str, system_prompt: str) -> str:
+    return f"calibration|{model}|{system_prompt}"
+
+
+@component
+class KVCacheGenerator:
+    """Generates from the retrieved chunks' cached KV states instead of re-reading them.
+
+    Each chunk's states (pre-computed at ingestion by ``precompute_document_kv`` or encoded on first use)
+    are loaded from the KV store, placed side by side after the cached system prompt with positions
+    reused, and the question alone is prefilled; attention over the context is corrected with APE's
+    temperature and scale (calibrated per model by ``python -m generators.kv_calibration``). Sentences
+    the pruner dropped (``meta['kept_sentences']``) are masked out of attention, not re-encoded.
+
+    Falls back to sequential prefill (``LocalGenerator``, with a warning) when the model cannot use moved
+    rotary keys, or when a chunk has no usable entry and ``on_miss="prefill"``; with ``on_miss="encode"``
+    (lazy pre-compute) a missing or corrupt entry is re-encoded and stored.
+
+    Usage:
+        >>> gen = KVCacheGenerator(model="SmolLM2-135M-Instruct", quantization="int8",
+        ...                        store={"backend": "local", "path": "/tmp/kv"})
+        >>> gen.warm_up()
+        >>> gen.run(query="When was the tower finished?", documents=[Document(content="...in 1889.")])
+        {'replies': ['It was finished in 1889.'], 'meta': [{'mode': 'parallel', 'ttft_ms': ..., ...}]}
+    """
+
+    def __init__(
+        self,
+        model: str = "SmolLM2-135M-Instruct",
+        store: dict[str, Any] | None = None,
+        quantization: str = "int8",
+        temperature: float | None = None,
+        scale: float | None = None,
+        on_miss: str = "encode",
+        max_new_tokens: int = 64,
+        max_context_tokens: int = 4096,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ) -> None:
+        if quantization not in kv_quantization.QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {kv_quantization.QUANTIZATIONS}.")
+        if on_miss not in ON_MISS:
+            raise ValueError(f"on_miss must be one of {ON_MISS}.")
+        for name, value in (("temperature", temperature), ("scale", scale)):
+            if value is not None and not 0.0 < value <= 4.0:
+                raise ValueError(f"{name} must be in (0, 4].")
+        if store is not None and store.get("backend", "local") not in ("local", "redis"):
+            raise ValueError("store.backend must be 'local' or 'redis'.")
+        # the fallback is the sequential baseline itself (it also validates the shared parameters)
+        self._sequential = LocalGenerator(model, max_new_tokens, max_context_tokens, system_prompt)
+        self.model = model
+        self.store = store
+        self.quantization = quantization
+        self.temperature = temperature
+        self.scale = scale
+        self.on_miss = on_miss
+        self.max_new_tokens = max_new_tokens
+        self.max_context_tokens = max_context_tokens
+        self.system_prompt = system_prompt
+        self._builder: KVContextBuilder | None = None
+        self._unsupported: str | None = None
+
+    def warm_up(self) -> None:
+        if self._builder is not None:
+            return
+        self._sequential.warm_up()
+        self._builder = builder_for(self.model, self.store, self.quantization, self.system_prompt)
+        self._unsupported = supports_parallel(self._builder.lm)
+        if self._unsupported is None:
+            parallel_attention.enable(self._builder.lm)
+        else:
+            logger.warning("KVCacheGenerator: %s; answering by sequential prefill.", self._unsupported)
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            model=self.model,
+            store=self.store,
+            quantization=self.quantization,
+            temperature=self.temperature,
+            scale=self.scale,
+            on_miss=self.on_miss,
+            max_new_tokens=self.max_new_tokens,
+            max_context_tokens=self.max_context_tokens,
+            system_prompt=self.system_prompt,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KVCacheGenerator:
+        return default_from_dict(cls, data)
+
+    def corrections(self, temperature: float | None = None,
+                    scale: float | None = None) -> tuple[float, float]:
+        """T and S: runtime value, else init value, else the stored calibration, else APE's 0.9/0.9."""
+        assert self._builder is not None
+        stored = self._builder.store.get_settings(calibration_name(self.model, self.system_prompt)) or {}
+        t = temperature or self.temperature or stored.get("temperature") or DEFAULT_TEMPERATURE
+        s = scale or self.scale or stored.get("scale") or DEFAULT_SCALE
+        return float(t), float(s)
+
+    @component.output_types(replies=list[str], meta=list[dict[str, Any]])
+    def run(
+        self,
+        query: str,
+        documents: list[Document] | None = None,
+        max_new_tokens: int | None = None,
+        streaming_callback: Callable[[StreamingChunk], None] | None = None,
+        temperature: float | None = None,
+        scale: float | None = None,
+    ) -> dict[str, Any]:
+        documents = [d for d in (documents or []) if passage_text(d).strip()]
+        if not documents:
+            return abstention_result(streaming_callback)
+        self.warm_up()
+        if self._unsupported is not None:
+            return self._fallback(query, documents, max_new_tokens, streaming_callback, self._unsupported)
+        started = time.perf_counter()
+        chunks, entries, encoded = self._entries(documents)
+        if entries is None:
+            return self._fallback(query, documents, max_new_tokens, streaming_callback,
+                                  "a chunk has no usable cached KV states")
+        t, s = self.corrections(temperature, scale)
+        assert self._builder is not None
+        context = self._builder.assemble(chunks, entries, t, s)
+        context.loaded, context.encoded = len(entries) - encoded, encoded
+        return self._answer(query, context, started, max_new_tokens, streaming_callback)
+
+    def _entries(self, documents: list[Document]) -> tuple[list[Document], list[KVEntry] | None, int]:
+        """Chunks within the token budget (most relevant first, then generation order) and their entries."""
+        assert self._builder is not None
+        chunks: list[Document] = []
+        entries: list[KVEntry] = []
+        encoded = used = 0
+        for document in documents:
+            entry = self._builder.load(document)
+            if entry is None and self.on_miss == "prefill":
+                return [], None, 0
+            if entry is None:
+                entry = self._builder.encode_alone(document)
+                encoded += 1
+                if entry is None:
+                    continue
+            if chunks and used + entry.n_tokens > self.max_context_tokens:
+                break
+            chunks.append(document)
+            entries.append(entry)
+            used += entry.n_tokens
+        # most relevant last, as in the sequential prompt (APE's merge is order-free; the fallback is not)
+        return order_for_generation(chunks), list(reversed(entries)), encoded
+
+    def _answer(self, query: str, context: ParallelContext, started: float, max_new_tokens: int | None,
+                streaming_callback: Callable[[StreamingChunk], None] | None) -> dict[str, Any]:
+        assert self._builder is not None
+        lm, tokenizer = self._builder.lm, self._builder.tokenizer
+        suffix = build_prompt(tokenizer, query, [], self.system_prompt).suffix
+        position = context.layout.question_position
+        kwargs = {"ape_layout": context.layout}
+        with torch.inference_mode():
+            out = lm(
+                input_ids=torch.tensor([suffix]),
+                position_ids=torch.arange(position, position + len(suffix)).unsqueeze(0),
+                past_key_values=context.cache(),
+                use_cache=True,
+                **kwargs,
+            )
+        decoded = greedy_decode(
+            lm, tokenizer, out.past_key_values, out.logits[0, -1], position + len(suffix),
+            max_new_tokens or self.max_new_tokens, started, _stream_to(streaming_callback), kwargs,
+        )
+        meta = {
+            "model": self.model,
+            "mode": "parallel",
+            "prompt_tokens": len(self._builder.prefix_ids) + sum(context.chunk_tokens) + len(suffix),
+            "prefilled_tokens": len(suffix),
+            "completion_tokens": len(decoded.token_ids),
+            "ttft_ms": decoded.ttft_s * 1000,
+            "finish_reason": decoded.finish_reason,
+            "abstained": says_no_answer(decoded.text),
+            "kv_chunks_loaded": context.loaded,
+            "kv_chunks_encoded": context.encoded,
+            "kv_masked_tokens": context.masked_tokens,
+            "kv_quantization": self.quantization,
+            "temperature": context.layout.temperature,
+            "scale": context.layout.scale,
+        }
+        return {"replies": [decoded.text], "meta": [meta]}
+
+    def _fallback(self, query: str, documents: list[Document], max_new_tokens: int | None,
+                  streaming_callback: Callable[[StreamingChunk], None] | None, why: str) -> dict[str, Any]:
+        logger.warning("KVCacheGenerator falls back to sequential prefill: %s.", why)
+        result = self._sequential.run(query, documents, max_new_tokens, streaming_callback)
+        result["meta"][0]["fallback_reason"] = why
+        return result

@@ -1,0 +1,290 @@
+"""Content-addressed store for per-chunk KV states: local disk by default, Redis for the distributed mode.
+
+An entry's key hashes everything its bytes depend on: the model and its KV settings (prompt prefix,
+quantization, format), the document's content hash and the chunk's character span. A changed document
+therefore never hits a stale entry; ``delete_document`` drops a document's entries at once. Both backends
+keep a byte total and evict least-recently-used entries beyond ``max_bytes``.
+
+Entries are framed as ``MAGIC | sha256(payload) | payload`` (payload = safetensors with a JSON header),
+so a truncated or corrupted entry is detected on load rather than decoded into wrong states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"RPKV0001"
+FORMAT_VERSION = 1
+DEFAULT_MAX_BYTES = 4 * 1024**3
+
+
+class CorruptEntry(ValueError):
+    """A stored entry failed its checksum or could not be decoded."""
+
+
+@dataclass
+class KVEntry:
+    """One chunk's stored states (possibly quantized) and the token bookkeeping needed to use them."""
+
+    tensors: dict[str, torch.Tensor]
+    quantization: str
+    token_ids: list[int]
+    token_spans: list[tuple[int, int]]
+    doc_id: str = ""
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def settings_fingerprint(model: str, prefix_ids: list[int], quantization: str) -> str:
+    """Hash of what makes states incompatible: model, the prefix they were encoded after (keys carry
+    RoPE for positions after it), quantization and the entry format."""
+    raw = json.dumps([model, prefix_ids, quantization, FORMAT_VERSION])
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def entry_key(fingerprint: str, content_hash: str, start: int, end: int) -> str:
+    return hashlib.sha256(f"{fingerprint}|{content_hash}|{start}|{end}".encode()).hexdigest()
+
+
+def encode_entry(entry: KVEntry) -> bytes:
+    header = {
+        "quantization": entry.quantization,
+        "token_ids": json.dumps(entry.token_ids),
+        "token_spans": json.dumps(entry.token_spans),
+        "doc_id": entry.doc_id,
+    }
+    payload = save_tensors({k: v.contiguous() for k, v in entry.tensors.items()}, metadata=header)
+    return MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def decode_entry(data: bytes) -> KVEntry:
+    if len(data) < len(MAGIC) + 32 or not data.startswith(MAGIC):
+        raise CorruptEntry("not a ragpress KV entry (bad magic or truncated)")
+    digest, payload = data[len(MAGIC) : len(MAGIC) + 32], data[len(MAGIC) + 32 :]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CorruptEntry("checksum mismatch")
+    try:
+        tensors = load_tensors(payload)
+        header = json.loads(payload[8 : 8 + int.from_bytes(payload[:8], "little")])["__metadata__"]
+        return KVEntry(
+            tensors=tensors,
+            quantization=header["quantization"],
+            token_ids=json.loads(header["token_ids"]),
+            token_spans=[tuple(s) for s in json.loads(header["token_spans"])],
+            doc_id=header.get("doc_id", ""),
+        )
+    except Exception as error:  # any decoding failure means the entry is unusable
+        raise CorruptEntry(f"undecodable entry: {error}") from error
+
+
+class KVStore(Protocol):
+    """What the generator and the pre-compute need from a store backend."""
+
+    def get(self, key: str) -> bytes | None: ...
+    def put(self, key: str, data: bytes, doc_id: str = "") -> None: ...
+    def delete(self, key: str) -> None: ...
+    def delete_document(self, doc_id: str) -> int: ...
+    def total_bytes(self) -> int: ...
+    def get_settings(self, name: str) -> dict[str, Any] | None: ...
+    def put_settings(self, name: str, settings: dict[str, Any]) -> None: ...
+
+
+def _doc_dir_name(doc_id: str) -> str:
+    return hashlib.sha256(doc_id.encode()).hexdigest()[:32]
+
+
+class LocalKVStore:
+    """Entries as files under ``path`` (atomic writes; file mtime is the LRU clock)."""
+
+    def __init__(self, path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.path = Path(path).expanduser()
+        self.max_bytes = max_bytes
+        for sub in ("entries", "docs", "settings"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    def _file(self, key: str) -> Path:
+        return self.path / "entries" / key[:2] / f"{key}.kv"
+
+    def get(self, key: str) -> bytes | None:
+        file = self._file(key)
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            return None
+        os.utime(file)  # mark as recently used
+        return data
+
+    def put(self, key: str, data: bytes, doc_id: str = "") -> None:
+        file = self._file(key)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(file, data)
+        if doc_id:
+            marker = self.path / "docs" / _doc_dir_name(doc_id)
+            marker.mkdir(parents=True, exist_ok=True)
+            (marker / key).touch()
+        self.evict()
+
+    def delete(self, key: str) -> None:
+        self._file(key).unlink(missing_ok=True)
+
+    def delete_document(self, doc_id: str) -> int:
+        marker = self.path / "docs" / _doc_dir_name(doc_id)
+        if not marker.is_dir():
+            return 0
+        removed = 0
+        for item in marker.iterdir():
+            if self._file(item.name).exists():
+                removed += 1
+            self.delete(item.name)
+            item.unlink(missing_ok=True)
+        marker.rmdir()
+        return removed
+
+    def _entries(self) -> list[os.stat_result | Any]:
+        found = []
+        for folder in (self.path / "entries").iterdir():
+            for file in folder.glob("*.kv"):
+                try:
+                    found.append((file, file.stat()))
+                except FileNotFoundError:
+                    continue
+        return found
+
+    def total_bytes(self) -> int:
+        return sum(stat.st_size for _, stat in self._entries())
+
+    def evict(self) -> int:
+        """Delete least-recently-used entries until the store fits ``max_bytes``; returns how many."""
+        entries = self._entries()
+        total = sum(stat.st_size for _, stat in entries)
+        removed = 0
+        for file, stat in sorted(entries, key=lambda item: item[1].st_mtime):
+            if total <= self.max_bytes:
+                break
+            file.unlink(missing_ok=True)
+            total -= stat.st_size
+            removed += 1
+        return removed
+
+    def get_settings(self, name: str) -> dict[str, Any] | None:
+        file = self.path / "settings" / f"{_doc_dir_name(name)}.json"
+        return json.loads(file.read_text()) if file.exists() else None
+
+    def put_settings(self, name: str, settings: dict[str, Any]) -> None:
+        _atomic_write(self.path / "settings" / f"{_doc_dir_name(name)}.json", json.dumps(settings).encode())
+
+
+def _atomic_write(file: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    os.replace(temporary, file)
+
+
+class RedisKVStore:
+    """Entries in Redis, shared by every worker and server (a sorted set is the LRU clock)."""
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", namespace: str = "ragpress:kv",
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        import redis
+
+        self.url = url
+        self.namespace = namespace
+        self.max_bytes = max_bytes
+        self._redis = redis.Redis.from_url(url)
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    def get(self, key: str) -> bytes | None:
+        data = self._redis.get(self._k("e", key))
+        if data is not None:
+            self._redis.zadd(self._k("lru"), {key: time.time()})
+        return data
+
+    def put(self, key: str, data: bytes, doc_id: str = "") -> None:
+        old = self._redis.hget(self._k("sizes"), key)
+        pipe = self._redis.pipeline()
+        pipe.set(self._k("e", key), data)
+        pipe.hset(self._k("sizes"), key, len(data))
+        pipe.incrby(self._k("total"), len(data) - int(old or 0))
+        pipe.zadd(self._k("lru"), {key: time.time()})
+        if doc_id:
+            pipe.sadd(self._k("doc", doc_id), key)
+        pipe.execute()
+        self.evict()
+
+    def delete(self, key: str) -> None:
+        size = self._redis.hget(self._k("sizes"), key)
+        pipe = self._redis.pipeline()
+        pipe.delete(self._k("e", key))
+        pipe.hdel(self._k("sizes"), key)
+        pipe.zrem(self._k("lru"), key)
+        if size is not None:
+            pipe.decrby(self._k("total"), int(size))
+        pipe.execute()
+
+    def delete_document(self, doc_id: str) -> int:
+        keys = [k.decode() for k in self._redis.smembers(self._k("doc", doc_id))]
+        removed = sum(1 for key in keys if self._redis.exists(self._k("e", key)))
+        for key in keys:
+            self.delete(key)
+        self._redis.delete(self._k("doc", doc_id))
+        return removed
+
+    def total_bytes(self) -> int:
+        return int(self._redis.get(self._k("total")) or 0)
+
+    def evict(self) -> int:
+        removed = 0
+        while self.total_bytes() > self.max_bytes:
+            oldest = self._redis.zrange(self._k("lru"), 0, 0)
+            if not oldest:
+                break
+            self.delete(oldest[0].decode())
+            removed += 1
+        return removed
+
+    def get_settings(self, name: str) -> dict[str, Any] | None:
+        raw = self._redis.get(self._k("settings", name))
+        return json.loads(raw) if raw else None
+
+    def put_settings(self, name: str, settings: dict[str, Any]) -> None:
+        self._redis.set(self._k("settings", name), json.dumps(settings))
+
+    def clear(self) -> None:
+        """Remove everything under this namespace (tests)."""
+        for key in self._redis.scan_iter(match=f"{self.namespace}:*"):
+            self._redis.delete(key)
+
+
+def open_store(config: dict[str, Any] | None = None) -> KVStore:
+    """A store from its YAML-friendly config: ``{"backend": "local", "path": ..., "max_bytes": ...}``
+    (path defaults to ``<data_dir>/kv``) or ``{"backend": "redis", "url": ..., "namespace": ...}``."""
+    config = dict(config or {})
+    backend = config.pop("backend", "local")
+    if backend == "local":
+        if "path" not in config:
+            from ragpress.settings import get_settings
+
+            config["path"] = get_settings().data_path / "kv"
+        return LocalKVStore(**config)
+    if backend == "redis":
+        return RedisKVStore(**config)
+    raise ValueError(f"Unknown KV store backend {backend!r}; expected 'local' or 'redis'.")
