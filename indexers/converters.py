@@ -73,15 +73,19 @@ def markdown_to_text(markdown: str) -> str:
         if token.type == "heading_open":
             heading_level = int(token.tag[1])
         elif token.type == "inline":
-            text = "".join(child.content for child in token.children or [] if child.type in
-                           {"text", "code_inline", "softbreak"} or child.content)
-            text = text.strip()
+            text = "".join(_inline_text(child) for child in token.children or []).strip()
             if text:
                 blocks.append(("#" * heading_level + " " + text) if heading_level else text)
             heading_level = 0
         elif token.type in {"fence", "code_block"}:
             blocks.append(token.content.strip())
     return _normalise("\n\n".join(blocks))
+
+
+def _inline_text(child: Any) -> str:
+    if child.type in {"softbreak", "hardbreak"}:
+        return "\n" if child.type == "hardbreak" else " "
+    return child.content or ""
 
 
 def pdf_to_text(data: bytes, name: str) -> str:

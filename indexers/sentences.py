@@ -12,8 +12,8 @@ import re
 # Abbreviations whose trailing period does not end a sentence.
 _ABBREVIATIONS = frozenset(
     """
-    mr mrs ms dr prof sr jr st vs etc al fig figs eq eqs no nos vol pp ca approx e.g i.e cf resp inc ltd co
-    corp dept univ jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k
+    mr mrs ms dr prof sr jr st vs etc al fig figs eq eqs no nos vol pp ca approx e.g i.e cf resp
+    inc ltd co corp dept univ jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k
     """.split()
 )
 

@@ -26,6 +26,7 @@ class EmbeddedWorker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self.app.loader.import_default_modules()  # register the tasks before the first message arrives
         self._controller = self.app.WorkController(
             pool_cls="threads", concurrency=self.concurrency, queues=self.queues, loglevel="WARNING",
             without_heartbeat=True, without_mingle=True, without_gossip=True, hostname="ragpress-embedded@%h",

@@ -15,6 +15,7 @@ from typing import Any
 from haystack import Document
 
 from indexers.chunk_writer import ChunkWriter
+from pipelines.subgraph import components_of_type, upstream_of, without
 from ragpress import schema
 from workers.job_store import JobStore, PendingDocument
 
@@ -34,7 +35,7 @@ def source_documents(tenant: str, collection: str, pending: list[PendingDocument
 
 
 def writer_name(pipeline: Any) -> str:
-    names = [name for name, comp in pipeline.walk() if isinstance(comp, ChunkWriter)]
+    names = components_of_type(pipeline, ChunkWriter)
     if len(names) != 1:
         raise ValueError("An ingestion pipeline needs exactly one indexers.chunk_writer.ChunkWriter.")
     return names[0]
@@ -68,9 +69,10 @@ def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pe
     writer = writer_name(pipeline)
     sources = source_documents(tenant, collection, pending)
     if owns_index:
-        result = pipeline.run({"documents": sources}, include_outputs_from=_upstream_of(pipeline, writer))
+        result = pipeline.run({"documents": sources}, include_outputs_from=upstream_of(pipeline, writer))
     else:
-        result = _run_without_writer(pipeline, writer, sources)
+        result = without(pipeline, {writer}).run({"documents": sources},
+                                                  include_outputs_from=upstream_of(pipeline, writer))
     failed = _failed_seqs(result, pending)
     for seq, reason in failed.items():
         store.fail_document(job_id, seq, reason)
@@ -86,31 +88,9 @@ def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pe
         hand_off(job_id, [u.to_dict(flatten=False) for u in units], done)
 
 
-def _upstream_of(pipeline: Any, component: str) -> set[str]:
-    return {sender for sender, _receiver in pipeline.graph.in_edges(component)}
-
-
-def _run_without_writer(pipeline: Any, writer: str, sources: list[Document]) -> dict[str, Any]:
-    upstream = _upstream_of(pipeline, writer)
-    # Running the writer-less graph: copy the pipeline's components up to the writer.
-    from haystack import Pipeline
-
-    partial = Pipeline()
-    for name, comp in pipeline.walk():
-        if name != writer:
-            partial.add_component(name, comp)
-    for sender, receiver, data in pipeline.graph.edges(data=True):
-        if writer not in (sender, receiver):
-            partial.connect(f"{sender}.{data['from_socket'].name}", f"{receiver}.{data['to_socket'].name}")
-    result = partial.run({"documents": sources}, include_outputs_from=upstream)
-    for name in list(partial.graph.nodes):
-        partial.remove_component(name)  # hand the components back to their pipeline
-    return result
-
-
 def _units(result: dict[str, Any], pipeline: Any, writer: str) -> list[Document]:
     units: list[Document] = []
-    for name in _upstream_of(pipeline, writer):
+    for name in upstream_of(pipeline, writer):
         units.extend(result.get(name, {}).get("documents", []))
     return units
 

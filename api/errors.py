@@ -1,0 +1,99 @@
+"""Every error leaves the API as JSON ``{error: {code, message}}`` with the right status, never a trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipelines.loader import PipelineInvalid
+from ragpress.document_stores import IndexUnavailable
+from ragpress.models import ModelError
+from ragpress.service import NotFound
+
+logger = logging.getLogger(__name__)
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status,
+                        headers=headers)
+
+
+def _validation_message(errors: list[Any]) -> str:
+    parts = []
+    for error in errors[:5]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+async def parse_body(request: Request, model: type[Model]) -> Model:
+    """Decode a JSON body strictly: bad UTF-8 or JSON is 400, a body of the wrong shape is 422."""
+    raw = await request.body()
+    if not raw:
+        raise ApiError(400, "empty_body", "The request body is empty; send a JSON object.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start}). "
+                       "Encode documents as UTF-8 before sending.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                       f"column {exc.colno}.") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", _validation_message(exc.errors())) from None
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(PipelineInvalid)
+    async def _pipeline_invalid(_: Request, exc: PipelineInvalid) -> JSONResponse:
+        return error_response(422, "invalid_pipeline", str(exc), problems=[p.as_dict() for p in exc.problems])
+
+    @app.exception_handler(ModelError)
+    async def _model_error(_: Request, exc: ModelError) -> JSONResponse:
+        return error_response(503, "model_unavailable", str(exc))
+
+    @app.exception_handler(IndexUnavailable)
+    async def _index_unavailable(_: Request, exc: IndexUnavailable) -> JSONResponse:
+        return error_response(503, "index_unavailable", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _validation_message(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error on %s %s: %s", request.method, request.url.path, exc.__class__.__name__,
+                     exc_info=exc)
+        return error_response(500, "internal_error", "ragpress hit an internal error; the server log has details.")

@@ -1,0 +1,77 @@
+"""Request and response bodies of the REST contract (v1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from ragpress import schema
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+RESERVED_META = frozenset({schema.TENANT, schema.COLLECTION, schema.DOC_ID, schema.CONTENT_HASH, schema.LEVEL,
+                           schema.PARENT_ID, schema.POSITION, schema.START, schema.END, schema.SENTENCES,
+                           schema.STRATEGY})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DocumentIn(Strict):
+    id: StrictStr | None = Field(None, min_length=1, max_length=512)
+    text: StrictStr = Field(..., description="The document's text (Markdown or HTML if meta.content_type says so).")
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is empty")
+        if "\x00" in value:
+            raise ValueError("text contains NUL characters; send text, not binary data")
+        return value
+
+    @field_validator("meta")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_META & value.keys())
+        if clash:
+            raise ValueError(f"meta keys {clash} are reserved by ragpress")
+        return value
+
+
+class DocumentsIn(Strict):
+    documents: list[DocumentIn] = Field(..., min_length=1)
+
+    @field_validator("documents")
+    @classmethod
+    def _unique_ids(cls, value: list[DocumentIn]) -> list[DocumentIn]:
+        ids = [d.id for d in value if d.id is not None]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"document ids must be unique within a request; repeated: {duplicates[:5]}")
+        return value
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+
+
+class QueryIn(Strict):
+    query: StrictStr = Field(..., min_length=1, max_length=4000)
+    top_k: int | None = Field(None, ge=1, le=100)
+    pipeline: str | None = Field(None, pattern=NAME_PATTERN)
+    generate: bool = True
+    stream: bool = False
+    filters: dict[str, Any] | None = None
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,239 @@
+"""What ragpress does, independent of how it is reached: the REST API and the embedded CLI both call this.
+
+A Service owns the process's index (embedded mode), its job store and its query pipelines; it starts
+Celery worker threads in-process unless workers run elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from haystack import Document
+
+from generators.prompting import passage_text
+from indexers.chunk_writer import retire_units
+from pipelines.loader import builtin_yaml, load_pipeline
+from pipelines.stage_timer import timed_run
+from pipelines.subgraph import inputs_for, without
+from ragpress import schema
+from ragpress.document_stores import shared_store
+from ragpress.model_loading import causal_lm
+from ragpress.settings import Settings
+from workers import runtime
+from workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
+from workers.embedded_worker import EmbeddedWorker
+from workers.job_store import JobStore
+
+logger = logging.getLogger(__name__)
+
+# Pipeline inputs the server sets; a request's params can never override them.
+RESERVED_INPUTS = frozenset({"query", "text", "scope", "streaming_callback"})
+
+
+class NotFound(LookupError):
+    """The named resource does not exist for this tenant."""
+
+
+@dataclass
+class IncomingDocument:
+    text: str
+    id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueryRequest:
+    query: str
+    top_k: int | None = None
+    generate: bool = True
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    filters: dict[str, Any] | None = None
+
+
+class Service:
+    def __init__(self, settings: Settings, start_worker: bool = True) -> None:
+        self.settings = settings
+        self.start_worker = start_worker
+        self.jobs: JobStore | None = None
+        self._worker: EmbeddedWorker | None = None
+        self._local = threading.local()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        runtime.declare_index_owner(True)
+        shared_store(self.settings)  # fail fast if another process owns the index
+        self.jobs = runtime.job_store()
+        if self.start_worker:
+            queues = [INDEX_QUEUE]
+            if self.settings.consume_ingest_queue:
+                queues.append(INGEST_QUEUE)
+            self._worker = EmbeddedWorker(get_celery(), queues, self.settings.worker_threads)
+            self._worker.start()
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    @property
+    def job_store(self) -> JobStore:
+        if self.jobs is None:
+            raise RuntimeError("Service.start() has not been called.")
+        return self.jobs
+
+    # --- ingestion --------------------------------------------------------------------------------
+    def submit(self, tenant: str, collection: str, documents: list[IncomingDocument]) -> str:
+        from workers.tasks import enqueue_job
+
+        items = []
+        for document in documents:
+            digest = schema.content_hash(document.text)
+            items.append((document.id or digest[:32], digest, document.text, document.meta))
+        job_id = self.job_store.create_job(tenant, collection, items)
+        enqueue_job(job_id, self.job_store.pending_seqs(job_id), self.settings.ingest_batch_size)
+        return job_id
+
+    def job(self, tenant: str, job_id: str) -> dict[str, Any]:
+        job = self.job_store.job(job_id, tenant)
+        if job is None:
+            raise NotFound(f"No job '{job_id}'.")
+        return job
+
+    def wait(self, tenant: str, job_id: str, timeout_s: float = 600, poll_s: float = 0.2,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(tenant, job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
+                return job
+            time.sleep(poll_s)
+
+    def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
+        if not self.job_store.cancel(job_id, tenant):
+            raise NotFound(f"No job '{job_id}'.")
+        return self.job(tenant, job_id)
+
+    def delete_document(self, tenant: str, collection: str, doc_id: str) -> int:
+        self.collection(tenant, collection)
+        removed = retire_units(shared_store(), tenant, collection, doc_id)
+        known = self.job_store.forget_document(tenant, collection, doc_id)
+        if not known and not removed:
+            raise NotFound(f"No document '{doc_id}' in collection '{collection}'.")
+        return removed
+
+    def collections(self, tenant: str) -> list[dict[str, Any]]:
+        return self.job_store.list_collections(tenant)
+
+    def collection(self, tenant: str, name: str) -> dict[str, Any]:
+        found = self.job_store.collection(tenant, name)
+        if found is None:
+            raise NotFound(f"No collection '{name}'. Ingest documents into it first.")
+        return found
+
+    # --- query ------------------------------------------------------------------------------------
+    def _pipelines(self) -> dict[str, Any]:
+        # Haystack pipelines keep per-run state, so each serving thread gets its own (models are shared).
+        if not hasattr(self._local, "pipelines"):
+            full = load_pipeline(builtin_yaml("query"))
+            full.warm_up()
+            generators = [n for n, c in full.walk() if "replies" in full.outputs().get(n, {}) or
+                          hasattr(c, "fit_to_budget")]
+            self._local.pipelines = {"full": full, "retrieval": without(full, set(generators))}
+        return self._local.pipelines
+
+    def query(self, tenant: str, collection: str, request: QueryRequest,
+              on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
+        self.collection(tenant, collection)
+        started = time.perf_counter()
+        pipeline = self._pipelines()["full" if request.generate else "retrieval"]
+        values: dict[str, Any] = {"query": request.query, "text": request.query,
+                                  "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
+        if request.top_k is not None:
+            values["top_k"] = request.top_k
+        if request.filters is not None:
+            values["filters"] = request.filters
+        if on_token is not None:
+            values["streaming_callback"] = lambda chunk: on_token(chunk.content)
+        data = inputs_for(pipeline, values)
+        for component, params in request.params.items():
+            clean = {k: v for k, v in params.items() if k not in RESERVED_INPUTS}
+            data.setdefault(component, {}).update(clean)
+        with timed_run() as timings:
+            result = pipeline.run(data, include_outputs_from={n for n, _ in pipeline.walk()})
+        return self._response(pipeline, result, timings, started)
+
+    def _response(self, pipeline: Any, result: dict[str, Any], timings: dict[str, float],
+                  started: float) -> dict[str, Any]:
+        documents = _final_documents(result)
+        tokenizer = causal_lm(self.settings.generator)[1]
+        count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+        response: dict[str, Any] = {
+            "documents": [_document_out(d) for d in documents],
+            "usage": {
+                "context_tokens": sum(count(d.content or "") for d in documents),
+                "context_tokens_after_pruning": sum(count(passage_text(d)) for d in documents),
+            },
+            "timings_ms": _stage_timings(pipeline, timings),
+        }
+        replies = _first_output(result, "replies")
+        if replies is not None:
+            meta = (_first_output(result, "meta") or [{}])[0]
+            response["answer"] = replies[0] if replies else ""
+            response["abstained"] = bool(meta.get("abstained", False))
+            response["timings_ms"]["ttft"] = round(float(meta.get("ttft_ms", 0.0)), 1)
+        response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000, 1)
+        return response
+
+
+def _first_output(result: dict[str, Any], key: str) -> Any:
+    for outputs in result.values():
+        if isinstance(outputs, dict) and key in outputs:
+            return outputs[key]
+    return None
+
+
+def _final_documents(result: dict[str, Any]) -> list[Document]:
+    """The documents the generator read: the last stage's documents output (retriever, reranker, pruner)."""
+    found: list[Document] = []
+    for outputs in result.values():
+        if isinstance(outputs, dict) and isinstance(outputs.get("documents"), list):
+            found = outputs["documents"]  # include_outputs_from yields components in run order
+    return found
+
+
+def _document_out(document: Document) -> dict[str, Any]:
+    meta = document.meta or {}
+    out: dict[str, Any] = {
+        "id": document.id, "doc_id": meta.get(schema.DOC_ID), "text": document.content or "",
+        "score": document.score, "level": meta.get(schema.LEVEL),
+        "meta": {k: v for k, v in meta.items() if k not in _INTERNAL_META},
+    }
+    if "pruned_text" in meta:
+        out["pruned_text"] = meta["pruned_text"]
+        out["kept_sentences"] = meta.get("kept_sentences", [])
+    return out
+
+
+_INTERNAL_META = frozenset({schema.TENANT, schema.COLLECTION, schema.DOC_ID, schema.CONTENT_HASH, schema.LEVEL,
+                            schema.SENTENCES, "pruned_text", "kept_sentences", "sentence_scores"})
+
+_STAGES = (("rerank", ("Reranker", "Ranker")), ("prune", ("Pruner",)), ("retrieve", ("Retriever", "Embedder")))
+
+
+def _stage_timings(pipeline: Any, timings: dict[str, float]) -> dict[str, float]:
+    stages = {"retrieve": 0.0, "rerank": 0.0, "prune": 0.0}
+    for name, comp in pipeline.walk():
+        kind = type(comp).__name__
+        for stage, markers in _STAGES:
+            if any(marker in kind for marker in markers):
+                stages[stage] += timings.get(name, 0.0)
+                break
+    return {k: round(v, 1) for k, v in stages.items()}
+
