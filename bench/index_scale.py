@@ -145,18 +145,177 @@ def embed(args: argparse.Namespace) -> None:
     print(f"saved {VECTORS}", flush=True)
 
 
+# ---------------------------------------------------------------- measurement
+
+def rss_mb() -> float:
+    # Resident set size from the kernel; no psutil dependency for one number.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load_corpus(points: int) -> tuple[np.ndarray, list[dict], np.ndarray]:
+    if VECTORS.exists():
+        vectors = np.load(VECTORS, mmap_mode="r")
+    else:  # a partial embedding run still gives a (smaller) benchmark
+        vectors = np.concatenate([np.load(p) for p in sorted(RESULTS.glob("index_scale_part_*.npy"))])
+    n = min(points, len(vectors))
+    with META.open() as handle:
+        meta = [json.loads(line) for _, line in zip(range(n), handle)]
+    return np.ascontiguousarray(vectors[:n], dtype=np.float32), meta, np.load(QUERIES)
+
+
+def documents(vectors: np.ndarray, meta: list[dict]) -> Iterator[list]:
+    from haystack import Document
+
+    from ragpress.schema import unit_id
+
+    for start in range(0, len(meta), 1000):
+        batch = []
+        for row, vector in zip(meta[start:start + 1000], vectors[start:start + 1000], strict=True):
+            ident = unit_id(row["tenant"], row["collection"], row["doc_id"], "bench", "chunk", row["position"])
+            fields = {k: row[k] for k in ("tenant", "collection", "doc_id", "level", "position")}
+            batch.append(Document(id=ident, content=row["text"], embedding=vector.tolist(), meta=fields))
+        yield batch
+
+
+def exact_top10(vectors: np.ndarray, meta: list[dict], queries: np.ndarray, tenants: list[str | None]) -> list:
+    # Ground truth: brute force over the same vectors (cosine = dot, all normalized), same tenant restriction.
+    tenant_of = np.array([row["tenant"] for row in meta])
+    truth = []
+    for query, tenant in zip(queries, tenants, strict=True):
+        scores = vectors @ query
+        if tenant is not None:
+            scores = np.where(tenant_of == tenant, scores, -np.inf)
+        truth.append(set(np.argpartition(-scores, 10)[:10].tolist()))
+    return truth
+
+
+def timed_queries(search, queries: np.ndarray, tenants: list[str | None]) -> tuple[list[float], list[list]]:
+    latencies, results = [], []
+    for query, tenant in zip(queries, tenants, strict=True):
+        filters = {"field": "meta.tenant", "operator": "==", "value": tenant} if tenant else None
+        begin = time.perf_counter()
+        docs = search(query.tolist(), filters)
+        latencies.append((time.perf_counter() - begin) * 1000)
+        results.append(docs)
+    return latencies, results
+
+
+def recall(results: list[list], truth: list[set], index_of: dict[str, int]) -> float:
+    hits = [len({index_of[d.id] for d in docs} & gold) / 10 for docs, gold in zip(results, truth, strict=True)]
+    return statistics.mean(hits)
+
+
+def measure(name: str, store, search, vectors, meta, queries, truth, optimize) -> dict:
+    from haystack.document_stores.types import DuplicatePolicy
+
+    rss_before = rss_mb()
+    begin = time.perf_counter()
+    for batch in documents(vectors, meta):
+        store.write_documents(batch, policy=DuplicatePolicy.OVERWRITE)
+    ingest = time.perf_counter() - begin
+    begin = time.perf_counter()
+    optimize()
+    optimized = time.perf_counter() - begin
+    row = {"engine": name, "points": store.count_documents(), "ingest_s": ingest, "optimize_s": optimized,
+           "rss_mb": rss_mb() - rss_before}
+    index_of = _ids(meta)
+    n = len(queries)
+    tenants = ["t%d" % (i % N_TENANTS) for i in range(n)]
+    search(queries[0].tolist(), None)  # warm caches: the first query pays for page faults
+    for label, which in (("", [None] * n), ("_tenant", tenants)):
+        latencies, results = timed_queries(search, queries, which)
+        row[f"p50{label}_ms"] = statistics.median(latencies)
+        row[f"p95{label}_ms"] = float(np.percentile(latencies, 95))
+        row[f"recall{label}"] = recall(results, truth[label][:n], index_of)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _ids(meta: list[dict]) -> dict[str, int]:
+    from ragpress.schema import unit_id
+
+    return {unit_id(r["tenant"], r["collection"], r["doc_id"], "bench", "chunk", r["position"]): i
+            for i, r in enumerate(meta)}
+
+
+def run_edge(args, vectors, meta, queries, truth) -> dict:
+    import shutil
+
+    from indexers.edge_document_store import EdgeDocumentStore
+
+    folder = RESULTS / "edge_index"
+    shutil.rmtree(folder, ignore_errors=True)
+    store = EdgeDocumentStore(path=str(folder), index="bench", embedding_dim=vectors.shape[1], use_bm25=False,
+                              write_batch_size=1000)
+
+    def search(query, filters):
+        return store.embedding_retrieval(query_embedding=query, filters=filters, top_k=10, hnsw_ef=args.hnsw_ef)
+
+    row = measure("qdrant-edge (HNSW)", store, search, vectors, meta, queries[:args.queries], truth,
+                  store.optimize)
+    row["disk_mb"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+    store.close()
+    return row
+
+
+def run_local(args, vectors, meta, queries, truth) -> dict:
+    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+    from indexers.edge_document_store import DEFAULT_INDEXED_FIELDS
+
+    # In memory: on disk, local mode pickles every upsert to SQLite (181 s for 100k measured here).
+    store = QdrantDocumentStore(location=":memory:", index="bench", embedding_dim=vectors.shape[1],
+                                progress_bar=False, write_batch_size=1000,
+                                payload_fields_to_index=list(DEFAULT_INDEXED_FIELDS))
+
+    def search(query, filters):
+        return store._query_by_embedding(query_embedding=query, filters=filters, top_k=10)
+
+    return measure("qdrant-client local (:memory:)", store, search, vectors, meta,
+                   queries[:args.local_queries], truth, lambda: None)
+
+
+def print_table(rows: list[dict], args) -> None:
+    columns = ("engine", "points", "ingest_s", "optimize_s", "p50_ms", "p95_ms", "recall", "p50_tenant_ms",
+               "p95_tenant_ms", "recall_tenant", "rss_mb", "disk_mb")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        cells = [row.get(c, "") for c in columns]
+        print("| " + " | ".join(f"{c:.3g}" if isinstance(c, float) and c < 10 else
+                                 f"{c:.0f}" if isinstance(c, float) else str(c) for c in cells) + " |")
+
+
+def run(args: argparse.Namespace) -> None:
+    vectors, meta, queries = load_corpus(args.points)
+    queries = queries[:max(args.queries, args.local_queries)]
+    print(f"{len(vectors)} points x {vectors.shape[1]}-d, {len(queries)} queries", flush=True)
+    tenants = ["t%d" % (i % N_TENANTS) for i in range(len(queries))]
+    truth = {"": exact_top10(vectors, meta, queries, [None] * len(queries)),
+             "_tenant": exact_top10(vectors, meta, queries, tenants)}
+    rows = []
+    if "edge" in args.engines:
+        rows.append(run_edge(args, vectors, meta, queries, truth))
+    if "local" in args.engines:
+        rows.append(run_local(args, vectors, meta, queries, truth))
+    print_table(rows, args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=("embed", "run"), required=True)
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=500, help="queries timed on the Edge store")
+    parser.add_argument("--local-queries", type=int, default=50,
+                        help="queries timed on local mode (brute force in Python: ~0.2-1.2 s each at 100k)")
+    parser.add_argument("--hnsw-ef", type=int, default=None, help="HNSW search beam; None = engine default")
+    parser.add_argument("--engines", default="edge,local")
     parser.add_argument("--shard", type=int, default=2_500)
     args = parser.parse_args()
     embed(args) if args.stage == "embed" else run(args)
-
-
-def run(args: argparse.Namespace) -> None:
-    raise NotImplementedError
 
 
 if __name__ == "__main__":
