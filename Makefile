@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is set up on the way.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ragpress-installed
+QUESTION ?= When was the Millau Viaduct opened?
+
+.PHONY: run test install models models-all lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: a looser requirement would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/ragpress models fetch
+
+models-all: install
+	$(BIN)/ragpress models fetch --all
+
+run: models
+	$(BIN)/ragpress ingest samples --collection demo
+	$(BIN)/ragpress query "$(QUESTION)" --collection demo
+
+lint: install
+	$(BIN)/ruff check .
+
+test: models-all lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from ragpress.cli import app
+
+app()

@@ -1,0 +1,158 @@
+"""The REST contract against a real `ragpress serve` subprocess (embedded mode: in-process workers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from support import ServerProcess, wait_for_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    proc = ServerProcess(tmp_path_factory.mktemp("server-home"), env={"RAGPRESS_MAX_DOCUMENT_BYTES": "2000000"})
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: Any) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def indexed(client: httpx.Client, xquad: dict[str, Any]) -> dict[str, Any]:
+    paragraphs = [(f"{a['title']}-{i}", p) for a in xquad["data"] for i, p in enumerate(a["paragraphs"])]
+    documents = [{"id": doc_id, "text": p["context"], "meta": {"title": doc_id.rsplit("-", 1)[0]}}
+                 for doc_id, p in paragraphs]
+    response = client.post("/v1/collections/xquad/documents", json={"documents": documents})
+    assert response.status_code == 202
+    job = wait_for_job(client, response.json()["job_id"])
+    return {"job": job, "paragraphs": paragraphs}
+
+
+def test_an_ingestion_job_indexes_every_document_and_succeeds(indexed: dict[str, Any]) -> None:
+    job = indexed["job"]
+    assert job["status"] == "succeeded"
+    assert job["total"] == job["done"] == len(indexed["paragraphs"])
+    assert job["failed"] == 0 and job["errors"] == []
+
+
+def test_the_passage_holding_the_answer_comes_back_first(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    hits = 0
+    questions = [(doc_id, qa) for doc_id, p in indexed["paragraphs"] for qa in p["qas"][:1]]
+    for doc_id, qa in questions:
+        body = client.post("/v1/collections/xquad/query",
+                           json={"query": qa["question"], "generate": False, "top_k": 5}).json()
+        hits += body["documents"][0]["doc_id"] == doc_id
+    assert hits / len(questions) >= 0.8, f"gold passage first for only {hits}/{len(questions)} questions"
+
+
+def test_a_query_answers_from_the_retrieved_passages(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    body = client.post("/v1/collections/xquad/query",
+                       json={"query": "Who won the Ekstraklasa Championship in 2000?", "top_k": 2}).json()
+    assert "Polonia" in body["answer"]
+    assert body["abstained"] is False
+    first = body["documents"][0]
+    assert {"id", "doc_id", "text", "score"} <= first.keys()
+    assert body["usage"]["context_tokens"] > 0
+    assert {"retrieve", "rerank", "prune", "ttft", "total"} <= body["timings_ms"].keys()
+
+
+def test_streaming_sends_tokens_then_the_result(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    events: list[str] = []
+    with client.stream("POST", "/v1/collections/xquad/query",
+                       json={"query": "What is the Saxon Garden in Polish?", "top_k": 1, "stream": True}) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = [line.split(": ", 1)[1] for line in resp.iter_lines() if line.startswith("event: ")]
+    assert events[0] == "token" and events[-2:] == ["result", "done"]
+
+
+def test_resending_identical_content_is_a_no_op(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    before = client.get("/v1/collections/xquad").json()
+    doc_id, paragraph = indexed["paragraphs"][0]
+    job_id = client.post("/v1/collections/xquad/documents",
+                         json={"documents": [{"id": doc_id, "text": paragraph["context"]}]}).json()["job_id"]
+    job = wait_for_job(client, job_id)
+    assert job["status"] == "succeeded" and job["skipped"] == 1
+    assert client.get("/v1/collections/xquad").json()["units"] == before["units"]
+
+
+def test_new_content_for_an_id_replaces_the_old_chunks(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    text = "The quokka is a small marsupial that lives on Rottnest Island near Perth."
+    first = client.post("/v1/collections/swap/documents", json={"documents": [{"id": "q", "text": "Old text. " * 40}]})
+    wait_for_job(client, first.json()["job_id"])
+    second = client.post("/v1/collections/swap/documents", json={"documents": [{"id": "q", "text": text}]})
+    assert wait_for_job(client, second.json()["job_id"])["status"] == "succeeded"
+    body = client.post("/v1/collections/swap/query", json={"query": "old text", "generate": False, "top_k": 10}).json()
+    assert [d["text"] for d in body["documents"]] == [text]
+
+
+def test_deleting_a_document_removes_all_its_units(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    documents = [{"id": "gone", "text": "First sentence here. " * 60}, {"id": "kept", "text": "Another document."}]
+    job_id = client.post("/v1/collections/del/documents", json={"documents": documents}).json()["job_id"]
+    wait_for_job(client, job_id)
+    response = client.delete("/v1/collections/del/documents/gone")
+    assert response.status_code == 200 and response.json()["units_removed"] >= 1
+    body = client.post("/v1/collections/del/query", json={"query": "first sentence", "generate": False}).json()
+    assert {d["doc_id"] for d in body["documents"]} == {"kept"}
+    assert client.delete("/v1/collections/del/documents/gone").status_code == 404
+
+
+def test_a_bad_document_inside_a_good_batch_makes_the_job_partial(client: httpx.Client) -> None:
+    job_id = client.post("/v1/collections/mixed/documents", json={"documents": [
+        {"id": "good", "text": "Lisbon is the capital of Portugal."},
+        {"id": "bad", "text": "PK\u0003\u0004 zipped", "meta": {"content_type": "application/zip"}}]}).json()["job_id"]
+    job = wait_for_job(client, job_id)
+    assert job["status"] == "partial" and job["done"] == 1 and job["failed"] == 1
+    assert job["errors"][0]["doc_id"] == "bad" and "unsupported content type" in job["errors"][0]["error"]
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    (b"", 400, "empty_body"),
+    (b"{not json", 400, "invalid_json"),
+    (b'{"documents": [{"text": "caf\xe9"}]}', 400, "invalid_utf8"),
+    (b'{"documents": []}', 422, "invalid_request"),
+    (b'{"documents": [{"text": 123}]}', 422, "invalid_request"),
+    (b'{"documents": [{"text": {"nested": "object"}}]}', 422, "invalid_request"),
+    (b'{"documents": [{"text": "  "}]}', 422, "invalid_request"),
+    (b'{"documents": [{"text": "ok"}], "surprise": 1}', 422, "invalid_request"),
+    (b'{"documents": [{"text": "ok", "meta": {"tenant": "other"}}]}', 422, "invalid_request"),
+])
+def test_bad_ingestion_bodies_get_a_clear_4xx(client: httpx.Client, body: bytes, status: int, code: str) -> None:
+    response = client.post("/v1/collections/bad/documents", content=body,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    assert client.get("/v1/collections/bad").status_code == 404  # nothing was stored
+
+
+def test_a_50_mb_document_is_refused_whole(client: httpx.Client) -> None:
+    huge = "x" * (50 * 1024 * 1024)
+    response = client.post("/v1/collections/huge/documents", json={"documents": [{"id": "big", "text": huge}]})
+    assert response.status_code == 413
+    assert "nothing from this request was stored" in response.json()["error"]["message"].lower()
+    assert client.get("/v1/collections/huge").status_code == 404
+
+
+def test_a_document_over_the_per_document_limit_is_refused(client: httpx.Client) -> None:
+    response = client.post("/v1/collections/big/documents", json={"documents": [{"id": "b", "text": "y" * 3_000_000}]})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "document_too_large"
+
+
+def test_unknown_collections_and_jobs_are_404(client: httpx.Client) -> None:
+    assert client.post("/v1/collections/nowhere/query", json={"query": "hi"}).status_code == 404
+    assert client.get("/v1/collections/nowhere").json()["error"]["code"] == "not_found"
+    assert client.get("/v1/jobs/0000").status_code == 404
+
+
+def test_health_and_metrics_answer(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "ragpress"
