@@ -72,6 +72,11 @@ def _comparison(operator: str, field: str, value: Any) -> Any:
 
 
 def _equals(field: str, value: Any) -> Any:
+    if isinstance(value, bool):
+        # qdrant-edge-py 0.9.0 turns MatchValue(True) into MatchValue(1), which matches no boolean: refuse
+        # rather than silently return nothing. Store flags as keywords ("yes"/"no") or integers instead.
+        raise FilterError(f"Qdrant Edge (qdrant-edge-py 0.9.0) cannot match booleans ('{field}'); "
+                          "store the flag as a keyword or an integer.")
     if isinstance(value, float):
         # MatchValue takes keywords, integers and booleans only; a float equality is a closed range.
         return edge.FieldCondition(key=field, range=edge.RangeFloat(gte=value, lte=value))
