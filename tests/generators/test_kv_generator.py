@@ -1,0 +1,101 @@
+"""KVCacheGenerator: same contract as LocalGenerator, cached parallel path, safe fallbacks, YAML round trip."""
+
+import logging
+
+import pytest
+from haystack import Document, Pipeline
+
+from generators.kv_context import builder_for
+from generators.kv_generator import KVCacheGenerator
+from generators.kv_store import LocalKVStore
+from generators.local_generator import LocalGenerator
+from ragpress.schema import CONTENT_HASH, DOC_ID, END, START, content_hash
+
+from .conftest import DOCUMENT, SPANS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTION = "When was the Eiffel Tower finished?"
+
+
+def chunks() -> list[Document]:
+    return [
+        Document(content=DOCUMENT[s:e], meta={DOC_ID: "eiffel", CONTENT_HASH: content_hash(DOCUMENT),
+                                             START: s, END: e})
+        for s, e in SPANS
+    ]
+
+
+@pytest.fixture
+def store_config(tmp_path):
+    return {"backend": "local", "path": str(tmp_path / "kv")}
+
+
+def generator(store_config, **kwargs) -> KVCacheGenerator:
+    gen = KVCacheGenerator(store=store_config, max_new_tokens=6, temperature=0.8, scale=1.0, **kwargs)
+    gen.warm_up()
+    return gen
+
+
+def test_precomputed_chunks_are_loaded_not_re_read_and_the_reply_streams(store_config):
+    from generators.kv_context import precompute_document_kv
+
+    assert precompute_document_kv(DOCUMENT, chunks(), doc_id="eiffel", store=store_config) == 2
+    streamed = []
+    result = generator(store_config).run(QUESTION, chunks(), streaming_callback=lambda c: streamed.append(c.content))
+    meta = result["meta"][0]
+    assert meta["mode"] == "parallel"
+    assert (meta["kv_chunks_loaded"], meta["kv_chunks_encoded"]) == (2, 0)
+    assert meta["prefilled_tokens"] < meta["prompt_tokens"] / 3
+    assert set(LocalGenerator(max_new_tokens=2).run(QUESTION, chunks())["meta"][0]) <= set(meta) | {"mode"}
+    assert "".join(streamed).strip() == result["replies"][0]
+
+
+def test_a_missing_entry_falls_back_to_sequential_prefill_with_a_warning(store_config, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = generator(store_config, on_miss="prefill").run(QUESTION, chunks())
+    assert result["meta"][0]["mode"] == "sequential"
+    assert "falls back to sequential prefill" in caplog.text
+    assert result["replies"][0]
+
+
+def test_a_corrupt_entry_is_never_used_it_is_re_encoded_with_a_warning(store_config, caplog):
+    gen = generator(store_config)
+    clean = gen.run(QUESTION, chunks())["replies"][0]
+    builder = builder_for(gen.model, store_config, gen.quantization, gen.system_prompt)
+    store = LocalKVStore(store_config["path"])
+    for chunk in chunks():
+        key = builder.keys_for(chunk)[-1]  # the entries the first run encoded
+        data = bytearray(store.get(key))
+        data[len(data) // 2] ^= 0xFF
+        store.put(key, bytes(data))
+    with caplog.at_level(logging.WARNING):
+        result = gen.run(QUESTION, chunks())
+    assert "is corrupt" in caplog.text
+    assert result["meta"][0]["kv_chunks_encoded"] == 2
+    assert result["replies"][0] == clean
+
+
+def test_no_documents_means_abstaining_without_the_model(store_config):
+    result = KVCacheGenerator(store=store_config).run(QUESTION, [])
+    assert result["meta"][0]["abstained"] is True
+
+
+def test_invalid_settings_are_refused_at_construction():
+    with pytest.raises(ValueError, match="quantization"):
+        KVCacheGenerator(quantization="int3")
+    with pytest.raises(ValueError, match="on_miss"):
+        KVCacheGenerator(on_miss="sometimes")
+    with pytest.raises(ValueError, match="temperature"):
+        KVCacheGenerator(temperature=0)
+
+
+@pytest.mark.unit
+def test_the_component_round_trips_through_pipeline_yaml(store_config):
+    pipeline = Pipeline()
+    pipeline.add_component("generator", KVCacheGenerator(store=store_config, quantization="int4",
+                                                         temperature=0.8, scale=0.95, on_miss="prefill"))
+    loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["generators"])
+    restored = loaded.get_component("generator")
+    assert isinstance(restored, KVCacheGenerator)
+    assert restored.to_dict() == pipeline.get_component("generator").to_dict()

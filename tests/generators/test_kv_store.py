@@ -1,0 +1,119 @@
+"""KV store: content-addressed entries, corruption detected, documents invalidated, LRU under a budget."""
+
+import os
+import time
+
+import pytest
+import torch
+
+from generators.kv_store import (
+    CorruptEntry,
+    KVEntry,
+    LocalKVStore,
+    RedisKVStore,
+    decode_entry,
+    encode_entry,
+    entry_key,
+    settings_fingerprint,
+)
+
+
+def entry(tokens: int = 4) -> KVEntry:
+    tensors = {"k": torch.randn(2, 1, tokens, 8), "v": torch.randn(2, 1, tokens, 8)}
+    return KVEntry(tensors, "none", list(range(tokens)), [(i, i + 1) for i in range(tokens)], "doc-1")
+
+
+@pytest.mark.unit
+def test_an_entry_round_trips_through_its_bytes():
+    original = entry()
+    restored = decode_entry(encode_entry(original))
+    assert torch.equal(restored.tensors["k"], original.tensors["k"])
+    assert restored.token_ids == original.token_ids
+    assert restored.token_spans == original.token_spans
+    assert restored.doc_id == "doc-1"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_a_damaged_entry_is_reported_corrupt_not_decoded(damage):
+    data = bytearray(encode_entry(entry()))
+    if damage == "flip":
+        data[-5] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data = bytearray(b"not a kv entry at all")
+    with pytest.raises(CorruptEntry):
+        decode_entry(bytes(data))
+
+
+@pytest.mark.unit
+def test_keys_change_with_model_prefix_quantization_content_and_span():
+    base = settings_fingerprint("m", [1, 2], "int8")
+    assert settings_fingerprint("m2", [1, 2], "int8") != base
+    assert settings_fingerprint("m", [1, 3], "int8") != base
+    assert settings_fingerprint("m", [1, 2], "int4") != base
+    assert entry_key(base, "hash", 0, 10) != entry_key(base, "hash2", 0, 10)
+    assert entry_key(base, "hash", 0, 10) != entry_key(base, "hash", 10, 20)
+
+
+@pytest.mark.unit
+def test_local_store_puts_gets_and_drops_a_documents_entries(tmp_path):
+    store = LocalKVStore(tmp_path)
+    store.put("a" * 64, b"one", doc_id="doc-1")
+    store.put("b" * 64, b"two", doc_id="doc-1")
+    store.put("c" * 64, b"three", doc_id="doc-2")
+    assert store.get("a" * 64) == b"one"
+    assert store.total_bytes() == 11
+    assert store.delete_document("doc-1") == 2
+    assert store.get("a" * 64) is None and store.get("b" * 64) is None
+    assert store.get("c" * 64) == b"three"
+
+
+@pytest.mark.unit
+def test_local_store_evicts_least_recently_used_entries_beyond_its_budget(tmp_path):
+    store = LocalKVStore(tmp_path, max_bytes=350)
+    for name in "abc":
+        store.put(name * 64, b"x" * 100)
+        past = time.time() - 100 + ord(name)
+        os.utime(store._file(name * 64), (past, past))
+    store.get("a" * 64)  # used again: now the most recent
+    store.put("d" * 64, b"x" * 100)
+    assert store.total_bytes() <= 350
+    assert store.get("a" * 64) is not None and store.get("d" * 64) is not None
+    assert store.get("b" * 64) is None
+
+
+@pytest.mark.unit
+def test_settings_are_kept_per_name(tmp_path):
+    store = LocalKVStore(tmp_path)
+    store.put_settings("calibration|m|p", {"temperature": 0.8})
+    assert LocalKVStore(tmp_path).get_settings("calibration|m|p") == {"temperature": 0.8}
+    assert store.get_settings("other") is None
+
+
+@pytest.fixture
+def redis_store():
+    redis = pytest.importorskip("redis")
+    store = RedisKVStore("redis://127.0.0.1:6379/0", namespace=f"ragpress:test:{os.getpid()}", max_bytes=250)
+    try:
+        store._redis.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis server at 127.0.0.1:6379 (the distributed-mode KV store needs one)")
+    yield store
+    store.clear()
+
+
+@pytest.mark.integration
+def test_redis_store_has_the_same_behaviour(redis_store):
+    redis_store.put("a" * 64, b"x" * 100, doc_id="doc-1")
+    redis_store.put("b" * 64, b"x" * 100, doc_id="doc-2")
+    assert redis_store.get("a" * 64) == b"x" * 100
+    assert redis_store.total_bytes() == 200
+    redis_store.put("c" * 64, b"x" * 100)  # over budget: b is the least recently used
+    assert redis_store.total_bytes() <= 250
+    assert redis_store.get("b" * 64) is None
+    assert redis_store.delete_document("doc-1") == 1
+    assert redis_store.get("a" * 64) is None
+    redis_store.put_settings("calibration|m|p", {"scale": 0.9})
+    assert redis_store.get_settings("calibration|m|p") == {"scale": 0.9}
