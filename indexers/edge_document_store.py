@@ -79,6 +79,7 @@ class EdgeDocumentStore:
         return_embedding: bool = False,
         payload_fields_to_index: list[dict[str, Any]] | None = None,
         hnsw_config: dict[str, int] | None = None,
+        optimizers_config: dict[str, Any] | None = None,
         write_batch_size: int = 256,
         scroll_size: int = 10_000,
     ) -> None:
@@ -93,6 +94,8 @@ class EdgeDocumentStore:
         :param payload_fields_to_index: ``[{"field_name": "meta.x", "field_schema": "keyword" | {"type":
             "keyword", "is_tenant": true}}]`` (qdrant-haystack's format); defaults to ragpress's scope fields.
         :param hnsw_config: ``{"m": 16, "ef_construct": 100, "full_scan_threshold": 10000}`` overrides.
+        :param optimizers_config: ``EdgeOptimizersConfig`` fields, e.g. ``{"indexing_threshold": 10000}`` (KB of
+            vectors below which a segment stays unindexed and is searched exactly).
         :param write_batch_size: Points per upsert; each upsert is one WAL record.
         :param scroll_size: Points per page when listing documents.
         """
@@ -109,6 +112,7 @@ class EdgeDocumentStore:
         self.payload_fields_to_index = (
             list(DEFAULT_INDEXED_FIELDS) if payload_fields_to_index is None else payload_fields_to_index)
         self.hnsw_config = hnsw_config
+        self.optimizers_config = optimizers_config
         self.write_batch_size = write_batch_size
         self.scroll_size = scroll_size
         self._shard: edge.EdgeShard | None = None
@@ -156,6 +160,7 @@ class EdgeDocumentStore:
             # IDF is applied by the engine at query time, which BM25 document vectors (term frequencies) need.
             sparse_vectors={SPARSE: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
             hnsw_config=hnsw,
+            optimizers=edge.EdgeOptimizersConfig(**self.optimizers_config) if self.optimizers_config else None,
         )
 
     def _check_dimension(self, shard: edge.EdgeShard) -> None:
@@ -197,6 +202,7 @@ class EdgeDocumentStore:
             self, path=self.path, index=self.index, embedding_dim=self.embedding_dim,
             similarity=self.similarity, use_bm25=self.use_bm25, return_embedding=self.return_embedding,
             payload_fields_to_index=self.payload_fields_to_index, hnsw_config=self.hnsw_config,
+            optimizers_config=self.optimizers_config,
             write_batch_size=self.write_batch_size, scroll_size=self.scroll_size)
 
     @classmethod

@@ -51,7 +51,8 @@ class _EdgeRetriever:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
-        params = data.get("init_parameters", {})
+        data = {**data, "init_parameters": dict(data.get("init_parameters", {}))}  # never mutate the caller's
+        params = data["init_parameters"]
         store = params.get("document_store")
         if isinstance(store, dict):
             # Only ever an EdgeDocumentStore: the nested type name is checked, never imported from the YAML.
@@ -81,7 +82,8 @@ class EdgeEmbeddingRetriever(_EdgeRetriever):
         return_embedding: bool = False,
         score_threshold: float | None = None,
     ) -> None:
-        super().__init__(document_store, filters, top_k, filter_policy, return_embedding)
+        # Explicit base call: @component rebuilds the class, which breaks zero-argument super().
+        _EdgeRetriever.__init__(self, document_store, filters, top_k, filter_policy, return_embedding)
         self.scale_score = scale_score
         self.score_threshold = score_threshold
 
@@ -142,7 +144,8 @@ class EdgeHybridRetriever(_EdgeRetriever):
         rrf_k: int = RRF_K,
         prefetch_k: int | None = None,
     ) -> None:
-        super().__init__(document_store, filters, top_k, filter_policy, return_embedding)
+        # Explicit base call: @component rebuilds the class, which breaks zero-argument super().
+        _EdgeRetriever.__init__(self, document_store, filters, top_k, filter_policy, return_embedding)
         if rrf_k < 1:
             raise ValueError("rrf_k must be at least 1.")
         self.rrf_k = rrf_k
