@@ -225,14 +225,18 @@ class EdgeDocumentStore:
         return [self._to_document(r, score=None, with_vector=True) for r in records]
 
     def write_documents(self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.FAIL) -> int:
-        """Write documents; returns how many were written. NONE behaves as FAIL, like qdrant-haystack."""
+        """Write documents; returns how many distinct documents were written.
+
+        As in qdrant-haystack: NONE upserts like OVERWRITE; within one call the last copy of an id wins under
+        OVERWRITE/NONE and the first under SKIP/FAIL (qdrant-haystack counts repeated ids twice; this does not).
+        """
         for document in documents:
             if not isinstance(document, Document):
                 raise ValueError(f"write_documents() expects Documents, got {type(document).__name__}.")
         if not documents:
             return 0
         shard = self._open()
-        documents = self._apply_policy(_last_of_each_id(documents), policy)
+        documents = self._apply_policy(_one_per_id(documents, policy), policy)
         for start in range(0, len(documents), self.write_batch_size):
             points = [self._to_point(d) for d in documents[start:start + self.write_batch_size]]
             shard.update(edge.UpdateOperation.upsert_points(points))
@@ -353,12 +357,12 @@ class EdgeDocumentStore:
         return replace(document, score=float(1 / (1 + math.exp(-document.score / 100))))
 
     def _apply_policy(self, documents: list[Document], policy: DuplicatePolicy) -> list[Document]:
-        if policy == DuplicatePolicy.OVERWRITE:
+        if policy in (DuplicatePolicy.OVERWRITE, DuplicatePolicy.NONE):
             return documents
         records = self._open().retrieve([convert_id(d.id) for d in documents], with_payload=["id"],
                                         with_vector=False)
         existing = {(r.payload or {}).get("id") for r in records}
-        if existing and policy in (DuplicatePolicy.FAIL, DuplicatePolicy.NONE):
+        if existing and policy == DuplicatePolicy.FAIL:
             shown = ", ".join(sorted(str(i) for i in existing)[:5])
             raise DuplicateDocumentError(f"Documents already in index '{self.index}': {shown}")
         return [d for d in documents if d.id not in existing]
@@ -403,13 +407,16 @@ class EdgeDocumentStore:
                 return
 
 
-def _last_of_each_id(documents: list[Document]) -> list[Document]:
-    # Within one call the last copy of an id wins, as repeated upserts would; logged because it hides a bug
-    # upstream more often than not.
-    unique = {d.id: d for d in documents}
+def _one_per_id(documents: list[Document], policy: DuplicatePolicy) -> list[Document]:
+    # Repeated ids in one call usually mean a bug upstream, so say so; which copy wins follows qdrant-haystack.
+    first_wins = policy in (DuplicatePolicy.SKIP, DuplicatePolicy.FAIL)
+    unique: dict[str, Document] = {}
+    for document in documents:
+        if not (first_wins and document.id in unique):
+            unique[document.id] = document
     if len(unique) < len(documents):
-        logger.warning("write_documents got %d duplicate ids in one call; kept the last of each.",
-                       len(documents) - len(unique))
+        logger.warning("write_documents got %d repeated ids in one call; kept the %s of each.",
+                       len(documents) - len(unique), "first" if first_wins else "last")
     return list(unique.values())
 
 

@@ -265,3 +265,14 @@ def test_fail_refuses_existing_ids_in_both(pair):
 def test_an_empty_filter_deletes_nothing_in_both(pair):
     assert on_both(pair, lambda s: s.delete_by_filter({})) == (0, 0)
     assert on_both(pair, lambda s: s.count_documents()) == (N_DOCS, N_DOCS)
+
+
+@pytest.mark.parametrize("policy", [DuplicatePolicy.NONE, DuplicatePolicy.OVERWRITE, DuplicatePolicy.SKIP])
+def test_repeated_ids_in_one_call_resolve_the_same_way_in_both(pair, policy):
+    base = make_documents()[0]
+    copies = [Document(id=f"repeated-{policy.value}", content=f"copy {n}", meta=base.meta, embedding=base.embedding,
+                       sparse_embedding=base.sparse_embedding) for n in range(3)]
+    on_both(pair, lambda s: s.write_documents(copies, policy=policy))
+    edge_docs, local_docs = on_both(pair, lambda s: s.get_documents_by_id([copies[0].id]))
+    assert edge_docs[0].content == ("copy 0" if policy == DuplicatePolicy.SKIP else "copy 2")
+    same_listing(edge_docs, local_docs, f"repeated ids under {policy.value}")
