@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def worker(concurrency: int = typer.Option(1, help="Worker threads in this proce
 
     runtime.declare_index_owner(settings.qdrant_url is not None)
     get_celery().worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", "threads",
-                              "--loglevel", settings.log_level, "-n", "ragpress-worker@%h-%p",
+                              "--loglevel", settings.log_level, "-n", f"ragpress-worker-{os.getpid()}@%h",
                               "--without-gossip", "--without-mingle"])
 
 
