@@ -142,12 +142,15 @@ class EdgeDocumentStore:
 
     def _load_or_create(self, folder: Path) -> edge.EdgeShard:
         if (folder / "edge_config.json").exists():
+            self._check_dimension(folder)  # before loading: a refused shard must not stay open
             shard = edge.EdgeShard.load(str(folder))
-            self._check_dimension(shard)
-            return shard
-        shard = edge.EdgeShard.create(str(folder), self._config())
+        else:
+            shard = edge.EdgeShard.create(str(folder), self._config())
+        # Also on load: a crash between create() and the index updates must not leave filters unindexed.
+        present = set(shard.info().payload_schema)
         for field in self.payload_fields_to_index:
-            shard.update(edge.UpdateOperation.create_field_index(field["field_name"], _schema(field)))
+            if field["field_name"] not in present:
+                shard.update(edge.UpdateOperation.create_field_index(field["field_name"], _schema(field)))
         return shard
 
     def _config(self) -> edge.EdgeConfig:
@@ -163,12 +166,11 @@ class EdgeDocumentStore:
             optimizers=edge.EdgeOptimizersConfig(**self.optimizers_config) if self.optimizers_config else None,
         )
 
-    def _check_dimension(self, shard: edge.EdgeShard) -> None:
-        # The EdgeConfig getters read what was persisted; a mismatch would otherwise fail on the first write.
-        size = shard_dense_size(self.shard_path)
+    def _check_dimension(self, folder: Path) -> None:
+        size = shard_dense_size(folder)
         if size is not None and size != self.embedding_dim:
             raise EdgeStoreError(
-                f"The index at {self.shard_path} holds {size}-d vectors, not embedding_dim={self.embedding_dim}.")
+                f"The index at {folder} holds {size}-d vectors, not embedding_dim={self.embedding_dim}.")
 
     def close(self) -> None:
         """Flush, release the engine and the folder lock. The store reopens on next use."""
