@@ -1,0 +1,238 @@
+"""Late chunking: embed the whole document once, then pool each chunk's vector out of its token embeddings.
+
+A chunk embedded on its own loses what its document says around it ("it", "the method", "this city"). Here
+the embedder reads the whole document (or long overlapping windows of it when it exceeds the model's
+context), and each chunk's vector is the mean of the token embeddings inside its character span, passed
+through the model's own head after pooling (Dense layers, Normalize). Chunk spans come from the baseline
+``SentenceChunker`` so fixed and late chunking cut documents identically and differ only in the vectors.
+
+``TokenEncoder`` (token-level access to any sentence-transformers model) is shared with the situated chunker.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from haystack import Document, component, default_from_dict, default_to_dict
+
+from indexers.sentence_chunker import SentenceChunker
+from ragpress import schema
+from ragpress.model_loading import sentence_transformer
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A text's tokens without special tokens: ids and character offsets into the text."""
+
+    ids: list[int]
+    offsets: list[Span]
+
+    def token_range(self, start: int, end: int) -> Span:
+        """Indices ``[i, j)`` of the tokens that start inside the character span ``[start, end)``."""
+        starts = [a for a, _ in self.offsets]
+        return bisect_left(starts, start), bisect_left(starts, end)
+
+
+def plan_windows(n_tokens: int, capacity: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Cover ``n_tokens`` with windows of at most ``capacity`` tokens that overlap by ``overlap``.
+
+    Returns ``(start, end, core_start, core_end)`` per window. Each token takes its embedding from the one
+    window whose core holds it; cores split the overlaps in half so a token is read with as much context on
+    both sides as the windows allow."""
+    if n_tokens <= capacity:
+        return [(0, n_tokens, 0, n_tokens)]
+    stride = capacity - overlap
+    starts = [*range(0, n_tokens - capacity, stride), n_tokens - capacity]
+    windows = []
+    for k, start in enumerate(starts):
+        core_start = 0 if k == 0 else (windows[-1][3])
+        core_end = n_tokens if k == len(starts) - 1 else (start + capacity + starts[k + 1]) // 2
+        windows.append((start, start + capacity, core_start, core_end))
+    return windows
+
+
+class TokenEncoder:
+    """Token embeddings from a sentence-transformers model, and its head applied to pooled vectors.
+
+    Works with any model whose first module is a transformer with a fast tokenizer: it reads the special
+    tokens the tokenizer adds, the model's ``max_seq_length`` and the modules after its ``Pooling``."""
+
+    def __init__(self, model: Any, window_tokens: int | None = None, prompt: str = "") -> None:
+        self.model = model
+        self.tokenizer = model.tokenizer
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("late/situated chunking needs a fast tokenizer (character offsets).")
+        self.prefix, self.suffix = _special_affixes(self.tokenizer)
+        self.prompt_ids = self.tokenize(prompt).ids if prompt else []
+        limit = min(window_tokens or model.max_seq_length, _max_positions(model))
+        self.capacity = limit - len(self.prefix) - len(self.suffix) - len(self.prompt_ids)
+        if self.capacity < 16:
+            raise ValueError(f"a window of {limit} tokens leaves too little room for text.")
+        names = [type(module).__name__ for module in model]
+        after = names.index("Pooling") + 1 if "Pooling" in names else len(names)
+        self.head = [model[i] for i in range(after, len(names))]
+
+    def tokenize(self, text: str) -> Tokens:
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return Tokens(list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]])
+
+    def encode(self, sequences: list[list[int]], batch_size: int) -> list[torch.Tensor]:
+        """Contextual token embeddings (one ``[len, dim]`` tensor per sequence, special and prompt tokens
+        removed). Sequences must fit ``capacity``; shorter ones are batched together by length."""
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        out: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
+        lead = len(self.prefix) + len(self.prompt_ids)
+        for begin in range(0, len(order), batch_size):
+            batch = [sequences[i] for i in order[begin:begin + batch_size]]
+            embeddings = self._forward([self.prefix + self.prompt_ids + ids + self.suffix for ids in batch])
+            for row, index in enumerate(order[begin:begin + batch_size]):
+                out[index] = embeddings[row, lead:lead + len(sequences[index])]
+        return out
+
+    def document_tokens(self, tokens: list[Tokens], overlap: int, batch_size: int) -> list[torch.Tensor]:
+        """Token embeddings of whole documents, read through overlapping windows where they are too long."""
+        plans = [plan_windows(len(t.ids), self.capacity, overlap) for t in tokens]
+        pieces = [t.ids[s:e] for t, plan in zip(tokens, plans, strict=True) for s, e, _, _ in plan]
+        encoded = iter(self.encode(pieces, batch_size))
+        documents = []
+        for plan in plans:
+            parts = [next(encoded)[cs - s:ce - s] for s, _, cs, ce in plan]
+            documents.append(torch.cat(parts) if parts else torch.empty(0, self.dimension))
+        return documents
+
+    def apply_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The model's own modules after pooling (Dense, Normalize, ...) on pooled token embeddings."""
+        features: dict[str, Any] = {"sentence_embedding": pooled}
+        with torch.inference_mode():
+            for module in self.head:
+                features = module(features)
+        return features["sentence_embedding"]
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model[0].get_word_embedding_dimension())
+
+    def _forward(self, batch: list[list[int]]) -> torch.Tensor:
+        width = max(len(ids) for ids in batch)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
+        with torch.inference_mode():
+            features = self.model[0]({"input_ids": input_ids, "attention_mask": mask})
+        return features["token_embeddings"]
+
+
+def mean_pool(token_embeddings: torch.Tensor, ranges: list[Span]) -> torch.Tensor:
+    """Mean of the token embeddings in each ``[i, j)`` range (empty ranges give zero vectors)."""
+    rows = [token_embeddings[i:j].mean(0) if j > i else token_embeddings.new_zeros(token_embeddings.shape[1])
+            for i, j in ranges]
+    return torch.stack(rows)
+
+
+def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text ([CLS]/[SEP], <bos>/<eos>, ...)."""
+    encoded = tokenizer("x", add_special_tokens=True, return_offsets_mapping=True)
+    content = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if b > a]
+    ids = list(encoded["input_ids"])
+    return ids[:content[0]], ids[content[-1] + 1:]
+
+
+def _max_positions(model: Any) -> int:
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    return int(getattr(config, "max_position_embeddings", None) or model.max_seq_length)
+
+
+def document_prompt(model: Any, prompt_name: str | None) -> str:
+    prompts = getattr(model, "prompts", None) or {}
+    return prompts.get(prompt_name, "") if prompt_name else ""
+
+
+@component
+class LateChunker:
+    """Sentence-packed chunks of at most ``max_tokens`` tokens, embedded by late chunking.
+
+    Documents longer than the model's window (``window_tokens``, default its ``max_seq_length``) are read
+    through windows overlapping by ``window_overlap`` tokens. Output chunks carry ``strategy: late`` and
+    their embedding; the ``DocumentEmbedder`` downstream leaves them as they are.
+
+    Usage:
+        >>> chunker = LateChunker(model="all-MiniLM-L6-v2", max_tokens=64)
+        >>> chunks = chunker.run(documents=[Document(content=text, meta={"doc_id": "a"})])["documents"]
+        >>> len(chunks[0].embedding)
+        384
+    """
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
+                 window_tokens: int | None = None, window_overlap: int = 64, batch_size: int = 16,
+                 prompt_name: str | None = "document") -> None:
+        if not model:
+            raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
+        if window_tokens is not None and window_tokens < 32:
+            raise ValueError("window_tokens must be at least 32.")
+        if window_overlap < 0 or (window_tokens is not None and window_overlap >= window_tokens // 2):
+            raise ValueError("window_overlap must be between 0 and half of window_tokens.")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1.")
+        self.model = model
+        self.max_tokens = max_tokens
+        self.overlap_sentences = overlap_sentences
+        self.window_tokens = window_tokens
+        self.window_overlap = window_overlap
+        self.batch_size = batch_size
+        self.prompt_name = prompt_name
+        # Validates max_tokens/overlap_sentences and cuts exactly as the baseline does.
+        self._splitter = SentenceChunker(max_tokens, overlap_sentences, tokenizer_model=model)
+        self._encoder: TokenEncoder | None = None
+
+    def warm_up(self) -> None:
+        if self._encoder is None:
+            loaded = sentence_transformer(self.model)
+            prompt = document_prompt(loaded, self.prompt_name)
+            self._encoder = TokenEncoder(loaded, self.window_tokens, prompt)
+            self._splitter.warm_up()
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, model=self.model, max_tokens=self.max_tokens,
+                               overlap_sentences=self.overlap_sentences, window_tokens=self.window_tokens,
+                               window_overlap=self.window_overlap, batch_size=self.batch_size,
+                               prompt_name=self.prompt_name)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LateChunker:
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(self, documents: list[Document], max_tokens: int | None = None) -> dict[str, list[Document]]:
+        self.warm_up()
+        assert self._encoder is not None
+        chunks: list[Document] = []
+        # Groups bound memory: token embeddings of a group's documents are held at once.
+        for begin in range(0, len(documents), self.batch_size * 4):
+            group = documents[begin:begin + self.batch_size * 4]
+            chunks.extend(self._embed_group(group, max_tokens or self.max_tokens))
+        return {"documents": chunks}
+
+    def _embed_group(self, documents: list[Document], max_tokens: int) -> list[Document]:
+        encoder = self._encoder
+        assert encoder is not None
+        planned = [self._splitter.run([d], max_tokens=max_tokens)["documents"] for d in documents]
+        kept = [i for i, chunks in enumerate(planned) if chunks]
+        tokens = [encoder.tokenize(documents[i].content or "") for i in kept]
+        embeddings = encoder.document_tokens(tokens, self.window_overlap, self.batch_size)
+        out: list[Document] = []
+        for index, doc_tokens, token_embeddings in zip(kept, tokens, embeddings, strict=True):
+            chunks = planned[index]
+            ranges = [doc_tokens.token_range(c.meta[schema.START], c.meta[schema.END]) for c in chunks]
+            vectors = encoder.apply_head(mean_pool(token_embeddings, ranges))
+            out.extend(with_vectors(chunks, vectors, "late"))
+        return out
+
+
+def with_vectors(chunks: list[Document], vectors: torch.Tensor, strategy: str) -> list[Document]:
+    return [replace(chunk, embedding=vector.tolist(), meta={**chunk.meta, schema.STRATEGY: strategy})
+            for chunk, vector in zip(chunks, vectors, strict=True)]

@@ -1,0 +1,186 @@
+"""Situated chunking: a short chunk's vector is computed inside a wider window of its document.
+
+The idea of SitEmb (situated embeddings) without training a model: the embedder reads a window of
+``context_tokens`` tokens centred on the chunk (the whole document when it fits), the chunk's vector is
+the mean of its own contextual token embeddings, and a share ``context_weight`` of the window's vector is
+mixed in so that the chunk also matches queries about what its surroundings say. A document title
+(``title_key`` in its meta) can lead every window, as "contextual retrieval" does with an LLM-written
+context. The chunk's text stays short: it is the evidence returned to the user.
+
+Windows are shared: chunks whose window is the same span (every chunk of a short document) are encoded
+together in one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from haystack import Document, component, default_from_dict, default_to_dict
+
+from indexers.late_chunker import TokenEncoder, Tokens, document_prompt, with_vectors
+from indexers.sentence_chunker import SentenceChunker
+from ragpress import schema
+from ragpress.model_loading import sentence_transformer
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class SituatedParts:
+    """Chunks (without vectors), their own pooled vectors and their windows' vectors, both normalized."""
+
+    chunks: list[Document]
+    chunk_vectors: torch.Tensor
+    window_vectors: torch.Tensor
+
+
+def centred_window(chunk: Span, n_tokens: int, size: int) -> Span:
+    """The ``size``-token span of ``[0, n_tokens)`` centred on ``chunk`` (shifted at the edges)."""
+    i, j = chunk
+    if j - i >= size:
+        return i, i + size
+    left = max(0, i - (size - (j - i)) // 2)
+    right = min(n_tokens, left + size)
+    return max(0, right - size), right
+
+
+def mix(parts: SituatedParts, context_weight: float, normalize: bool = True) -> torch.Tensor:
+    """``(1 - w) * chunk + w * window``, renormalized when the model's head normalizes."""
+    mixed = (1.0 - context_weight) * parts.chunk_vectors + context_weight * parts.window_vectors
+    return torch.nn.functional.normalize(mixed, dim=-1) if normalize else mixed
+
+
+@component
+class SituatedChunker:
+    """Sentence-packed chunks of at most ``max_tokens`` tokens, each embedded inside a wider window.
+
+    Output chunks carry ``strategy: situated`` and their embedding; their text is the short chunk.
+
+    Usage:
+        >>> chunker = SituatedChunker(model="all-MiniLM-L6-v2", max_tokens=64, context_weight=0.25)
+        >>> chunks = chunker.run(documents=[Document(content=text, meta={"doc_id": "a"})])["documents"]
+    """
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
+                 context_tokens: int | None = None, context_weight: float = 0.25, title_key: str | None = None,
+                 batch_size: int = 16, prompt_name: str | None = "document") -> None:
+        if not model:
+            raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
+        if not 0.0 <= context_weight <= 1.0:
+            raise ValueError("context_weight must be between 0 and 1.")
+        if context_tokens is not None and context_tokens < 32:
+            raise ValueError("context_tokens must be at least 32.")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1.")
+        self.model = model
+        self.max_tokens = max_tokens
+        self.overlap_sentences = overlap_sentences
+        self.context_tokens = context_tokens
+        self.context_weight = context_weight
+        self.title_key = title_key
+        self.batch_size = batch_size
+        self.prompt_name = prompt_name
+        self._splitter = SentenceChunker(max_tokens, overlap_sentences, tokenizer_model=model)
+        self._encoder: TokenEncoder | None = None
+
+    def warm_up(self) -> None:
+        if self._encoder is None:
+            loaded = sentence_transformer(self.model)
+            self._encoder = TokenEncoder(loaded, self.context_tokens, document_prompt(loaded, self.prompt_name))
+            self._splitter.warm_up()
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, model=self.model, max_tokens=self.max_tokens,
+                               overlap_sentences=self.overlap_sentences, context_tokens=self.context_tokens,
+                               context_weight=self.context_weight, title_key=self.title_key,
+                               batch_size=self.batch_size, prompt_name=self.prompt_name)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SituatedChunker:
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(self, documents: list[Document], max_tokens: int | None = None,
+            context_weight: float | None = None) -> dict[str, list[Document]]:
+        weight = self.context_weight if context_weight is None else context_weight
+        parts = self.parts(documents, max_tokens)
+        normalize = any(type(m).__name__ == "Normalize" for m in self._head())
+        vectors = mix(parts, weight, normalize)
+        return {"documents": with_vectors(parts.chunks, vectors, "situated")}
+
+    def parts(self, documents: list[Document], max_tokens: int | None = None) -> SituatedParts:
+        """Chunk and encode, keeping the two vectors apart (the benchmark mixes them at several weights)."""
+        self.warm_up()
+        chunks: list[Document] = []
+        own: list[torch.Tensor] = []
+        context: list[torch.Tensor] = []
+        for begin in range(0, len(documents), self.batch_size * 4):
+            group = self._encode_group(documents[begin:begin + self.batch_size * 4], max_tokens or self.max_tokens)
+            chunks.extend(group.chunks)
+            own.append(group.chunk_vectors)
+            context.append(group.window_vectors)
+        dim = self._encoder.dimension if self._encoder else 0
+        empty = torch.empty(0, dim)
+        return SituatedParts(chunks, torch.cat(own) if own else empty, torch.cat(context) if context else empty)
+
+    def _head(self) -> list[Any]:
+        self.warm_up()
+        assert self._encoder is not None
+        return self._encoder.head
+
+    def _encode_group(self, documents: list[Document], max_tokens: int) -> SituatedParts:
+        encoder = self._encoder
+        assert encoder is not None
+        chunks: list[Document] = []
+        requests: list[tuple[int, Span]] = []  # (window index, chunk token range inside the window)
+        windows: dict[tuple[int, Span], int] = {}
+        sequences: list[list[int]] = []
+        for doc_index, document in enumerate(documents):
+            planned = self._splitter.run([document], max_tokens=max_tokens)["documents"]
+            if not planned:
+                continue
+            tokens = encoder.tokenize(document.content or "")
+            title = self._title_ids(encoder, document)
+            size = encoder.capacity - len(title)
+            for chunk in planned:
+                i, j = tokens.token_range(chunk.meta[schema.START], chunk.meta[schema.END])
+                left, right = centred_window((i, j), len(tokens.ids), size)
+                key = (doc_index, (left, right))
+                if key not in windows:
+                    windows[key] = len(sequences)
+                    sequences.append(title + tokens.ids[left:right])
+                offset = len(title) - left
+                requests.append((windows[key], (i + offset, min(j, right) + offset)))
+                chunks.append(chunk)
+        return self._pool(chunks, requests, sequences)
+
+    def _pool(self, chunks: list[Document], requests: list[tuple[int, Span]],
+              sequences: list[list[int]]) -> SituatedParts:
+        encoder = self._encoder
+        assert encoder is not None
+        encoded = encoder.encode(sequences, self.batch_size)
+        own = torch.stack([_mean(encoded[w][i:j]) for w, (i, j) in requests]) if requests else None
+        context = torch.stack([_mean(encoded[w]) for w, _ in requests]) if requests else None
+        if own is None or context is None:
+            empty = torch.empty(0, encoder.dimension)
+            return SituatedParts(chunks, empty, empty)
+        unit = torch.nn.functional.normalize
+        return SituatedParts(chunks, unit(encoder.apply_head(own), dim=-1),
+                             unit(encoder.apply_head(context), dim=-1))
+
+    def _title_ids(self, encoder: TokenEncoder, document: Document) -> list[int]:
+        title = document.meta.get(self.title_key) if self.title_key else None
+        if not title:
+            return []
+        # A title longer than half the window would crowd out the context it is meant to label.
+        return _title_tokens(encoder.tokenize(f"{title}."), encoder.capacity // 2)
+
+
+def _title_tokens(tokens: Tokens, limit: int) -> list[int]:
+    return tokens.ids[:limit]
+
+
+def _mean(rows: torch.Tensor) -> torch.Tensor:
+    return rows.mean(0) if len(rows) else rows.new_zeros(rows.shape[1])
