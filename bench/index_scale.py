@@ -345,8 +345,8 @@ def main() -> None:
     parser.add_argument("--stage", choices=("embed", "run"), required=True)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500, help="queries timed on the Edge store")
-    parser.add_argument("--local-queries", type=int, default=50,
-                        help="queries timed on local mode (brute force in Python: ~0.2-1.2 s each at 100k)")
+    parser.add_argument("--local-queries", type=int, default=10,
+                        help="queries timed on local mode (Python brute force; a filtered one takes seconds at 100k)")
     parser.add_argument("--hnsw-ef", type=int, default=None, help="HNSW search beam; None = engine default")
     parser.add_argument("--engines", default="edge,local")
     parser.add_argument("--shard", type=int, default=2_500)
