@@ -208,17 +208,21 @@ def recall(results: list[list], truth: list[set], index_of: dict[str, int]) -> f
     return statistics.mean(hits)
 
 
-def measure(name: str, store, write, search, vectors, meta, queries, truth, optimize) -> dict:
+def ingest(name: str, store, write, vectors, meta, optimize) -> dict:
     rss_before = rss_mb()
     begin = time.perf_counter()
     for batch in documents(vectors, meta):
         write(batch)
-    ingest = time.perf_counter() - begin
+    ingested = time.perf_counter() - begin
     begin = time.perf_counter()
     optimize()
     optimized = time.perf_counter() - begin
-    row = {"engine": name, "points": store.count_documents(), "ingest_s": ingest, "optimize_s": optimized,
-           "rss_mb": rss_mb() - rss_before}
+    return {"engine": name, "points": store.count_documents(), "ingest_s": ingested, "optimize_s": optimized,
+            "rss_mb": rss_mb() - rss_before}
+
+
+def query_row(base: dict, search, meta, queries, truth) -> dict:
+    row = dict(base)
     index_of = _ids(meta)
     n = len(queries)
     tenants = [f"t{i % N_TENANTS}" for i in range(n)]
@@ -239,7 +243,7 @@ def _ids(meta: list[dict]) -> dict[str, int]:
             for i, r in enumerate(meta)}
 
 
-def run_edge(args, vectors, meta, queries, truth) -> dict:
+def run_edge(args, vectors, meta, queries, truth) -> list[dict]:
     import shutil
 
     from haystack.document_stores.types import DuplicatePolicy
@@ -251,17 +255,22 @@ def run_edge(args, vectors, meta, queries, truth) -> dict:
     store = EdgeDocumentStore(path=str(folder), index="bench", embedding_dim=vectors.shape[1], use_bm25=False,
                               write_batch_size=1000)
 
-    def search(query, filters):
-        return store.embedding_retrieval(query_embedding=query, filters=filters, top_k=10, hnsw_ef=args.hnsw_ef)
-
     def write(batch):
         store.write_documents(batch, policy=DuplicatePolicy.OVERWRITE)
 
-    row = measure("qdrant-edge (HNSW)", store, write, search, vectors, meta, queries[:args.queries], truth,
-                  store.optimize)
-    row["disk_mb"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+    base = ingest("qdrant-edge (HNSW)", store, write, vectors, meta, store.optimize)
+    base["disk_mb"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+    print(json.dumps({**base, "info": store.info()}), flush=True)
+    rows = []
+    # One index, several search beams: the same ingest answers "how fast at which recall".
+    for ef in [int(e) if e != "default" else None for e in args.hnsw_ef.split(",")]:
+        def search(query, filters, ef=ef):
+            return store.embedding_retrieval(query_embedding=query, filters=filters, top_k=10, hnsw_ef=ef)
+
+        name = f"qdrant-edge (HNSW, ef={ef or 'default'})"
+        rows.append(query_row({**base, "engine": name}, search, meta, queries[:args.queries], truth))
     store.close()
-    return row
+    return rows
 
 
 def run_local(args, vectors, meta, queries, truth) -> dict:
@@ -293,8 +302,8 @@ def run_local(args, vectors, meta, queries, truth) -> dict:
     def search(query, filters):
         return store._query_by_embedding(query_embedding=query, filters=filters, top_k=10)
 
-    return measure("qdrant-client local (:memory:)", store, write, search, vectors, meta,
-                   queries[:args.local_queries], truth, lambda: None)
+    base = ingest("qdrant-client local (:memory:)", store, write, vectors, meta, lambda: None)
+    return query_row(base, search, meta, queries[:args.local_queries], truth)
 
 
 def haystack_write_cost(vectors, meta) -> float:
@@ -331,7 +340,7 @@ def run(args: argparse.Namespace) -> None:
              "_tenant": exact_top10(vectors, meta, queries, tenants)}
     rows = []
     if "edge" in args.engines:
-        rows.append(run_edge(args, vectors, meta, queries, truth))
+        rows.extend(run_edge(args, vectors, meta, queries, truth))
     if "local" in args.engines:
         rows.append(run_local(args, vectors, meta, queries, truth))
     print_table(rows, args)
@@ -347,7 +356,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500, help="queries timed on the Edge store")
     parser.add_argument("--local-queries", type=int, default=10,
                         help="queries timed on local mode (Python brute force; a filtered one takes seconds at 100k)")
-    parser.add_argument("--hnsw-ef", type=int, default=None, help="HNSW search beam; None = engine default")
+    parser.add_argument("--hnsw-ef", default="default,64,128,256",
+                        help="comma-separated HNSW search beams to time on the one Edge index")
     parser.add_argument("--engines", default="edge,local")
     parser.add_argument("--shard", type=int, default=2_500)
     args = parser.parse_args()
