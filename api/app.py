@@ -113,7 +113,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/v1/collections/{collection}", tags=["collections"])
     async def get_collection(request: Request, collection: str = Name) -> dict[str, Any]:
-        return await run_in_threadpool(_service(request).collection, _tenant(request), collection)
+        return await run_in_threadpool(_service(request).collection_details, _tenant(request), collection)
 
     @app.post("/v1/collections/{collection}/query", tags=["query"], response_model=None)
     async def query(request: Request, collection: str = Name) -> Any:

@@ -20,6 +20,8 @@ app = typer.Typer(help="ragpress: retrieval-augmented generation that reads less
                   no_args_is_help=True, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="Fetch, list and verify the bundled models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+jobs_app = typer.Typer(help="List, inspect and cancel ingestion jobs on a running server.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 console = Console()
 err = Console(stderr=True)
 
@@ -73,6 +75,52 @@ def models_verify() -> None:
             bad += 1
             err.print(f"[red]bad[/red] {exc}")
     raise typer.Exit(1 if bad else 0)
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+def _client(server: str | None) -> Any:
+    from ragpress.client import Client
+
+    client = Client(_server_url(server))
+    if not client.alive():
+        _fail(f"no ragpress server answers at {_server_url(server)}; start one with `ragpress serve`.")
+    return client
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    console.print(f"{job['job_id']}  {job['status']:<9}  {job['done']}/{job['total']} done, {job['failed']} failed, "
+                  f"{job.get('skipped', 0)} unchanged  ({job['collection']}, {job['created_at']})")
+    for error in job.get("errors", []):
+        console.print(f"    {error['doc_id']}: {error['error']}")
+
+
+@jobs_app.command("list")
+def jobs_list(server: str = typer.Option(None, help="Server URL.")) -> None:
+    """The most recent jobs."""
+    for job in _client(server).http.get("/v1/jobs").json()["jobs"]:
+        _print_job(job)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, server: str = typer.Option(None, help="Server URL.")) -> None:
+    """One job with its per-document errors."""
+    from ragpress.client import ServerError
+
+    try:
+        _print_job(_client(server).job(job_id))
+    except ServerError as exc:
+        _fail(exc.message)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, server: str = typer.Option(None, help="Server URL.")) -> None:
+    """Cancel a job: documents not yet started are skipped."""
+    from ragpress.client import ServerError
+
+    try:
+        _print_job(_client(server)._call("POST", f"/v1/jobs/{job_id}/cancel"))
+    except ServerError as exc:
+        _fail(exc.message)
 
 
 # --- serving --------------------------------------------------------------------------------------

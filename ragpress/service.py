@@ -21,7 +21,7 @@ from pipelines.loader import builtin_yaml, load_pipeline
 from pipelines.stage_timer import timed_run
 from pipelines.subgraph import inputs_for, without
 from ragpress import schema
-from ragpress.document_stores import shared_store
+from ragpress.document_stores import scope_filters, shared_store
 from ragpress.model_loading import causal_lm
 from ragpress.settings import Settings
 from workers import runtime
@@ -136,6 +136,13 @@ class Service:
         if found is None:
             raise NotFound(f"No collection '{name}'. Ingest documents into it first.")
         return found
+
+    def collection_details(self, tenant: str, name: str) -> dict[str, Any]:
+        """The collection with the number of units its index really holds (not just the registry's)."""
+        details = self.collection(tenant, name)
+        store = shared_store()
+        details["indexed_units"] = int(store.count_documents_by_filter(scope_filters(tenant, name)))
+        return details
 
     # --- query ------------------------------------------------------------------------------------
     def _pipelines(self) -> dict[str, Any]:

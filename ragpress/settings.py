@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         True, description="Whether `ragpress serve` also runs ingestion tasks (off when workers do it)."
     )
     ingest_batch_size: int = Field(16, ge=1, le=1000, description="Documents per ingestion task.")
+    task_visibility_timeout_s: int = Field(
+        600, ge=5, description="Seconds before a task taken by a worker that died is handed to another worker."
+    )
     max_document_bytes: int = Field(10_000_000, ge=1, description="Largest accepted document (UTF-8 bytes).")
     max_request_bytes: int = Field(32_000_000, ge=1, description="Largest accepted request body.")
     max_documents_per_request: int = Field(1000, ge=1)

@@ -32,7 +32,9 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_expires=3600,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 600},
+        # Redis redelivers a dead worker's unacknowledged task after this; tasks are idempotent, so an early
+        # redelivery of a slow but live task only costs time.
+        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout_s},
         worker_hijack_root_logger=False,
         task_track_started=True,
     )
