@@ -63,6 +63,37 @@ def mean_nll(builder: KVContextBuilder, prepared: list[Prepared], temperature: f
     return total / len(prepared)
 
 
+def _evaluate(builder: KVContextBuilder, prepared: list[Prepared], grid: dict[tuple[float, float], float],
+              temperature: float, scale: float) -> None:
+    key = (round(temperature, 3), round(scale, 3))
+    if key not in grid:
+        grid[key] = mean_nll(builder, prepared, *key)
+        logger.info("T=%.2f S=%.2f mean NLL %.4f", key[0], key[1], grid[key])
+
+
+def _extend_past_edges(builder: KVContextBuilder, prepared: list[Prepared],
+                       grid: dict[tuple[float, float], float], rounds: int = 4) -> None:
+    """If the best pair sits on the grid's edge, keep stepping outwards (0.1 at a time, T >= 0.2,
+    S in [0.5, 1.5]) while that improves: the optimum differs per model and may lie outside the grid."""
+    for _ in range(rounds):
+        (t, s), best = min(grid.items(), key=lambda item: item[1])
+        temps = sorted({k[0] for k in grid})
+        scales = sorted({k[1] for k in grid})
+        steps = []
+        if t == temps[0] and t - 0.1 >= 0.2:
+            steps.append((t - 0.1, s))
+        if t == temps[-1] and t + 0.1 <= 1.5:
+            steps.append((t + 0.1, s))
+        if s == scales[0] and s - 0.1 >= 0.5:
+            steps.append((t, s - 0.1))
+        if s == scales[-1] and s + 0.1 <= 1.5:
+            steps.append((t, s + 0.1))
+        for step in steps:
+            _evaluate(builder, prepared, grid, *step)
+        if not steps or min(grid.values()) >= best:
+            return
+
+
 def calibrate(
     model: str = "SmolLM2-135M-Instruct",
     store: dict[str, Any] | None = None,
@@ -81,10 +112,10 @@ def calibrate(
         examples = xquad_examples("dev", questions, seed=seed) + hotpot_examples("dev", questions, seed=seed)
         prepared = prepare(builder, examples)
         logger.info("prepared %d dev questions", len(prepared))
-        grid = {}
+        grid: dict[tuple[float, float], float] = {}
         for temperature, scale in itertools.product(temperatures, scales):
-            grid[(temperature, scale)] = mean_nll(builder, prepared, temperature, scale)
-            logger.info("T=%.2f S=%.2f mean NLL %.4f", temperature, scale, grid[(temperature, scale)])
+            _evaluate(builder, prepared, grid, temperature, scale)
+        _extend_past_edges(builder, prepared, grid)
     (best_t, best_s), best = min(grid.items(), key=lambda item: item[1])
     result = {
         "temperature": best_t,

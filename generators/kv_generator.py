@@ -22,6 +22,7 @@ from generators.kv_context import (
 from generators.kv_store import KVEntry
 from generators.local_generator import LocalGenerator, _stream_to, abstention_result, says_no_answer
 from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt, order_for_generation, passage_text
+from ragpress.schema import DOC_ID
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +149,13 @@ class KVCacheGenerator:
         started = time.perf_counter()
         chunks, entries, encoded = self._entries(documents)
         if entries is None:
-            return self._fallback(query, documents, max_new_tokens, streaming_callback,
-                                  "a chunk has no usable cached KV states")
+            result = self._fallback(query, documents, max_new_tokens, streaming_callback,
+                                    "a chunk has no usable cached KV states")
+            # the caller can queue the lazy pre-compute for exactly these documents
+            result["meta"][0]["kv_missing_doc_ids"] = sorted(
+                {str((d.meta or {}).get(DOC_ID, d.id)) for d in documents if self._builder.load(d) is None}
+            )
+            return result
         t, s = self.corrections(temperature, scale)
         assert self._builder is not None
         context = self._builder.assemble(chunks, entries, t, s)
