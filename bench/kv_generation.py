@@ -153,18 +153,31 @@ def run_example(builders: dict[str, KVContextBuilder], item: Prepared, t: float,
     return results
 
 
-def summarize(rows: list[tuple[Example, dict[str, Result]]]) -> dict[str, dict[str, float]]:
+def record(example: Example, results: dict[str, Result]) -> dict[str, dict[str, float]]:
+    """Per-variant numbers of one question (what the tables aggregate), JSON-serializable."""
+    base = results["a_sequential"]
+    return {
+        variant: {
+            "ttft_s": r.ttft_s,
+            "nll": r.scores.nll,
+            "kl_vs_a": first_token_kl(base.scores, r.scores),
+            "top1_agree": float(top1_agrees(base.scores, r.scores)),
+            "f1": f1(r.answer, example.answers),
+            "bytes_per_token": r.bytes_per_token,
+            "answer": r.answer,  # type: ignore[dict-item]
+        }
+        for variant, r in results.items()
+    }
+
+
+def summarize(rows: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     summary: dict[str, dict[str, float]] = {}
     for variant in VARIANTS:
-        res = [(ex, r[variant], r["a_sequential"]) for ex, r in rows]
         summary[variant] = {
-            "ttft_ms": 1000 * statistics.median(r.ttft_s for _, r, _ in res),
-            "speedup_vs_a": statistics.median(a.ttft_s / r.ttft_s for _, r, a in res),
-            "nll": statistics.fmean(r.scores.nll for _, r, _ in res),
-            "kl_vs_a": statistics.fmean(first_token_kl(a.scores, r.scores) for _, r, a in res),
-            "top1_agree": statistics.fmean(top1_agrees(a.scores, r.scores) for _, r, a in res),
-            "f1": statistics.fmean(f1(r.answer, ex.answers) for ex, r, _ in res),
-            "bytes_per_token": statistics.fmean(r.bytes_per_token for _, r, _ in res),
+            "ttft_ms": 1000 * statistics.median(r[variant]["ttft_s"] for r in rows),
+            "speedup_vs_a": statistics.median(r["a_sequential"]["ttft_s"] / r[variant]["ttft_s"] for r in rows),
+            **{m: statistics.fmean(r[variant][m] for r in rows)
+               for m in ("nll", "kl_vs_a", "top1_agree", "f1", "bytes_per_token")},
         }
     return summary
 
@@ -194,8 +207,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", default=None, help="JSON config of the store holding the calibration")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--scale", type=float, default=None)
-    parser.add_argument("--out", default=None, help="write per-question results as JSON here")
+    parser.add_argument("--out", default=None, help="append per-question results here (JSON lines)")
+    parser.add_argument("--summarize", default=None, help="only print the tables of an --out file")
     args = parser.parse_args(argv)
+    if args.summarize:
+        summarize_file(args.summarize)
+        return
     torch.set_num_threads(args.threads)
     stored = open_store(json.loads(args.store) if args.store else None).get_settings(
         calibration_name(MODEL, DEFAULT_SYSTEM_PROMPT)
@@ -207,22 +224,26 @@ def main(argv: list[str] | None = None) -> None:
         store = LocalKVStore(scratch)
         builders = {q: KVContextBuilder(MODEL, store, q) for q in ("none", "fp16", "int8", "int4")}
         parallel_attention.enable(builders["none"].lm)
-        report, dump = [], []
         for name, loader in (("XQuAD", xquad_examples), ("HotpotQA", hotpot_examples)):
             rows = []
             for index, item in enumerate(prepare(builders["none"], loader("eval", args.questions, seed=7))):
-                results = run_example(builders, item, t, s, args.repeats, args.new_tokens)
-                rows.append((item.example, results))
-                dump.append({"dataset": name, "question": item.example.question,
-                             **{v: {"ttft_ms": r.ttft_s * 1000, "nll": r.scores.nll, "answer": r.answer}
-                                for v, r in results.items()}})
-                print(f"{name} {index + 1}/{args.questions} a={results['a_sequential'].ttft_s:.2f}s "
-                      f"c={results['c_ape'].ttft_s:.3f}s", flush=True)
-            report.append(table(f"{name} ({len(rows)} questions, 8 chunks)", summarize(rows)))
-    if args.out:
-        with open(args.out, "w") as out:
-            json.dump(dump, out, indent=1)
-    print("\n\n".join(report))
+                row = record(item.example, run_example(builders, item, t, s, args.repeats, args.new_tokens))
+                rows.append(row)
+                if args.out:  # one JSON line per question, so a partial run can still be summarized
+                    with open(args.out, "a") as out:
+                        out.write(json.dumps({"dataset": name, "question": item.example.question, **row}) + "\n")
+                print(f"{name} {index + 1}/{args.questions} a={row['a_sequential']['ttft_s']:.2f}s "
+                      f"c={row['c_ape']['ttft_s']:.3f}s", flush=True)
+            print(table(f"{name} ({len(rows)} questions, 8 chunks)", summarize(rows)) + "\n", flush=True)
+
+
+def summarize_file(path: str) -> None:
+    """Tables from the JSON lines of ``--out`` (also of an interrupted run)."""
+    with open(path) as lines:
+        records = [json.loads(line) for line in lines if line.strip()]
+    for name in dict.fromkeys(r["dataset"] for r in records):
+        rows = [r for r in records if r["dataset"] == name]
+        print(table(f"{name} ({len(rows)} questions, 8 chunks)", summarize(rows)) + "\n")
 
 
 if __name__ == "__main__":
