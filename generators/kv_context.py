@@ -256,3 +256,11 @@ def precompute_document_kv(
         return 0
     entries = builder.precompute(text, spans, doc_id=doc_id, digest=content_hash(text))
     return sum(1 for e in entries if e is not None)
+
+
+def invalidate_document_kv(doc_id: str, store: dict[str, Any] | None = None) -> int:
+    """Drop every stored entry of a document (call when it is deleted or replaced); returns how many.
+
+    Entries are content-addressed, so a replaced document's new text never hits old entries anyway;
+    this frees their bytes at once instead of waiting for eviction."""
+    return open_store(store).delete_document(doc_id)

@@ -38,7 +38,7 @@ def generator(store_config, **kwargs) -> KVCacheGenerator:
 
 
 def test_precomputed_chunks_are_loaded_not_re_read_and_the_reply_streams(store_config):
-    from generators.kv_context import precompute_document_kv
+    from generators.kv_context import invalidate_document_kv, precompute_document_kv
 
     assert precompute_document_kv(DOCUMENT, chunks(), doc_id="eiffel", store=store_config) == 2
     streamed = []
@@ -49,6 +49,8 @@ def test_precomputed_chunks_are_loaded_not_re_read_and_the_reply_streams(store_c
     assert meta["prefilled_tokens"] < meta["prompt_tokens"] / 3
     assert set(LocalGenerator(max_new_tokens=2).run(QUESTION, chunks())["meta"][0]) <= set(meta) | {"mode"}
     assert "".join(streamed).strip() == result["replies"][0]
+    assert invalidate_document_kv("eiffel", store_config) == 2  # document deleted or replaced
+    assert generator(store_config, on_miss="prefill").run(QUESTION, chunks())["meta"][0]["mode"] == "sequential"
 
 
 def test_a_missing_entry_falls_back_to_sequential_prefill_with_a_warning(store_config, caplog):
