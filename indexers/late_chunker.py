@@ -115,7 +115,9 @@ class TokenEncoder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model[0].get_word_embedding_dimension())
+        first = self.model[0]
+        getter = getattr(first, "get_embedding_dimension", None) or first.get_word_embedding_dimension
+        return int(getter())
 
     def _forward(self, batch: list[list[int]]) -> torch.Tensor:
         width = max(len(ids) for ids in batch)
