@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ragpress-installed
 QUESTION ?= When was the Millau Viaduct opened?
 
-.PHONY: run test install models models-all lint clean
+.PHONY: run test install models models-all models-test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ models: install
 models-all: install
 	$(BIN)/ragpress models fetch --all
 
+models-test: install  # what the tests load: the defaults and the second generator architecture
+	$(BIN)/ragpress models fetch all-MiniLM-L6-v2 SmolLM2-135M-Instruct gemma-3-270m
+
 run: models
 	$(BIN)/ragpress ingest samples --collection demo
 	$(BIN)/ragpress query "$(QUESTION)" --collection demo
@@ -30,7 +33,7 @@ run: models
 lint: install
 	$(BIN)/ruff check .
 
-test: models-all lint
+test: models-test lint
 	$(BIN)/pytest
 
 clean:

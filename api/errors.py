@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.loader import PipelineInvalid
+from pipelines.registry import PipelineNotFound
 from ragpress.document_stores import IndexUnavailable
 from ragpress.models import ModelError
 from ragpress.service import NotFound
@@ -70,6 +71,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(PipelineNotFound)
+    async def _pipeline_not_found(_: Request, exc: PipelineNotFound) -> JSONResponse:
+        return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(ValueError)
+    async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
+        return error_response(422, "invalid_request", str(exc))
 
     @app.exception_handler(PipelineInvalid)
     async def _pipeline_invalid(_: Request, exc: PipelineInvalid) -> JSONResponse:

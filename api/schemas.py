@@ -75,3 +75,17 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class TenantIn(Strict):
+    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class KeyIn(Strict):
+    tenant: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    admin: bool = False
+    label: str = Field("", max_length=128)
+
+
+class RollbackIn(Strict):
+    version: int = Field(..., ge=0)

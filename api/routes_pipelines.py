@@ -1,0 +1,88 @@
+"""Pipeline YAML editing: get, save (validated first; every version kept), delete, validate, roll back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
+
+from api import auth, errors
+from api.schemas import NAME_PATTERN, RollbackIn
+from pipelines.loader import PipelineInvalid
+from pipelines.registry import validate
+from ragpress.service import QueryRequest, Service
+
+PipelineName = Path(..., pattern=NAME_PATTERN)
+
+
+async def _yaml_body(request: Request) -> str:
+    raw = await request.body()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.ApiError(400, "invalid_utf8", "The pipeline YAML is not valid UTF-8.") from None
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def pipeline_routes() -> APIRouter:
+    router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
+
+    @router.get("")
+    async def list_pipelines(request: Request, tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        return {"pipelines": await run_in_threadpool(_service(request).pipelines.list, tenant)}
+
+    @router.get("/{name}")
+    async def get_pipeline(request: Request, name: str = PipelineName, version: int | None = None,
+                           tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        return await run_in_threadpool(_service(request).pipelines.get, tenant, name, version)
+
+    @router.put("/{name}")
+    async def put_pipeline(request: Request, name: str = PipelineName,
+                           tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        text = await _yaml_body(request)
+        return await run_in_threadpool(_service(request).pipelines.save, tenant, name, text)
+
+    @router.delete("/{name}")
+    async def delete_pipeline(request: Request, name: str = PipelineName,
+                              tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        await run_in_threadpool(_service(request).pipelines.delete, tenant, name)
+        return {"deleted": name}
+
+    @router.get("/{name}/versions")
+    async def versions(request: Request, name: str = PipelineName,
+                       tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        return {"versions": await run_in_threadpool(_service(request).pipelines.versions, tenant, name)}
+
+    @router.post("/{name}/rollback")
+    async def rollback(request: Request, name: str = PipelineName,
+                       tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        body = await errors.parse_body(request, RollbackIn)
+        return await run_in_threadpool(_service(request).pipelines.rollback, tenant, name, body.version)
+
+    @router.post("/{name}/validate")
+    async def validate_pipeline(request: Request, name: str = PipelineName, dry_run: bool = False,
+                                collection: str | None = None, query: str | None = None,
+                                tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        text = await _yaml_body(request)
+        try:
+            pipeline, graph = await run_in_threadpool(validate, text)
+        except PipelineInvalid as exc:
+            return {"valid": False, "problems": [p.as_dict() for p in exc.problems], "graph": None, "dry_run": None}
+        result: dict[str, Any] = {"valid": True, "problems": [], "graph": graph, "dry_run": None}
+        if dry_run:
+            if not collection or not query:
+                raise errors.ApiError(422, "invalid_request", "A dry run needs `collection` and `query`.")
+            service = _service(request)
+            call = QueryRequest(query=query, generate=False)
+            try:
+                result["dry_run"] = await run_in_threadpool(service.run_pipeline, tenant, collection, pipeline, call)
+            except Exception as exc:  # a dry run reports what failed instead of failing the request
+                result.update(valid=False, problems=[{"message": f"dry run failed: {exc}", "line": None,
+                                                      "field": None}])
+        return result
+
+    return router
