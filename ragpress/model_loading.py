@@ -19,7 +19,16 @@ _lock = threading.Lock()
 _loaded: dict[tuple[str, str], Any] = {}
 
 
+def _quiet() -> None:
+    """Loading progress bars are noise in a CLI's output and in server logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _load_once(kind: str, name: str, loader: Any) -> Any:
+    _quiet()
     key = (kind, name)
     with _lock:
         if key not in _loaded:

@@ -1,0 +1,60 @@
+"""Pipeline YAML through the API: validated before saving, versioned, used by the next request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from support import ServerProcess, wait_for_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+YAML = {"content-type": "application/yaml"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    server = ServerProcess(tmp_path_factory.mktemp("pipelines"))
+    server.wait_ready()
+    http = httpx.Client(base_url=server.url, timeout=120)
+    docs = [{"id": f"d{i}", "text": f"Fact number {i}: the sky looked different on day {i}."} for i in range(5)]
+    wait_for_job(http, http.post("/v1/collections/c/documents", json={"documents": docs}).json()["job_id"])
+    yield http
+    server.stop()
+
+
+def test_a_bad_edit_is_refused_with_its_line_and_never_replaces_the_working_pipeline(client: httpx.Client) -> None:
+    original = client.get("/v1/pipelines/query").json()
+    bad = original["yaml"].replace("indexers.retrievers.ScopedEmbeddingRetriever", "os.system")
+    response = client.put("/v1/pipelines/query", content=bad, headers=YAML)
+    assert response.status_code == 422
+    problem = response.json()["error"]["problems"][0]
+    assert problem["field"] == "components.retriever.type" and "os.system" in bad.splitlines()[problem["line"] - 1]
+    assert client.get("/v1/pipelines/query").json()["version"] == original["version"]
+    check = client.post("/v1/pipelines/query/validate", content=bad, headers=YAML).json()
+    assert check["valid"] is False and check["problems"][0]["line"] == problem["line"]
+
+
+def test_a_saved_version_is_used_by_the_next_request_and_can_be_rolled_back(client: httpx.Client) -> None:
+    yaml_text = client.get("/v1/pipelines/query").json()["yaml"].replace("top_k: 4", "top_k: 1")
+    check = client.post("/v1/pipelines/narrow/validate", content=yaml_text, headers=YAML,
+                        params={"dry_run": True, "collection": "c", "query": "sky"}).json()
+    assert check["valid"] and {n["name"] for n in check["graph"]["nodes"]} >= {"embedder", "retriever"}
+    assert len(check["dry_run"]["documents"]) == 1
+    saved = client.put("/v1/pipelines/narrow", content=yaml_text, headers=YAML).json()
+    assert saved["version"] == 1
+    body = client.post("/v1/collections/c/query", json={"query": "sky", "generate": False, "pipeline": "narrow"})
+    assert len(body.json()["documents"]) == 1
+    wider = yaml_text.replace("top_k: 1", "top_k: 3")
+    assert client.put("/v1/pipelines/narrow", content=wider, headers=YAML).json()["version"] == 2
+    body = client.post("/v1/collections/c/query", json={"query": "sky", "generate": False, "pipeline": "narrow"})
+    assert len(body.json()["documents"]) == 3
+    assert client.post("/v1/pipelines/narrow/rollback", json={"version": 1}).json()["version"] == 3
+    assert "top_k: 1" in client.get("/v1/pipelines/narrow").json()["yaml"]
+    assert [v["version"] for v in client.get("/v1/pipelines/narrow/versions").json()["versions"]] == [1, 2, 3]
+    assert client.delete("/v1/pipelines/narrow").status_code == 200
+    assert client.get("/v1/pipelines/narrow").status_code == 404
+
+
+def test_unknown_pipelines_are_404(client: httpx.Client) -> None:
+    assert client.post("/v1/collections/c/query", json={"query": "x", "pipeline": "nope"}).status_code == 404
