@@ -177,13 +177,14 @@ class Service:
             pipeline = with_retrieval_only(pipeline)["retrieval"] if _generators(pipeline) else pipeline
         values: dict[str, Any] = {"query": request.query, "text": request.query,
                                   "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
-        if request.top_k is not None:
-            values["top_k"] = request.top_k
         if request.filters is not None:
             values["filters"] = request.filters
         if on_token is not None:
             values["streaming_callback"] = lambda chunk: on_token(chunk.content)
         data = inputs_for(pipeline, values)
+        if request.top_k is not None:
+            for name in _final_rankers(pipeline):
+                data.setdefault(name, {})["top_k"] = request.top_k
         for component, params in request.params.items():
             clean = {k: v for k, v in params.items() if k not in RESERVED_INPUTS}
             data.setdefault(component, {}).update(clean)
@@ -209,6 +210,8 @@ class Service:
             meta = (_first_output(result, "meta") or [{}])[0]
             response["answer"] = replies[0] if replies else ""
             response["abstained"] = bool(meta.get("abstained", False))
+            if response["abstained"]:
+                response["abstain_reason"] = _first_output(result, "abstain_reason") or "model_declined"
             response["timings_ms"]["ttft"] = round(float(meta.get("ttft_ms", 0.0)), 1)
         response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000, 1)
         return response
@@ -224,6 +227,16 @@ def with_retrieval_only(pipeline: Any) -> dict[str, Any]:
     pipeline.warm_up()
     generators = _generators(pipeline)
     return {"full": pipeline, "retrieval": without(pipeline, generators) if generators else pipeline}
+
+
+def _final_rankers(pipeline: Any) -> list[str]:
+    """Where a request's ``top_k`` applies: the rerankers/pruners when the pipeline has them (so they choose
+    from the retriever's wider pool), otherwise the retrievers."""
+    sockets = pipeline.inputs()
+    rankers = [n for n, c in pipeline.walk() if "top_k" in sockets.get(n, {}) and
+               any(m in type(c).__name__ for m in ("Ranker", "Reranker", "Pruner"))]
+    return rankers or [n for n, c in pipeline.walk() if "top_k" in sockets.get(n, {}) and
+                       "Retriever" in type(c).__name__]
 
 
 def _first_output(result: dict[str, Any], key: str) -> Any:

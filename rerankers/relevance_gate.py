@@ -1,0 +1,48 @@
+"""Abstain instead of guessing: pass passages on only when at least one is relevant enough.
+
+After reranking, a passage's score is a relevance probability. When none clears ``min_score`` the gate
+passes no passages, the generator answers that the documents do not hold the answer without being
+called, and ``abstain_reason`` says why (the "sufficient context" idea: a model handed irrelevant
+context guesses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from haystack import Document, component, default_from_dict, default_to_dict
+
+NO_RELEVANT_PASSAGE = "no_relevant_passage"
+
+
+@component
+class RelevanceGate:
+    """Forwards ``documents`` if any has ``score >= min_score``, else none, with the reason.
+
+    Usage:
+        >>> gate = RelevanceGate(min_score=0.3)
+        >>> gate.run(documents=[Document(content="x", score=0.1)])
+        {'documents': [], 'abstain_reason': 'no_relevant_passage'}
+    """
+
+    def __init__(self, min_score: float = 0.3, drop_below: float | None = None) -> None:
+        for name, value in (("min_score", min_score), ("drop_below", drop_below)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+        self.min_score = min_score
+        self.drop_below = drop_below
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, min_score=self.min_score, drop_below=self.drop_below)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RelevanceGate:
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document], abstain_reason=str)
+    def run(self, documents: list[Document], min_score: float | None = None) -> dict[str, Any]:
+        threshold = self.min_score if min_score is None else min_score
+        if not any((d.score or 0.0) >= threshold for d in documents):
+            return {"documents": [], "abstain_reason": NO_RELEVANT_PASSAGE}
+        kept = documents if self.drop_below is None else [d for d in documents if (d.score or 0) >= self.drop_below]
+        return {"documents": kept, "abstain_reason": ""}

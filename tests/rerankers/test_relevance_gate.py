@@ -1,0 +1,45 @@
+"""The relevance gate: no passage relevant enough means no passages, and the reason is said."""
+
+from __future__ import annotations
+
+import pytest
+from haystack import Document, Pipeline
+
+from pipelines.loader import load_pipeline
+from rerankers.relevance_gate import NO_RELEVANT_PASSAGE, RelevanceGate
+
+pytestmark = pytest.mark.unit
+
+DOCS = [Document(content="a", score=0.9), Document(content="b", score=0.2)]
+
+
+def test_passages_pass_when_one_clears_the_threshold() -> None:
+    assert RelevanceGate(min_score=0.5).run(documents=DOCS) == {"documents": DOCS, "abstain_reason": ""}
+
+
+def test_nothing_passes_when_none_clears_it_and_the_reason_is_given() -> None:
+    assert RelevanceGate(min_score=0.95).run(documents=DOCS) == {"documents": [], "abstain_reason": NO_RELEVANT_PASSAGE}
+
+
+def test_the_runtime_threshold_overrides_the_configured_one() -> None:
+    assert RelevanceGate(min_score=0.95).run(documents=DOCS, min_score=0.5)["documents"] == DOCS
+
+
+def test_low_passages_can_be_dropped_beside_relevant_ones() -> None:
+    assert RelevanceGate(min_score=0.5, drop_below=0.5).run(documents=DOCS)["documents"] == DOCS[:1]
+
+
+def test_unscored_passages_never_count_as_relevant() -> None:
+    assert RelevanceGate().run(documents=[Document(content="x")])["documents"] == []
+
+
+def test_thresholds_outside_zero_to_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_score"):
+        RelevanceGate(min_score=1.5)
+
+
+def test_yaml_round_trip_gives_the_same_outputs() -> None:
+    pipeline = Pipeline()
+    pipeline.add_component("gate", RelevanceGate(min_score=0.4, drop_below=0.1))
+    loaded = load_pipeline(pipeline.dumps())
+    assert loaded.run({"gate": {"documents": DOCS}}) == pipeline.run({"gate": {"documents": DOCS}})
