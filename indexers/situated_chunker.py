@@ -1,14 +1,15 @@
 """Situated chunking: a short chunk's vector is computed inside a wider window of its document.
 
 The idea of SitEmb (situated embeddings) without training a model: the embedder reads a window of
-``context_tokens`` tokens centred on the chunk (the whole document when it fits), the chunk's vector is
+``context_tokens`` tokens around the chunk (the whole document when it fits), the chunk's vector is
 the mean of its own contextual token embeddings, and a share ``context_weight`` of the window's vector is
 mixed in so that the chunk also matches queries about what its surroundings say. A document title
 (``title_key`` in its meta) can lead every window, as "contextual retrieval" does with an LLM-written
 context. The chunk's text stays short: it is the evidence returned to the user.
 
-Windows are shared: chunks whose window is the same span (every chunk of a short document) are encoded
-together in one forward pass.
+Windows are shared: long documents are read in windows at a stride of half a window and each chunk takes
+the one where it sits most centrally, so chunks have context on both sides at about twice the cost of one
+pass (a window per chunk would cost a pass per chunk).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 
-from indexers.late_chunker import TokenEncoder, Tokens, document_prompt, with_vectors
+from indexers.late_chunker import TokenEncoder, Tokens, document_prompt, plan_windows, with_vectors
 from indexers.sentence_chunker import SentenceChunker
 from ragpress import schema
 from ragpress.model_loading import sentence_transformer
@@ -36,14 +37,21 @@ class SituatedParts:
     window_vectors: torch.Tensor
 
 
-def centred_window(chunk: Span, n_tokens: int, size: int) -> Span:
-    """The ``size``-token span of ``[0, n_tokens)`` centred on ``chunk`` (shifted at the edges)."""
-    i, j = chunk
-    if j - i >= size:
-        return i, i + size
-    left = max(0, i - (size - (j - i)) // 2)
-    right = min(n_tokens, left + size)
-    return max(0, right - size), right
+def situating_windows(chunks: list[Span], n_tokens: int, size: int) -> list[Span]:
+    """For each chunk (token range), the window it is read in: windows of ``size`` tokens at a stride of
+    half a window, so every chunk up to half a window long lies wholly inside one; each chunk takes the
+    window where it sits most centrally. Neighbouring chunks share windows, which keeps the cost at about
+    two passes over the document instead of one window per chunk."""
+    plan = plan_windows(n_tokens, size, size // 2)
+    chosen = []
+    for i, j in chunks:
+        def margin(window: tuple[int, int, int, int], i: int = i, j: int = j) -> tuple[bool, int]:
+            start, end = window[0], window[1]
+            inside = start <= i and min(j, start + size) <= end
+            return inside, min(i - start, end - j)
+        best = max(plan, key=margin)
+        chosen.append((best[0], best[1]))
+    return chosen
 
 
 def mix(parts: SituatedParts, context_weight: float, normalize: bool = True) -> torch.Tensor:
@@ -144,15 +152,16 @@ class SituatedChunker:
             tokens = encoder.tokenize(document.content or "")
             title = self._title_ids(encoder, document)
             size = encoder.capacity - len(title)
-            for chunk in planned:
-                i, j = tokens.token_range(chunk.meta[schema.START], chunk.meta[schema.END])
-                left, right = centred_window((i, j), len(tokens.ids), size)
+            ranges = [tokens.token_range(c.meta[schema.START], c.meta[schema.END]) for c in planned]
+            for chunk, (i, j), (left, right) in zip(
+                    planned, ranges, situating_windows(ranges, len(tokens.ids), size), strict=True):
+                i, j = max(i, left), min(j, right)  # a chunk longer than the window is truncated
                 key = (doc_index, (left, right))
                 if key not in windows:
                     windows[key] = len(sequences)
                     sequences.append(title + tokens.ids[left:right])
                 offset = len(title) - left
-                requests.append((windows[key], (i + offset, min(j, right) + offset)))
+                requests.append((windows[key], (i + offset, j + offset)))
                 chunks.append(chunk)
         return self._pool(chunks, requests, sequences)
 

@@ -5,7 +5,7 @@ import pytest
 from haystack import Document, Pipeline
 
 from indexers.late_chunker import LateChunker
-from indexers.situated_chunker import SituatedChunker, centred_window
+from indexers.situated_chunker import SituatedChunker, situating_windows
 from pipelines.loader import load_pipeline
 
 TEXT = ("The Millau Viaduct is a cable-stayed bridge in southern France. It spans the valley of the Tarn. "
@@ -26,12 +26,15 @@ def chunker() -> SituatedChunker:
 
 
 @pytest.mark.unit
-def test_the_window_is_centred_on_the_chunk_and_shifted_at_the_edges():
-    assert centred_window((50, 60), 1000, 30) == (40, 70)
-    assert centred_window((0, 10), 1000, 30) == (0, 30)
-    assert centred_window((990, 1000), 1000, 30) == (970, 1000)
-    assert centred_window((0, 10), 12, 30) == (0, 12)
-    assert centred_window((5, 100), 1000, 30) == (5, 35)
+def test_each_chunk_is_read_in_the_shared_window_where_it_sits_most_centrally():
+    windows = situating_windows([(0, 10), (50, 60), (70, 80), (990, 1000)], 1000, 40)
+    assert windows[0] == (0, 40)
+    assert windows[1] == (40, 80)
+    assert windows[2] == (60, 100)
+    assert windows[3] == (960, 1000)
+    assert situating_windows([(0, 5), (5, 12)], 12, 40) == [(0, 12), (0, 12)]
+    long_chunk = situating_windows([(5, 100)], 1000, 40)[0]
+    assert long_chunk[0] <= 5 < long_chunk[1]
 
 
 @pytest.mark.integration
