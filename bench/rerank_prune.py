@@ -41,7 +41,7 @@ def to_document(passage: data.Passage) -> Document:
 
 def bench_rerank(args: argparse.Namespace, pruner: ProvencePruner) -> None:
     dataset = data.load("scifact", args.data)
-    queries = data.split(dataset, dev=True)
+    queries = data.split(dataset, dev=True)[: args.claims]
     hits = mining.search(dataset, [q.text for q in queries], k=100)
     base, reranked = [], []
     started = time.time()
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("rerank", "prune", "latency", "all"), default="all")
     parser.add_argument("--data", default=None, help="shared datasets directory (default ../shared/datasets)")
     parser.add_argument("--depth", type=int, default=20, help="retrieved passages reranked per claim")
+    parser.add_argument("--claims", type=int, default=None, help="first N SciFact dev claims (default all)")
     parser.add_argument("--context", type=int, default=5, help="passages per query in the pruning context")
     parser.add_argument("--max-queries", type=int, default=150, help="dev queries per dataset for pruning")
     parser.add_argument("--datasets", nargs="+", default=["scifact", "xquad", "hotpotqa"])

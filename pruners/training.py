@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pruners import data, mining
-from pruners.model import ProvenceConfig, ProvenceModel, new_trainable, save
+from pruners.model import ADAPTER_FILE, ProvenceConfig, ProvenceModel, new_trainable, save
 from pruners.scoring import build_sequence, encode_passage, pad_batch, query_ids, window_ranges
 
 logger = logging.getLogger("pruners.training")
@@ -161,8 +161,13 @@ def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     config = ProvenceConfig(max_length=args.max_length)
     model, tokenizer = new_trainable(config)
+    if args.init:
+        # Continue a run cut short by the time budget: same seed, same plan, skip the batches already seen.
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(args.init / ADAPTER_FILE)), strict=False)
     windows = [w for item in collect(args, rng) for w in to_windows(item, tokenizer, config)]
-    plan = batches(windows, args.batch_size, rng)
+    plan = batches(windows, args.batch_size, rng)[args.skip_steps :]
     steps = len(plan) * args.epochs
     logger.info("%d windows, %d steps", len(windows), steps)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -216,16 +221,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=data.default_root())
     parser.add_argument("--out", type=Path, default=Path("pruners/weights/provence-minilm"))
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--negatives", type=int, default=2)
     parser.add_argument("--keep-weight", type=float, default=1.0)
     parser.add_argument("--silver", type=int, default=200)
     parser.add_argument("--max-xquad", type=int, default=500, help="cap on XQuAD train questions (time)")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--init", type=Path, default=None, help="weights directory to continue from")
+    parser.add_argument("--skip-steps", type=int, default=0, help="batches of the plan already trained")
     parser.add_argument(
-        "--time-budget", type=float, default=1800, help="seconds; fewer steps if needed (0: off)"
+        "--time-budget", type=float, default=1500, help="seconds; fewer steps if needed (0: off)"
     )
     args = parser.parse_args(argv)
     args.max_queries = {"xquad": args.max_xquad}
