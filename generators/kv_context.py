@@ -30,6 +30,7 @@ from generators.kv_store import (
 )
 from generators.parallel_attention import ParallelLayout
 from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
+from indexers.sentences import split_sentences
 from ragpress import model_loading
 from ragpress.schema import CONTENT_HASH, DOC_ID, END, SENTENCES, START, content_hash
 
@@ -198,9 +199,10 @@ def token_keep_mask(chunk: Document, entry: KVEntry) -> torch.Tensor:
     meta = chunk.meta or {}
     keep = torch.ones(entry.n_tokens, dtype=torch.bool)
     kept = meta.get(KEPT_SENTENCES)
-    sentences = meta.get(SENTENCES)
-    if kept is None or not sentences:
+    if kept is None:
         return keep
+    # the same spans the pruner indexed: the chunker's, else the shared splitter's
+    sentences = meta.get(SENTENCES) or split_sentences(chunk.content or "")
     kept_set = {int(i) for i in kept}
     dropped = [tuple(span) for i, span in enumerate(sentences) if i not in kept_set]
     for index, (start, end) in enumerate(entry.token_spans):
