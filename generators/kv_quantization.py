@@ -14,6 +14,7 @@ import torch
 
 QUANTIZATIONS = ("none", "fp16", "int8", "int4")
 VALUE_GROUP = 64  # channels per value quantization group (a whole head for 64-wide heads)
+KEY_GROUP: int | None = None  # tokens per key quantization range (None: one range over the whole chunk)
 
 
 def _qmax(bits: int) -> int:
@@ -54,6 +55,16 @@ def _grouped(values: torch.Tensor) -> torch.Tensor:
     return values.reshape(*lead, dim // group, group)
 
 
+def _token_groups(keys: torch.Tensor) -> torch.Tensor:
+    """``[L, H, T, D]`` -> ``[L, H, groups, G, D]``, padding the last group by repeating the last token."""
+    layers, heads, tokens, dim = keys.shape
+    group = KEY_GROUP or tokens
+    padded = -(-tokens // group) * group
+    if padded > tokens:
+        keys = torch.cat([keys, keys[:, :, -1:].expand(layers, heads, padded - tokens, dim)], dim=2)
+    return keys.reshape(layers, heads, padded // group, group, dim)
+
+
 def quantize(keys: torch.Tensor, values: torch.Tensor, method: str) -> dict[str, torch.Tensor]:
     """The stored tensors for one chunk's states under ``method`` (see ``QUANTIZATIONS``)."""
     if method not in QUANTIZATIONS:
@@ -63,8 +74,8 @@ def quantize(keys: torch.Tensor, values: torch.Tensor, method: str) -> dict[str,
     if method == "fp16":
         return {"k": keys.half().contiguous(), "v": values.half().contiguous()}
     bits = 8 if method == "int8" else 4
-    # keys: one range per (layer, head, channel), taken over the tokens
-    k = _quantize(keys.float(), bits, dim=2)
+    # keys: one range per (layer, head, channel), taken over the tokens (or over groups of tokens)
+    k = _quantize(_token_groups(keys.float()), bits, dim=-2)
     # values: one range per (layer, head, token, channel group)
     v = _quantize(_grouped(values.float()), bits, dim=-1)
     return {f"k_{name}": t for name, t in k.items()} | {f"v_{name}": t for name, t in v.items()}
@@ -75,9 +86,10 @@ def dequantize(stored: dict[str, torch.Tensor], method: str) -> tuple[torch.Tens
     if method in ("none", "fp16"):
         return stored["k"].float(), stored["v"].float()
     bits = 8 if method == "int8" else 4
-    keys = _dequantize({n: stored[f"k_{n}"] for n in ("q", "scale", "zero")}, bits)
+    grouped_keys = _dequantize({n: stored[f"k_{n}"] for n in ("q", "scale", "zero")}, bits)
     grouped = _dequantize({n: stored[f"v_{n}"] for n in ("q", "scale", "zero")}, bits)
-    return keys, grouped.flatten(-2)
+    tokens = grouped.shape[2]  # values are never padded: they give the true length
+    return grouped_keys.flatten(2, 3)[:, :, :tokens], grouped.flatten(-2)
 
 
 def dequantize_into(stored: dict[str, torch.Tensor], method: str, keys: torch.Tensor,
@@ -88,11 +100,18 @@ def dequantize_into(stored: dict[str, torch.Tensor], method: str, keys: torch.Te
         values.copy_(stored["v"])
         return
     bits = 8 if method == "int8" else 4
-    for prefix, out in (("k", keys), ("v", values)):
-        q = _unpack(stored[f"{prefix}_q"]) if bits == 4 else stored[f"{prefix}_q"]
-        target = out if prefix == "k" else out.unflatten(-1, (q.shape[-2], q.shape[-1]))
-        target.copy_(q)
-        target.mul_(stored[f"{prefix}_scale"].float()).add_(stored[f"{prefix}_zero"].float())
+    q = _unpack(stored["v_q"]) if bits == 4 else stored["v_q"]
+    target = values.unflatten(-1, (q.shape[-2], q.shape[-1]))
+    target.copy_(q)
+    target.mul_(stored["v_scale"].float()).add_(stored["v_zero"].float())
+    q = _unpack(stored["k_q"]) if bits == 4 else stored["k_q"]
+    single = q.shape[2] == 1 and q.shape[3] == keys.shape[2]
+    # one range over the chunk: decode straight into the view; token groups may be padded: decode aside
+    target = keys.unsqueeze(2) if single else torch.empty(q.shape, dtype=keys.dtype)
+    target.copy_(q)
+    target.mul_(stored["k_scale"].float()).add_(stored["k_zero"].float())
+    if not single:
+        keys.copy_(target.flatten(2, 3)[:, :, : keys.shape[2]])
 
 
 def stored_bytes(stored: dict[str, torch.Tensor]) -> int:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from generators import kv_quantization
 from generators.kv_quantization import dequantize, dequantize_into, quantize, stored_bytes
 
 pytestmark = pytest.mark.unit
@@ -40,8 +41,14 @@ def test_round_trip_error_is_bounded_relative_to_each_range(method, tolerance):
     assert ((got_values - values).abs() / value_range).max() <= tolerance
 
 
+@pytest.fixture(params=[None, 32], ids=["key-range-per-chunk", "key-range-per-32-tokens"])
+def key_group(request, monkeypatch):
+    monkeypatch.setattr(kv_quantization, "KEY_GROUP", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("method", ["none", "fp16", "int8", "int4"])
-def test_decoding_into_a_preallocated_view_matches_plain_decoding(method):
+def test_decoding_into_a_preallocated_view_matches_plain_decoding(method, key_group):
     keys, values = states(2)
     stored = quantize(keys, values, method)
     expected_keys, expected_values = dequantize(stored, method)
