@@ -459,7 +459,8 @@ function renderSource(doc) {
     el("div", { class: "source-head" },
       el("span", { class: "doc-id" }, doc.doc_id ?? doc.id),
       el("span", { class: "score" }, `score ${typeof doc.score === "number" ? doc.score.toFixed(3) : "—"}`),
-      kept ? el("span", { class: "badge warn" }, `${prunedCount}/${spans.length} pruned`) : null),
+      kept ? el("span", { class: `badge ${prunedCount ? "warn" : "ok"}` },
+        prunedCount ? `${prunedCount} of ${spans.length} sentences pruned` : "all sentences kept") : null),
     body);
 }
 
