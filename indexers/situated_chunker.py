@@ -65,6 +65,7 @@ class SituatedChunker:
     """Sentence-packed chunks of at most ``max_tokens`` tokens, each embedded inside a wider window.
 
     Output chunks carry ``strategy: situated`` and their embedding; their text is the short chunk.
+    ``context_weight`` defaults to 0.0, the weight bench/chunking.py picked on its dev split.
 
     Usage:
         >>> chunker = SituatedChunker(model="all-MiniLM-L6-v2", max_tokens=64, context_weight=0.25)
@@ -72,7 +73,7 @@ class SituatedChunker:
     """
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
-                 context_tokens: int | None = None, context_weight: float = 0.25, title_key: str | None = None,
+                 context_tokens: int | None = None, context_weight: float = 0.0, title_key: str | None = None,
                  batch_size: int = 16, prompt_name: str | None = "document") -> None:
         if not model:
             raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
