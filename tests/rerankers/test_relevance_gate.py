@@ -18,7 +18,10 @@ def test_passages_pass_when_one_clears_the_threshold() -> None:
 
 
 def test_nothing_passes_when_none_clears_it_and_the_reason_is_given() -> None:
-    assert RelevanceGate(min_score=0.95).run(documents=DOCS) == {"documents": [], "abstain_reason": NO_RELEVANT_PASSAGE}
+    assert RelevanceGate(min_score=0.95).run(documents=DOCS) == {
+        "documents": [],
+        "abstain_reason": NO_RELEVANT_PASSAGE,
+    }
 
 
 def test_the_runtime_threshold_overrides_the_configured_one() -> None:
