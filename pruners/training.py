@@ -1,8 +1,10 @@
 """Train the reranker-pruner (LoRA adapters + relevance and keep heads on the bundled MiniLM).
 
-Reproduce the shipped weights (about 25 minutes on two shared CPU cores)::
+Train (the full plan is ~7,255 windows; ``--time-budget`` seconds, default 1500, cuts it short on a busy
+machine, and the shipped weights came from such a cut-short run, see docs/benchmarks.md)::
 
-    nice -n 10 python -m pruners.training --data ../shared/datasets --out pruners/weights/provence-minilm
+    nice -n 10 python -m pruners.training --data ../shared/datasets --out pruners/weights/provence-minilm \
+        --time-budget 0
 
 Examples come from the TRAIN side of every split in ``pruners.data`` (dev queries are never read):
 positives are the labelled relevant passages, hard negatives the top MiniLM hits that are not labelled
