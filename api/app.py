@@ -217,6 +217,11 @@ def _admin_routes() -> APIRouter:
         key_id, key = await run_in_threadpool(_service(request).keys.create_key, body.tenant, body.admin, body.label)
         return {"id": key_id, "key": key, "tenant": body.tenant, "admin": body.admin}
 
+    @router.post("/index/optimize")
+    async def optimize_index(request: Request) -> dict[str, Any]:
+        """Build the embedded engine's HNSW index (run after large ingests; queries wait while it runs)."""
+        return await run_in_threadpool(_service(request).optimize_index)
+
     @router.delete("/keys/{key_id}")
     async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
         if not await run_in_threadpool(_service(request).keys.revoke, key_id):

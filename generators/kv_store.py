@@ -282,7 +282,12 @@ class RedisKVStore:
 def open_store(config: dict[str, Any] | None = None) -> KVStore:
     """A store from its YAML-friendly config: ``{"backend": "local", "path": ..., "max_bytes": ...}``
     (path defaults to ``<data_dir>/kv``) or ``{"backend": "redis", "url": ..., "namespace": ...}``."""
-    config = dict(config or {})
+    if not config:
+        from ragpress.settings import get_settings
+
+        url = get_settings().kv_store_url  # the server's choice when a pipeline names no store
+        config = {"backend": "redis", "url": url} if url else {}
+    config = dict(config)
     backend = config.pop("backend", "local")
     if backend == "local":
         if "path" not in config:

@@ -18,7 +18,7 @@ from haystack.core.errors import DeserializationError, PipelineError
 # ragpress's component packages; Haystack's own namespaces are on Haystack's default allowlist.
 RAGPRESS_MODULES = ("indexers", "pipelines", "rerankers", "pruners", "generators")
 HAYSTACK_MODULES = ("haystack", "haystack_integrations")
-BUILTIN_PIPELINES = ("ingestion", "query")
+BUILTIN_PIPELINES = ("ingestion", "query", "pruned", "kv")
 
 
 @dataclass(frozen=True)
@@ -69,19 +69,19 @@ def parse_yaml(text: str) -> dict[str, Any]:
         field = f"components.{name}.type"
         type_name = spec.get("type") if isinstance(spec, dict) else None
         if not isinstance(type_name, str):
-            problems.append(PipelineProblem("each component needs a 'type'", _line_of(text, name), field))
+            problems.append(PipelineProblem("each component needs a 'type'", line_of(text, name), field))
         elif not is_allowed_type(type_name):
             problems.append(PipelineProblem(
                 f"component type '{type_name}' is not allowed: only ragpress's "
                 f"({', '.join(RAGPRESS_MODULES)}) and Haystack's components can be used",
-                _line_of(text, type_name), field,
+                line_of(text, type_name), field,
             ))
     if problems:
         raise PipelineInvalid(problems)
     return data
 
 
-def _line_of(text: str, needle: str) -> int | None:
+def line_of(text: str, needle: str) -> int | None:
     for number, line in enumerate(text.splitlines(), start=1):
         if needle in line:
             return number

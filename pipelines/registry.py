@@ -14,7 +14,15 @@ import sqlalchemy as sa
 from haystack import Pipeline
 from sqlalchemy.engine import Engine
 
-from pipelines.loader import BUILTIN_PIPELINES, PipelineInvalid, PipelineProblem, builtin_yaml, load_pipeline
+from pipelines.loader import (
+    BUILTIN_PIPELINES,
+    PipelineInvalid,
+    PipelineProblem,
+    builtin_yaml,
+    line_of,
+    load_pipeline,
+    parse_yaml,
+)
 from ragpress.database import metadata
 
 pipeline_versions = sa.Table(
@@ -42,10 +50,28 @@ def graph_of(pipeline: Pipeline) -> dict[str, list[dict[str, str]]]:
     return {"nodes": nodes, "edges": edges}
 
 
+# Parameters that name server resources (an index, a KV store's path or URL): the server binds them, so a
+# tenant's YAML cannot point a component at another index, wipe one (recreate_index), or write elsewhere.
+SERVER_BOUND_PARAMETERS = frozenset({"document_store", "store"})
+
+
+def _server_bound(text: str) -> list[PipelineProblem]:
+    problems = []
+    for name, spec in parse_yaml(text)["components"].items():
+        for parameter in sorted(SERVER_BOUND_PARAMETERS & set((spec.get("init_parameters") or {}).keys())):
+            problems.append(PipelineProblem(
+                f"'{parameter}' is set by the server and cannot be given in a pipeline",
+                line_of(text, f"{parameter}:"), f"components.{name}.init_parameters.{parameter}"))
+    return problems
+
+
 def validate(text: str) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
     """Build the pipeline from YAML (nothing is saved); raise PipelineInvalid with line and field."""
     if not text.strip():
         raise PipelineInvalid([PipelineProblem("the pipeline YAML is empty", 1)])
+    problems = _server_bound(text)
+    if problems:
+        raise PipelineInvalid(problems)
     pipeline = load_pipeline(text)
     if not list(pipeline.walk()):
         raise PipelineInvalid([PipelineProblem("a pipeline needs at least one component", 1, "components")])

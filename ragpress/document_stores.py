@@ -81,11 +81,26 @@ def make_document_store(settings: Settings) -> Any:
                                     payload_fields_to_index=list(INDEXED_FIELDS), **common)
         _open(store, f"the Qdrant server at {settings.qdrant_url}")
         return store
+    if settings.embedded_engine == "edge":
+        return _Serialized(_open_edge(settings, common["embedding_dim"]))
     path = settings.embedded_index_path
     path.mkdir(parents=True, exist_ok=True)
     store = QdrantDocumentStore(path=str(path), force_disable_check_same_thread=True, **common)
     _open(store, f"the embedded index at {path}")
     return _Serialized(store)
+
+
+def _open_edge(settings: Settings, dim: int) -> Any:
+    from indexers.edge_document_store import EdgeDocumentStore
+    from indexers.edge_lock import IndexLockedError
+
+    try:
+        store = EdgeDocumentStore(path=str(settings.data_path / "edge"), index=INDEX_NAME, embedding_dim=dim,
+                                  payload_fields_to_index=list(INDEXED_FIELDS))
+        store.count_documents()
+    except IndexLockedError as exc:
+        raise IndexUnavailable(f"{exc} (one process owns an embedded index; send work to it through its API)") from exc
+    return store
 
 
 def _open(store: Any, where: str) -> None:

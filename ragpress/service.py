@@ -131,9 +131,19 @@ class Service:
         self.collection(tenant, collection)
         removed = retire_units(shared_store(), tenant, collection, doc_id)
         known = self.job_store.forget_document(tenant, collection, doc_id)
+        _free_kv_states(doc_id)
         if not known and not removed:
             raise NotFound(f"No document '{doc_id}' in collection '{collection}'.")
         return removed
+
+    def optimize_index(self) -> dict[str, Any]:
+        store = shared_store()
+        if not hasattr(store, "optimize"):
+            return {"optimized": False, "reason": "this index builds its own search structures"}
+        started = time.perf_counter()
+        store.optimize()
+        return {"optimized": True, "seconds": round(time.perf_counter() - started, 1),
+                "points": int(store.count_documents())}
 
     def collections(self, tenant: str) -> list[dict[str, Any]]:
         return self.job_store.list_collections(tenant)
@@ -215,6 +225,17 @@ class Service:
             response["timings_ms"]["ttft"] = round(float(meta.get("ttft_ms", 0.0)), 1)
         response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000, 1)
         return response
+
+
+def _free_kv_states(doc_id: str) -> None:
+    """Cached KV states are content-addressed, so stale ones are never used; this only frees their bytes,
+    and a KV store that is down must not fail the delete."""
+    from generators.kv_context import invalidate_document_kv
+
+    try:
+        invalidate_document_kv(doc_id)
+    except Exception as exc:
+        logger.warning("could not free cached KV states of %s: %s", doc_id, exc.__class__.__name__)
 
 
 def _generators(pipeline: Any) -> set[str]:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RAGPRESS_QDRANT_URL", "QDRANT_URL"),
         description="Qdrant server URL; unset means the embedded engine under data_dir.",
     )
+    embedded_engine: Literal["edge", "local"] = Field(
+        "edge", description="edge: Qdrant's engine in-process (HNSW); local: qdrant-client's Python stand-in."
+    )
     qdrant_api_key: SecretStr | None = Field(None, description="API key for the Qdrant server.")
     broker_url: str | None = Field(
         None,
@@ -51,6 +54,9 @@ class Settings(BaseSettings):
         description="Job and document state (postgresql+psycopg://...); default SQLite under data_dir.",
     )
 
+    kv_store_url: str | None = Field(
+        None, description="Redis URL for cached KV states shared by replicas; unset means files under data_dir/kv."
+    )
     embedder: str = Field("all-MiniLM-L6-v2", description="Registry name, Hugging Face id or local directory.")
     generator: str = Field("SmolLM2-135M-Instruct", description="Registry name, Hugging Face id or directory.")
 

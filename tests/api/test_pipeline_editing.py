@@ -58,3 +58,11 @@ def test_a_saved_version_is_used_by_the_next_request_and_can_be_rolled_back(clie
 
 def test_unknown_pipelines_are_404(client: httpx.Client) -> None:
     assert client.post("/v1/collections/c/query", json={"query": "x", "pipeline": "nope"}).status_code == 404
+
+
+def test_a_pipeline_cannot_name_server_resources(client: httpx.Client) -> None:
+    wipe = "      document_store: {type: x, init_parameters: {recreate_index: true}}\n"
+    yaml_text = client.get("/v1/pipelines/query").json()["yaml"].replace("      top_k: 4\n", "      top_k: 4\n" + wipe)
+    response = client.put("/v1/pipelines/wipe", content=yaml_text, headers=YAML)
+    assert response.status_code == 422
+    assert response.json()["error"]["problems"][0]["field"] == "components.retriever.init_parameters.document_store"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.loader import PipelineInvalid, builtin_yaml, load_pipeline, parse_yaml
+from pipelines.loader import BUILTIN_PIPELINES, PipelineInvalid, builtin_yaml, load_pipeline, parse_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -52,7 +52,7 @@ def test_a_document_without_components_is_refused() -> None:
         parse_yaml("just: text\n")
 
 
-@pytest.mark.parametrize("name", ["ingestion", "query"])
+@pytest.mark.parametrize("name", BUILTIN_PIPELINES)
 def test_the_builtin_pipelines_load_and_round_trip(name: str) -> None:
     original = load_pipeline(builtin_yaml(name)).to_dict()
     again = load_pipeline(load_pipeline(builtin_yaml(name)).dumps()).to_dict()
