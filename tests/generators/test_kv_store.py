@@ -57,9 +57,25 @@ def test_keys_change_with_model_prefix_quantization_content_and_span():
     assert entry_key(base, "hash", 0, 10) != entry_key(base, "hash", 10, 20)
 
 
-@pytest.mark.unit
-def test_local_store_puts_gets_and_drops_a_documents_entries(tmp_path):
-    store = LocalKVStore(tmp_path)
+@pytest.fixture(params=["local", "redis"])
+def store(request, tmp_path):
+    """The same contract for the embedded (files) and the distributed (Redis) KV store."""
+    if request.param == "local":
+        yield LocalKVStore(tmp_path, max_bytes=250)
+        return
+    redis = pytest.importorskip("redis")
+    remote = RedisKVStore("redis://127.0.0.1:6379/0", namespace=f"ragpress:test:{os.getpid()}", max_bytes=250)
+    try:
+        remote._redis.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis server at 127.0.0.1:6379 (the distributed-mode KV store needs one)")
+    remote.clear()
+    yield remote
+    remote.clear()
+
+
+@pytest.mark.integration
+def test_a_store_puts_gets_and_drops_a_documents_entries(store):
     store.put("a" * 64, b"one", doc_id="doc-1")
     store.put("b" * 64, b"two", doc_id="doc-1")
     store.put("c" * 64, b"three", doc_id="doc-2")
@@ -70,50 +86,26 @@ def test_local_store_puts_gets_and_drops_a_documents_entries(tmp_path):
     assert store.get("c" * 64) == b"three"
 
 
-@pytest.mark.unit
-def test_local_store_evicts_least_recently_used_entries_beyond_its_budget(tmp_path):
-    store = LocalKVStore(tmp_path, max_bytes=350)
-    for name in "abc":
+@pytest.mark.integration
+def test_a_store_evicts_least_recently_used_entries_beyond_its_budget(store):
+    for name in "ab":
         store.put(name * 64, b"x" * 100)
-        past = time.time() - 100 + ord(name)
-        os.utime(store._file(name * 64), (past, past))
+        time.sleep(0.05)  # distinct access times
     store.get("a" * 64)  # used again: now the most recent
-    store.put("d" * 64, b"x" * 100)
-    assert store.total_bytes() <= 350
-    assert store.get("a" * 64) is not None and store.get("d" * 64) is not None
+    time.sleep(0.05)
+    store.put("c" * 64, b"x" * 100)  # over budget: b is the least recently used
+    assert store.total_bytes() <= 250
+    assert store.get("a" * 64) is not None and store.get("c" * 64) is not None
     assert store.get("b" * 64) is None
 
 
-@pytest.mark.unit
-def test_settings_are_kept_per_name(tmp_path):
-    store = LocalKVStore(tmp_path)
+@pytest.mark.integration
+def test_a_store_keeps_settings_per_name(store):
     store.put_settings("calibration|m|p", {"temperature": 0.8})
-    assert LocalKVStore(tmp_path).get_settings("calibration|m|p") == {"temperature": 0.8}
+    assert store.get_settings("calibration|m|p") == {"temperature": 0.8}
     assert store.get_settings("other") is None
 
 
-@pytest.fixture
-def redis_store():
-    redis = pytest.importorskip("redis")
-    store = RedisKVStore("redis://127.0.0.1:6379/0", namespace=f"ragpress:test:{os.getpid()}", max_bytes=250)
-    try:
-        store._redis.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis server at 127.0.0.1:6379 (the distributed-mode KV store needs one)")
-    yield store
-    store.clear()
-
-
-@pytest.mark.integration
-def test_redis_store_has_the_same_behaviour(redis_store):
-    redis_store.put("a" * 64, b"x" * 100, doc_id="doc-1")
-    redis_store.put("b" * 64, b"x" * 100, doc_id="doc-2")
-    assert redis_store.get("a" * 64) == b"x" * 100
-    assert redis_store.total_bytes() == 200
-    redis_store.put("c" * 64, b"x" * 100)  # over budget: b is the least recently used
-    assert redis_store.total_bytes() <= 250
-    assert redis_store.get("b" * 64) is None
-    assert redis_store.delete_document("doc-1") == 1
-    assert redis_store.get("a" * 64) is None
-    redis_store.put_settings("calibration|m|p", {"scale": 0.9})
-    assert redis_store.get_settings("calibration|m|p") == {"scale": 0.9}
+def test_local_settings_survive_reopening(tmp_path):
+    LocalKVStore(tmp_path).put_settings("calibration|m|p", {"scale": 0.9})
+    assert LocalKVStore(tmp_path).get_settings("calibration|m|p") == {"scale": 0.9}
