@@ -377,6 +377,7 @@ async function ask(evt) {
   const answer = $("#answer");
   const status = $("#answer-status");
   answer.textContent = "";
+  answer.dataset.tokens = "0";
   answer.className = "answer streaming";
   status.textContent = "running…";
   status.className = "badge pending";
@@ -392,7 +393,10 @@ async function ask(evt) {
     }
     if (request.stream) {
       for await (const { event, data } of sseEvents(response)) {
-        if (event === "token") answer.textContent += data.text;
+        if (event === "token") {
+          answer.textContent += data.text;
+          answer.dataset.tokens = String(Number(answer.dataset.tokens || 0) + 1);  // lets tests see it streamed
+        }
         else if (event === "result") showResult(data);
         else if (event === "error") throw new Error(data.message);
       }

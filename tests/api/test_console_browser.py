@@ -197,7 +197,9 @@ def test_a_user_edits_a_pipeline_queries_it_and_checks_jobs(server: ServerProces
     WebDriverWait(browser, 240).until(lambda d: status.text in {"done", "abstained", "error"})
     shot(browser, "04-playground-answer")
     assert status.text != "error", browser.find_element(By.ID, "answer").text
-    assert browser.find_element(By.ID, "answer").text.strip()
+    answer = browser.find_element(By.ID, "answer")
+    assert answer.text.strip()
+    assert int(answer.get_attribute("data-tokens")) > 1, "the answer did not arrive as streamed token events"
     sources = browser.find_elements(By.CSS_SELECTOR, "#sources .source")
     assert sources and "millau" in sources[0].text
     assert browser.find_elements(By.CSS_SELECTOR, "#sources del.pruned"), "no sentence was struck through"
