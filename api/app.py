@@ -147,12 +147,18 @@ def _v1_routes(settings: Settings) -> APIRouter:
         if body.stream:
             return StreamingResponse(_sse(service, admission, tenant, collection, call),
                                      media_type="text/event-stream")
-        with admission.slot():
-            result = await run_in_threadpool(service.query, tenant, collection, call)
+        result = await run_in_threadpool(_admitted_query, admission, service, tenant, collection, call)
         metrics.observe_query(result)
         return result
 
     return router
+
+
+def _admitted_query(admission: Admission, service: Service, tenant: str, collection: str,
+                    call: QueryRequest) -> dict[str, Any]:
+    """Wait for a compute slot on a worker thread: waiting on the event loop would stall every request."""
+    with admission.slot():
+        return service.query(tenant, collection, call)
 
 
 def _check_sizes(body: DocumentsIn, settings: Settings) -> None:
