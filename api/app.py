@@ -52,7 +52,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
                   description="Retrieval-augmented generation with pruning and cached KV states.")
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.admission = Admission(settings.max_concurrent_queries, settings.max_queued_queries)
+    # Generating queries hold a slot for seconds; retrieval-only ones for milliseconds, so they queue apart
+    # and a burst of generation never makes a search wait.
+    app.state.admission = {
+        True: Admission(settings.max_concurrent_queries, settings.max_queued_queries),
+        False: Admission(settings.max_concurrent_queries * 2, settings.max_queued_queries),
+    }
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(metrics.RequestLog)
     errors.install(app)
@@ -143,7 +148,7 @@ def _v1_routes(settings: Settings) -> APIRouter:
         call = QueryRequest(query=body.query, top_k=body.top_k, generate=body.generate, params=body.params,
                             filters=body.filters, pipeline=body.pipeline or "query")
         await run_in_threadpool(service.pipelines.get, tenant, call.pipeline)  # 404 for an unknown pipeline
-        admission: Admission = request.app.state.admission
+        admission: Admission = request.app.state.admission[body.generate]
         if body.stream:
             return StreamingResponse(_sse(service, admission, tenant, collection, call),
                                      media_type="text/event-stream")
