@@ -55,8 +55,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     # Generating queries hold a slot for seconds; retrieval-only ones for milliseconds, so they queue apart
     # and a burst of generation never makes a search wait.
     app.state.admission = {
-        True: Admission(settings.max_concurrent_queries, settings.max_queued_queries),
-        False: Admission(settings.max_concurrent_queries * 2, settings.max_queued_queries),
+        generate: Admission(settings.max_concurrent_queries, settings.max_queued_queries, settings.max_queue_wait_s)
+        for generate in (True, False)
     }
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(metrics.RequestLog)

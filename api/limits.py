@@ -37,18 +37,28 @@ class RateLimiter:
 
 
 class Admission:
-    """At most ``concurrent`` queries run; up to ``queued`` more wait; beyond that, 503 at once."""
+    """At most ``concurrent`` queries run; up to ``queued`` more wait, each for at most ``max_wait_s``;
+    beyond either bound the answer is 503 at once, so every request ends in bounded time."""
 
-    def __init__(self, concurrent: int, queued: int) -> None:
+    def __init__(self, concurrent: int, queued: int, max_wait_s: float) -> None:
         self._running = threading.BoundedSemaphore(concurrent)
         self._slots = threading.BoundedSemaphore(concurrent + queued)
+        self.max_wait_s = max_wait_s
 
     @contextmanager
     def slot(self) -> Iterator[None]:
         if not self._slots.acquire(blocking=False):
-            raise ApiError(503, "overloaded", "The server is at capacity; retry shortly.", {"Retry-After": "2"})
+            raise _overloaded()
         try:
-            with self._running:
+            if not self._running.acquire(timeout=self.max_wait_s):
+                raise _overloaded()
+            try:
                 yield
+            finally:
+                self._running.release()
         finally:
             self._slots.release()
+
+
+def _overloaded() -> ApiError:
+    return ApiError(503, "overloaded", "The server is at capacity; retry shortly.", {"Retry-After": "2"})

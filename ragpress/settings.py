@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute per API key (per replica).")
     max_concurrent_queries: int = Field(4, ge=1, description="Queries computed at once; the rest wait in line.")
     max_queued_queries: int = Field(64, ge=0, description="Queries waiting beyond that get 503 with Retry-After.")
+    max_queue_wait_s: float = Field(15.0, gt=0, description="Longest wait for a query slot before 503.")
     log_level: str = "INFO"
 
     @model_validator(mode="after")
