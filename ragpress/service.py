@@ -101,9 +101,24 @@ class Service:
         for document in documents:
             digest = schema.content_hash(document.text)
             items.append((document.id or digest[:32], digest, document.text, document.meta))
+        self._forget_unindexed(tenant, collection, items)
         job_id = self.job_store.create_job(tenant, collection, items)
         enqueue_job(job_id, self.job_store.pending_seqs(job_id), self.settings.ingest_batch_size)
         return job_id
+
+    def _forget_unindexed(self, tenant: str, collection: str, items: list[tuple[str, str, str, Any]]) -> None:
+        """A document counts as unchanged only if the index really holds its units: the registry can outlive
+        an index (a lost folder, a switched engine), and a skip must never leave a document unsearchable."""
+        store = shared_store()
+        for doc_id, digest, _text, _meta in items:
+            if self.job_store.document_hash(tenant, collection, doc_id) != digest:
+                continue
+            extra = {"operator": "AND", "conditions": [
+                {"field": f"meta.{schema.DOC_ID}", "operator": "==", "value": doc_id},
+                {"field": f"meta.{schema.CONTENT_HASH}", "operator": "==", "value": digest}]}
+            if not store.count_documents_by_filter(scope_filters(tenant, collection, extra)):
+                logger.warning("document %s is registered but missing from the index; indexing it again", doc_id)
+                self.job_store.forget_document(tenant, collection, doc_id)
 
     def job(self, tenant: str, job_id: str) -> dict[str, Any]:
         job = self.job_store.job(job_id, tenant)

@@ -156,3 +156,23 @@ def test_health_and_metrics_answer(client: httpx.Client) -> None:
     assert client.get("/readyz").status_code == 200
     assert client.get("/metrics").status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "ragpress"
+
+
+def test_a_document_the_registry_knows_but_the_index_lost_is_indexed_again(tmp_path: Any) -> None:
+    home = tmp_path / "home"
+    first = ServerProcess(home, env={"RAGPRESS_EMBEDDED_ENGINE": "local"})
+    first.wait_ready()
+    client = httpx.Client(base_url=first.url, timeout=120)
+    body = {"documents": [{"id": "viaduct", "text": "The Millau Viaduct opened on 14 December 2004."}]}
+    wait_for_job(client, client.post("/v1/collections/moved/documents", json=body).json()["job_id"])
+    first.stop()
+    second = ServerProcess(home)  # same registry, a different (empty) index: the Edge engine
+    second.wait_ready()
+    try:
+        client = httpx.Client(base_url=second.url, timeout=120)
+        job = wait_for_job(client, client.post("/v1/collections/moved/documents", json=body).json()["job_id"])
+        assert job["status"] == "succeeded" and job["skipped"] == 0
+        hits = client.post("/v1/collections/moved/query", json={"query": "Millau", "generate": False}).json()
+        assert [d["doc_id"] for d in hits["documents"]] == ["viaduct"]
+    finally:
+        second.stop()
