@@ -225,7 +225,11 @@ def _admin_routes() -> APIRouter:
     @router.post("/keys", status_code=201)
     async def create_key(request: Request) -> dict[str, Any]:
         body = await errors.parse_body(request, KeyIn)
-        key_id, key = await run_in_threadpool(_service(request).keys.create_key, body.tenant, body.admin, body.label)
+        try:
+            key_id, key = await run_in_threadpool(_service(request).keys.create_key, body.tenant, body.admin,
+                                                  body.label)
+        except ValueError as exc:  # the key store's own rule: admin, or exactly one tenant
+            raise errors.ApiError(422, "invalid_request", str(exc)) from None
         return {"id": key_id, "key": key, "tenant": body.tenant, "admin": body.admin}
 
     @router.post("/index/optimize")

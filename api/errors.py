@@ -63,34 +63,33 @@ async def parse_body(request: Request, model: type[Model]) -> Model:
         raise ApiError(422, "invalid_request", _validation_message(exc.errors())) from None
 
 
+# Errors whose message is already written for the user: only the status and code differ.
+_SIMPLE: dict[type[Exception], tuple[int, str]] = {
+    NotFound: (404, "not_found"),
+    PipelineNotFound: (404, "not_found"),
+    ModelError: (503, "model_unavailable"),
+    IndexUnavailable: (503, "index_unavailable"),
+}
+
+
+def _simple_handler(status: int, code: str) -> Any:
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(status, code, str(exc))
+
+    return handle
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return error_response(404, "not_found", str(exc))
-
-    @app.exception_handler(PipelineNotFound)
-    async def _pipeline_not_found(_: Request, exc: PipelineNotFound) -> JSONResponse:
-        return error_response(404, "not_found", str(exc))
-
-    @app.exception_handler(ValueError)
-    async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
-        return error_response(422, "invalid_request", str(exc))
+    for kind, (status, code) in _SIMPLE.items():
+        app.add_exception_handler(kind, _simple_handler(status, code))
 
     @app.exception_handler(PipelineInvalid)
     async def _pipeline_invalid(_: Request, exc: PipelineInvalid) -> JSONResponse:
         return error_response(422, "invalid_pipeline", str(exc), problems=[p.as_dict() for p in exc.problems])
-
-    @app.exception_handler(ModelError)
-    async def _model_error(_: Request, exc: ModelError) -> JSONResponse:
-        return error_response(503, "model_unavailable", str(exc))
-
-    @app.exception_handler(IndexUnavailable)
-    async def _index_unavailable(_: Request, exc: IndexUnavailable) -> JSONResponse:
-        return error_response(503, "index_unavailable", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
