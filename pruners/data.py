@@ -53,6 +53,7 @@ class Query:
     relevant: list[str]
     # pid -> gold sentence indices; a relevant pid missing here has no sentence labels.
     gold: dict[str, list[int]] = field(default_factory=dict)
+    answers: list[str] = field(default_factory=list)  # reference answers, for answer F1 (none for SciFact)
 
 
 @dataclass
@@ -135,7 +136,8 @@ def _xquad(root: Path) -> Dataset:
             for qa in paragraph["qas"]:
                 gold = _answer_sentences(spans, qa["answers"])
                 qid = f"{article['title']}/{qa['id']}"
-                queries.append(Query(qid, "xquad", qa["question"], [pid], {pid: gold}))
+                answers = [a["text"] for a in qa["answers"]]
+                queries.append(Query(qid, "xquad", qa["question"], [pid], {pid: gold}, answers))
     # Re-derive passages through _clean-free text: sentences are exact slices, joined by one space.
     return Dataset("xquad", passages, queries)
 
@@ -170,7 +172,9 @@ def _hotpotqa(root: Path) -> Dataset:
             if title in passages and index < len(passages[title].sentences):
                 gold.setdefault(title, []).append(index)
         gold = {t: sorted(set(v)) for t, v in gold.items()}
-        queries.append(Query(record["_id"], "hotpotqa", record["question"], sorted(gold), gold))
+        queries.append(
+            Query(record["_id"], "hotpotqa", record["question"], sorted(gold), gold, [str(record["answer"])])
+        )
     return Dataset("hotpotqa", passages, queries)
 
 
@@ -194,7 +198,8 @@ def _musique(root: Path) -> Dataset:
                 hits = [i for i, s in enumerate(sentences) if any(a in s.lower() for a in answers)]
                 if hits:
                     gold[pid] = hits
-        queries.append(Query(record["id"], "musique", record["question"], relevant, gold))
+        answers = [str(record["answer"]), *map(str, _parse(record.get("answer_aliases") or []))]
+        queries.append(Query(record["id"], "musique", record["question"], relevant, gold, answers))
     return Dataset("musique", passages, queries)
 
 

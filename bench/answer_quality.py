@@ -1,0 +1,119 @@
+"""Answer F1 and abstention, with and without the reranker-pruner, on dev questions the models never trained on.
+
+    nice -n 10 python -m bench.answer_quality --datasets xquad hotpotqa --questions 30
+
+For every dev question (pruners/data.py's hash-carved dev splits) the corpus is searched with MiniLM twice:
+as it is (answerable) and with the question's gold passages removed (unanswerable: the answer is not in
+the corpus any more). Two systems answer both:
+
+- ``retrieval``: the top ``--context`` passages go to the generator as they are (the baseline);
+- ``pruned``: the top ``--pool`` passages go through ProvencePruner (rerank, keep ``--context``, drop
+  sentences under the threshold), then RelevanceGate (abstain when no passage clears ``--min-score``),
+  then the same generator, which reads only the kept sentences.
+
+Reported per system and set: answer F1 (SQuAD normalisation, best over reference answers), how often it
+abstained (the gate, or the model saying the passages do not hold the answer), and context tokens read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+from haystack import Document
+
+from bench.rerank_prune import to_document
+from generators.kv_scoring import f1
+from generators.local_generator import LocalGenerator
+from pruners import data, mining
+from pruners.component import DEFAULT_THRESHOLD, ProvencePruner
+from rerankers.relevance_gate import RelevanceGate
+
+
+@dataclass
+class Tally:
+    f1: list[float] = field(default_factory=list)
+    abstained: list[bool] = field(default_factory=list)
+    context_tokens: list[int] = field(default_factory=list)
+
+    def row(self, name: str, answerable: bool) -> str:
+        score = f"{100 * statistics.mean(self.f1):.1f}" if answerable else "-"
+        rate = 100 * statistics.mean(self.abstained)
+        tokens = statistics.mean(self.context_tokens)
+        return f"| {name} | {'answerable' if answerable else 'unanswerable'} | {score} | {rate:.0f}% | {tokens:.0f} |"
+
+
+def contexts(dataset: data.Dataset, query: data.Query, pool: int) -> tuple[list[Document], list[Document]]:
+    """The top ``pool`` hits for the question, from the full corpus and from the corpus without its gold."""
+    relevant = set(query.relevant)
+    ranked = [pid for pid, _ in mining.search(dataset, [query.text], k=pool + len(relevant))[0]]
+    full = [to_document(dataset.passages[pid]) for pid in ranked[:pool]]
+    without = [to_document(dataset.passages[pid]) for pid in ranked if pid not in relevant][:pool]
+    return full, without
+
+
+def answer(generator: LocalGenerator, query: str, documents: list[Document], tally: Tally,
+           answers: list[str], abstained_before: bool = False) -> None:
+    result = generator.run(query=query, documents=documents)
+    meta = result["meta"][0]
+    tally.f1.append(0.0 if abstained_before else f1(result["replies"][0], answers))
+    tally.abstained.append(abstained_before or bool(meta.get("abstained")))
+    tally.context_tokens.append(int(meta.get("prompt_tokens", 0)))
+
+
+def run(args: argparse.Namespace) -> None:
+    generator = LocalGenerator(max_new_tokens=args.new_tokens, max_context_tokens=args.max_context_tokens)
+    pruner = ProvencePruner(threshold=args.threshold, top_k=args.context)
+    gate = RelevanceGate(min_score=args.min_score)
+    for name in args.datasets:
+        dataset = data.load(name, args.data)
+        queries = [q for q in data.split(dataset, dev=True) if q.answers][: args.questions]
+        tallies = {(system, ok): Tally() for system in ("retrieval", "pruned") for ok in (True, False)}
+        started = time.time()
+        for query in queries:
+            for answerable, documents in zip((True, False), contexts(dataset, query, args.pool), strict=True):
+                answer(generator, query.text, documents[: args.context], tallies["retrieval", answerable],
+                       query.answers)
+                kept = pruner.run(query=query.text, documents=documents)["documents"]
+                gated = gate.run(documents=kept)
+                answer(generator, query.text, gated["documents"], tallies["pruned", answerable], query.answers,
+                       abstained_before=bool(gated["abstain_reason"]))
+        print(f"\n## {name}: {len(queries)} dev questions, {time.time() - started:.0f}s")
+        print("| system | set | answer F1 | abstained | context tokens |\n|---|---|---|---|---|")
+        for (system, answerable), tally in tallies.items():
+            print(tally.row(system, answerable))
+        for system in ("retrieval", "pruned"):
+            on_answerable = statistics.mean(tallies[system, True].abstained)
+            on_missing = statistics.mean(tallies[system, False].abstained)
+            ratio = f"{on_missing / on_answerable:.1f}x" if on_answerable else ("never on answerable" if on_missing
+                                                                              else "never")
+            print(f"- {system}: abstains {100 * on_missing:.0f}% on unanswerable vs "
+                  f"{100 * on_answerable:.0f}% on answerable ({ratio})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="shared datasets directory (default ../shared/datasets)")
+    parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa"])
+    parser.add_argument("--questions", type=int, default=30, help="first N dev questions per dataset")
+    parser.add_argument("--pool", type=int, default=10, help="retrieved passages the pruner reranks")
+    parser.add_argument("--context", type=int, default=5, help="passages the generator reads")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="pruner sentence threshold")
+    parser.add_argument("--min-score", type=float, default=RelevanceGate().min_score, help="abstention floor")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--max-context-tokens", type=int, default=1536)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if args.data:
+        from pathlib import Path
+
+        args.data = Path(args.data)
+    torch.set_num_threads(args.threads)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
