@@ -176,3 +176,18 @@ def test_a_document_the_registry_knows_but_the_index_lost_is_indexed_again(tmp_p
         assert [d["doc_id"] for d in hits["documents"]] == ["viaduct"]
     finally:
         second.stop()
+
+
+def test_the_pruned_pipeline_answers_from_kept_sentences(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    body = client.post("/v1/collections/xquad/query", json={
+        "query": "Who won the Ekstraklasa Championship in 2000?", "pipeline": "pruned", "top_k": 2}).json()
+    assert body["abstained"] is False
+    assert "Polonia" in " ".join(d["text"] for d in body["documents"])
+    assert body["usage"]["context_tokens"] > 0
+
+
+def test_the_pruned_pipeline_abstains_when_nothing_is_relevant(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    body = client.post("/v1/collections/xquad/query", json={
+        "query": "What is the recommended torque for bicycle pedal threads?", "pipeline": "pruned"}).json()
+    assert body["abstained"] is True
+    assert body["abstain_reason"] == "no_relevant_passage"
