@@ -22,6 +22,7 @@ from api.body_limit import BodySizeLimit
 from api.limits import Admission, RateLimiter
 from api.routes_pipelines import pipeline_routes
 from api.schemas import NAME_PATTERN, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
+from generators.remote_generator import RemoteGeneratorError
 from ragpress.service import IncomingDocument, QueryRequest, Service
 from ragpress.settings import Settings, get_settings
 
@@ -192,6 +193,8 @@ def _sse(service: Service, admission: Admission, tenant: str, collection: str, c
             events.put(("result", result))
         except errors.ApiError as exc:
             events.put(("error", {"code": exc.code, "message": exc.message}))
+        except RemoteGeneratorError as exc:  # its message names the server (never the key) and what failed
+            events.put(("error", {"code": "generator_unavailable", "message": str(exc)}))
         except Exception as exc:  # reported as an event: the stream has already started
             logger.error("streaming query failed: %s", exc.__class__.__name__, exc_info=exc)
             events.put(("error", {"code": "internal_error", "message": "ragpress hit an internal error."}))

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from generators.remote_generator import RemoteGeneratorError
 from pipelines.loader import PipelineInvalid
 from pipelines.registry import PipelineNotFound
 from ragpress.document_stores import IndexUnavailable
@@ -69,6 +70,7 @@ _SIMPLE: dict[type[Exception], tuple[int, str]] = {
     PipelineNotFound: (404, "not_found"),
     ModelError: (503, "model_unavailable"),
     IndexUnavailable: (503, "index_unavailable"),
+    RemoteGeneratorError: (502, "generator_unavailable"),
 }
 
 

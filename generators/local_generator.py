@@ -15,8 +15,8 @@ from generators.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     PromptPieces,
     build_prompt,
-    order_for_generation,
     passage_text,
+    passages_for_prompt,
 )
 from ragpress import model_loading
 
@@ -114,15 +114,8 @@ class LocalGenerator:
 
     def fit_to_budget(self, query: str, documents: list[Document]) -> PromptPieces:
         """Prompt pieces for the most relevant passages that fit ``max_context_tokens``."""
-        kept: list[Document] = []
-        used = 0
-        for document in documents:  # most relevant first
-            size = len(self._tokenizer.encode(passage_text(document), add_special_tokens=False))
-            if kept and used + size > self.max_context_tokens:
-                break
-            kept.append(document)
-            used += size
-        texts = [passage_text(d) for d in order_for_generation(kept)]
+        size = lambda text: len(self._tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+        texts = passages_for_prompt(documents, size, self.max_context_tokens)
         return build_prompt(self._tokenizer, query, texts, self.system_prompt)
 
 

@@ -7,6 +7,7 @@ cached paths see identical tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from haystack import Document
@@ -45,6 +46,38 @@ def order_for_generation(documents: list[Document]) -> list[Document]:
     return list(reversed(documents))
 
 
+def passages_for_prompt(documents: list[Document], size: Callable[[str], int], budget: int) -> list[str]:
+    """The passage texts a prompt shows: the most relevant that fit ``budget`` (as measured by ``size``),
+    in generation order. The most relevant one is always kept, even when it alone exceeds the budget."""
+    kept: list[Document] = []
+    used = 0
+    for document in documents:  # most relevant first
+        cost = size(passage_text(document))
+        if kept and used + cost > budget:
+            break
+        kept.append(document)
+        used += cost
+    return [passage_text(d) for d in order_for_generation(kept)]
+
+
+# The text frame around the passages, shared by the token-level prompt below and by generators that send
+# text (a remote server): both paths show a model exactly the same words.
+PASSAGES_HEADER = "Passages:\n"
+
+
+def passage_block(index: int, text: str) -> str:
+    return f"[{index + 1}] {text.strip()}\n"
+
+
+def question_line(query: str) -> str:
+    return f"\nQuestion: {query}"
+
+
+def user_message(query: str, passages: list[str]) -> str:
+    """The user turn of a chat request: the passages (already in generation order), then the question."""
+    return PASSAGES_HEADER + "".join(passage_block(i, t) for i, t in enumerate(passages)) + question_line(query)
+
+
 def _chat_frame(tokenizer: PreTrainedTokenizerBase, system_prompt: str) -> tuple[str, str]:
     """Split the model's chat template around the user message into a prefix and a suffix string."""
     marker = "\x00RAGPRESS_USER\x00"
@@ -68,17 +101,17 @@ def build_prompt(
     """Tokenize the prompt in pieces; a model without a chat template gets a plain text frame."""
     if tokenizer.chat_template:
         before, after = _chat_frame(tokenizer, system_prompt)
-        prefix_text = before + "Passages:\n"
-        suffix_text = f"\nQuestion: {query}" + after
+        prefix_text = before + PASSAGES_HEADER
+        suffix_text = question_line(query) + after
     else:
-        prefix_text = f"{system_prompt}\n\nPassages:\n"
-        suffix_text = f"\nQuestion: {query}\nAnswer:"
+        prefix_text = f"{system_prompt}\n\n{PASSAGES_HEADER}"
+        suffix_text = question_line(query) + "\nAnswer:"
     encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
     prefix = encode(prefix_text)
     if tokenizer.bos_token_id is not None and not tokenizer.chat_template:
         prefix = [tokenizer.bos_token_id, *prefix]
     return PromptPieces(
         prefix=prefix,
-        passages=[encode(f"[{i + 1}] {text.strip()}\n") for i, text in enumerate(passages)],
+        passages=[encode(passage_block(i, text)) for i, text in enumerate(passages)],
         suffix=encode(suffix_text),
     )

@@ -18,7 +18,7 @@ from haystack.core.errors import DeserializationError, PipelineError
 # ragpress's component packages; Haystack's own namespaces are on Haystack's default allowlist.
 RAGPRESS_MODULES = ("indexers", "pipelines", "rerankers", "pruners", "generators")
 HAYSTACK_MODULES = ("haystack", "haystack_integrations")
-BUILTIN_PIPELINES = ("ingestion", "query", "pruned", "kv")
+BUILTIN_PIPELINES = ("ingestion", "query", "pruned", "kv", "remote")
 
 
 @dataclass(frozen=True)

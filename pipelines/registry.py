@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from haystack import Pipeline
 from sqlalchemy.engine import Engine
 
+from generators.remote_generator import API_KEY_ENV as REMOTE_API_KEY_ENV
 from pipelines.loader import (
     BUILTIN_PIPELINES,
     PipelineInvalid,
@@ -50,15 +51,26 @@ def graph_of(pipeline: Pipeline) -> dict[str, list[dict[str, str]]]:
     return {"nodes": nodes, "edges": edges}
 
 
-# Parameters that name server resources (an index, a KV store's path or URL): the server binds them, so a
-# tenant's YAML cannot point a component at another index, wipe one (recreate_index), or write elsewhere.
-SERVER_BOUND_PARAMETERS = frozenset({"document_store", "store"})
+# Parameters that name server resources (an index, a KV store's path or URL, a remote generator's server and
+# key): the server binds them, so a tenant's YAML cannot point a component at another index, wipe one
+# (recreate_index), write elsewhere, or send the operator's API key (or requests) to a host of its choosing.
+SERVER_BOUND_PARAMETERS = frozenset({"document_store", "store", "base_url", "api_key"})
+
+
+# What a pipeline may still write for them: the server's own binding, as a dumped pipeline spells it
+# (null, or the remote generator's default key variable), so saving a round-tripped pipeline works.
+SERVER_DEFAULT_VALUES: dict[str, list[Any]] = {
+    "api_key": [{"type": "env_var", "env_vars": [REMOTE_API_KEY_ENV], "strict": False}],
+}
 
 
 def _server_bound(text: str) -> list[PipelineProblem]:
     problems = []
     for name, spec in parse_yaml(text)["components"].items():
-        for parameter in sorted(SERVER_BOUND_PARAMETERS & set((spec.get("init_parameters") or {}).keys())):
+        given = spec.get("init_parameters") or {}
+        for parameter in sorted(SERVER_BOUND_PARAMETERS & set(given.keys())):
+            if given[parameter] is None or given[parameter] in SERVER_DEFAULT_VALUES.get(parameter, []):
+                continue
             problems.append(PipelineProblem(
                 f"'{parameter}' is set by the server and cannot be given in a pipeline",
                 line_of(text, f"{parameter}:"), f"components.{name}.init_parameters.{parameter}"))

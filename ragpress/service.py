@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from haystack import Document
+from haystack.core.errors import PipelineRuntimeError
 
 from generators.prompting import passage_text
+from generators.remote_generator import RemoteGeneratorError
 from indexers.chunk_writer import retire_units
 from pipelines.loader import load_pipeline
 from pipelines.registry import PipelineRegistry
@@ -214,7 +216,13 @@ class Service:
             clean = {k: v for k, v in params.items() if k not in RESERVED_INPUTS}
             data.setdefault(component, {}).update(clean)
         with timed_run() as timings:
-            result = pipeline.run(data, include_outputs_from={n for n, _ in pipeline.walk()})
+            try:
+                result = pipeline.run(data, include_outputs_from={n for n, _ in pipeline.walk()})
+            except PipelineRuntimeError as exc:
+                # a remote generator's failure is the server's to report (502), not an internal error
+                if isinstance(exc.__cause__, RemoteGeneratorError):
+                    raise exc.__cause__ from None
+                raise
         return self._response(pipeline, result, timings, started)
 
     def _response(self, pipeline: Any, result: dict[str, Any], timings: dict[str, float],

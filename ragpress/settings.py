@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     kv_store_url: str | None = Field(
         None, description="Redis URL for cached KV states shared by replicas; unset means files under data_dir/kv."
     )
+    kv_precompute: Literal["lazy", "eager"] = Field(
+        "lazy", description="Default for collections that do not choose: eager computes chunk KV states at "
+        "ingestion (a follow-up task), lazy on a chunk's first query.",
+    )
+    remote_generator_url: str | None = Field(
+        None, description="OpenAI-compatible server (…/v1) for generators.remote_generator.RemoteGenerator; its key "
+        "is read from RAGPRESS_REMOTE_GENERATOR_API_KEY by the component, never stored here.",
+    )
     embedder: str = Field("all-MiniLM-L6-v2", description="Registry name, Hugging Face id or local directory.")
     generator: str = Field("SmolLM2-135M-Instruct", description="Registry name, Hugging Face id or directory.")
 
@@ -138,7 +146,7 @@ class Settings(BaseSettings):
         for key in ("qdrant_api_key",):
             if data.get(key):
                 data[key] = "***"
-        for key in ("broker_url", "database_url", "qdrant_url"):
+        for key in ("broker_url", "database_url", "qdrant_url", "remote_generator_url"):
             if data.get(key):
                 data[key] = _mask_url_password(data[key])
         return data
