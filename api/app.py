@@ -21,7 +21,7 @@ from api import auth, errors, metrics
 from api.body_limit import BodySizeLimit
 from api.limits import Admission, RateLimiter
 from api.routes_pipelines import pipeline_routes
-from api.schemas import NAME_PATTERN, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
+from api.schemas import NAME_PATTERN, CollectionIn, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
 from generators.remote_generator import RemoteGeneratorError
 from ragpress.service import IncomingDocument, QueryRequest, Service
 from ragpress.settings import Settings, get_settings
@@ -110,7 +110,7 @@ def _v1_routes(settings: Settings) -> APIRouter:
         body = await errors.parse_body(request, DocumentsIn)
         _check_sizes(body, settings)
         incoming = [IncomingDocument(text=d.text, id=d.id, meta=d.meta) for d in body.documents]
-        job_id = await run_in_threadpool(_service(request).submit, tenant, collection, incoming)
+        job_id = await run_in_threadpool(_service(request).submit, tenant, collection, incoming, body.kv_precompute)
         metrics.DOCUMENTS_SUBMITTED.inc(len(incoming))
         return {"job_id": job_id}
 
@@ -135,6 +135,13 @@ def _v1_routes(settings: Settings) -> APIRouter:
     @router.get("/collections", tags=["collections"])
     async def list_collections(request: Request, tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         return {"collections": await run_in_threadpool(_service(request).collections, tenant)}
+
+    @router.put("/collections/{collection}", tags=["collections"])
+    async def put_collection(request: Request, collection: str = Name,
+                             tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
+        body = await errors.parse_body(request, CollectionIn)
+        return await run_in_threadpool(_service(request).set_collection_options, tenant, collection,
+                                       body.kv_precompute)
 
     @router.get("/collections/{collection}", tags=["collections"])
     async def get_collection(request: Request, collection: str = Name,

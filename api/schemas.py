@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
@@ -41,8 +41,14 @@ class DocumentIn(Strict):
         return value
 
 
+KVPrecompute = Literal["lazy", "eager"]
+KV_PRECOMPUTE_HELP = ("When chunk KV states are computed: 'eager' at ingestion (a follow-up task), 'lazy' on a chunk's "
+                      "first query; unset keeps the collection's choice (or the server default).")
+
+
 class DocumentsIn(Strict):
     documents: list[DocumentIn] = Field(..., min_length=1)
+    kv_precompute: KVPrecompute | None = Field(None, description=KV_PRECOMPUTE_HELP)
 
     @field_validator("documents")
     @classmethod
@@ -52,6 +58,10 @@ class DocumentsIn(Strict):
         if duplicates:
             raise ValueError(f"document ids must be unique within a request; repeated: {duplicates[:5]}")
         return value
+
+
+class CollectionIn(Strict):
+    kv_precompute: KVPrecompute | None = Field(None, description=KV_PRECOMPUTE_HELP)
 
 
 class JobAccepted(BaseModel):

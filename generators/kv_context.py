@@ -32,7 +32,7 @@ from generators.parallel_attention import ParallelLayout
 from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
 from indexers.sentences import split_sentences
 from ragpress import model_loading
-from ragpress.schema import CONTENT_HASH, DOC_ID, END, SENTENCES, START, content_hash
+from ragpress.schema import COLLECTION, CONTENT_HASH, DOC_ID, END, SENTENCES, START, TENANT, content_hash
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +138,7 @@ class KVContextBuilder:
     def encode_alone(self, chunk: Document) -> KVEntry | None:
         """Lazy path: encode a chunk with no stored states by itself and keep the result."""
         text = chunk.content or ""
-        doc_id = str((chunk.meta or {}).get(DOC_ID, ""))
-        return self.precompute(text, [(0, len(text))], doc_id=doc_id)[0]
+        return self.precompute(text, [(0, len(text))], doc_id=owner_of(chunk.meta or {}))[0]
 
     # ---- reading ----------------------------------------------------------------------------------
     def load(self, chunk: Document) -> KVEntry | None:
@@ -194,6 +193,18 @@ class KVContextBuilder:
         return ParallelContext(keys, values, total, layout, [e.n_tokens for e in entries], masked)
 
 
+def kv_owner(tenant: str, collection: str, doc_id: str) -> str:
+    """The name a document's entries are registered under: scoped, so deleting a document in one
+    collection never frees the states of a same-named document in another."""
+    return "\x1f".join((tenant, collection, doc_id))
+
+
+def owner_of(meta: dict[str, Any]) -> str:
+    if meta.get(TENANT) is not None and meta.get(COLLECTION) is not None:
+        return kv_owner(str(meta[TENANT]), str(meta[COLLECTION]), str(meta.get(DOC_ID, "")))
+    return str(meta.get(DOC_ID, ""))
+
+
 def token_keep_mask(chunk: Document, entry: KVEntry) -> torch.Tensor:
     """False for tokens inside sentences the pruner dropped (``meta['kept_sentences']``)."""
     meta = chunk.meta or {}
@@ -242,12 +253,15 @@ def precompute_document_kv(
     store: dict[str, Any] | None = None,
     quantization: str = "int8",
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    digest: str | None = None,
 ) -> int:
     """Encode a document once and store every chunk's states; returns the number of entries stored.
 
     Call it from the ingestion task (eager) or from a task queued on a cache miss (lazy). ``chunks`` are
     the indexed chunk Documents (their ``meta['start']/['end']`` locate them) or plain ``(start, end)``
     character spans. Use the same ``model``/``store``/``quantization``/``system_prompt`` as the generator.
+    ``digest`` is the chunks' ``meta['content_hash']`` when ``text`` is a converted form of the submitted
+    text (the generator looks entries up by that hash); it defaults to the hash of ``text``.
     """
     spans = [
         (int(c.meta[START]), int(c.meta[END])) if isinstance(c, Document) else (int(c[0]), int(c[1]))
@@ -256,7 +270,7 @@ def precompute_document_kv(
     builder = builder_for(model, store, quantization, system_prompt)
     if supports_parallel(builder.lm) is not None:
         return 0
-    entries = builder.precompute(text, spans, doc_id=doc_id, digest=content_hash(text))
+    entries = builder.precompute(text, spans, doc_id=doc_id, digest=digest or content_hash(text))
     return sum(1 for e in entries if e is not None)
 
 

@@ -96,8 +96,13 @@ class Service:
         return self.jobs
 
     # --- ingestion --------------------------------------------------------------------------------
-    def submit(self, tenant: str, collection: str, documents: list[IncomingDocument]) -> str:
+    def submit(self, tenant: str, collection: str, documents: list[IncomingDocument],
+               kv_precompute: str | None = None) -> str:
+        """Queue documents for indexing; ``kv_precompute`` (if given) sets the collection's option first."""
         from workers.tasks import enqueue_job
+
+        if kv_precompute is not None:
+            self.set_collection_options(tenant, collection, kv_precompute)
 
         items = []
         for document in documents:
@@ -148,7 +153,7 @@ class Service:
         self.collection(tenant, collection)
         removed = retire_units(shared_store(), tenant, collection, doc_id)
         known = self.job_store.forget_document(tenant, collection, doc_id)
-        _free_kv_states(doc_id)
+        _free_kv_states(tenant, collection, doc_id)
         if not known and not removed:
             raise NotFound(f"No document '{doc_id}' in collection '{collection}'.")
         return removed
@@ -163,13 +168,26 @@ class Service:
                 "points": int(store.count_documents())}
 
     def collections(self, tenant: str) -> list[dict[str, Any]]:
-        return self.job_store.list_collections(tenant)
+        return [self._with_options(tenant, c) for c in self.job_store.list_collections(tenant)]
 
     def collection(self, tenant: str, name: str) -> dict[str, Any]:
         found = self.job_store.collection(tenant, name)
         if found is None:
-            raise NotFound(f"No collection '{name}'. Ingest documents into it first.")
-        return found
+            raise NotFound(f"No collection '{name}'. Create it with PUT or ingest documents into it first.")
+        return self._with_options(tenant, found)
+
+    def set_collection_options(self, tenant: str, name: str, kv_precompute: str | None) -> dict[str, Any]:
+        """Create the collection if needed and set its options (None: follow the server default)."""
+        from workers.kv_follow_up import KV_PRECOMPUTE_MODES
+
+        if kv_precompute is not None and kv_precompute not in KV_PRECOMPUTE_MODES:
+            raise ValueError(f"kv_precompute must be one of {KV_PRECOMPUTE_MODES}")
+        self.job_store.set_collection_options(tenant, name, kv_precompute)
+        return self.collection_details(tenant, name)
+
+    def _with_options(self, tenant: str, found: dict[str, Any]) -> dict[str, Any]:
+        options = self.job_store.collection_options(tenant, found["name"])
+        return {**found, "kv_precompute": options.get("kv_precompute") or self.settings.kv_precompute}
 
     def collection_details(self, tenant: str, name: str) -> dict[str, Any]:
         """The collection with the number of units its index really holds (not just the registry's)."""
@@ -250,13 +268,13 @@ class Service:
         return response
 
 
-def _free_kv_states(doc_id: str) -> None:
+def _free_kv_states(tenant: str, collection: str, doc_id: str) -> None:
     """Cached KV states are content-addressed, so stale ones are never used; this only frees their bytes,
     and a KV store that is down must not fail the delete."""
-    from generators.kv_context import invalidate_document_kv
+    from workers.kv_follow_up import free_document_kv
 
     try:
-        invalidate_document_kv(doc_id)
+        free_document_kv(tenant, collection, doc_id)
     except Exception as exc:
         logger.warning("could not free cached KV states of %s: %s", doc_id, exc.__class__.__name__)
 

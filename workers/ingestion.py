@@ -15,6 +15,7 @@ from typing import Any
 from haystack import Document
 
 from indexers.chunk_writer import ChunkWriter
+from indexers.converters import TextConverter
 from pipelines.subgraph import components_of_type, upstream_of, without
 from ragpress import schema
 from workers.job_store import JobStore, PendingDocument
@@ -22,6 +23,9 @@ from workers.job_store import JobStore, PendingDocument
 logger = logging.getLogger(__name__)
 
 HandOff = Callable[[str, list[dict[str, Any]], dict[int, int]], None]
+# Called once a batch's units are written (or ready to hand to the index owner) with (job_id, tenant,
+# collection, converted source documents, units): queues the KV follow-up, off the indexing path.
+AfterIndexed = Callable[[str, str, str, list[Document], list[Document]], None]
 
 
 def source_documents(tenant: str, collection: str, pending: list[PendingDocument]) -> list[Document]:
@@ -42,7 +46,7 @@ def writer_name(pipeline: Any) -> str:
 
 
 def process_batch(store: JobStore, pipeline: Any, job_id: str, seqs: list[int], owns_index: bool,
-                  hand_off: HandOff | None = None) -> None:
+                  hand_off: HandOff | None = None, after_indexed: AfterIndexed | None = None) -> None:
     scope = store.job_scope(job_id)
     if scope is None:
         logger.warning("job %s no longer exists; dropping its batch", job_id)
@@ -51,34 +55,44 @@ def process_batch(store: JobStore, pipeline: Any, job_id: str, seqs: list[int], 
     if not pending:
         return
     try:
-        _run(store, pipeline, job_id, scope, pending, owns_index, hand_off)
+        _run(store, pipeline, job_id, scope, pending, owns_index, hand_off, after_indexed)
     except Exception:
         if len(pending) == 1:
             raise
         logger.info("batch of job %s failed; retrying its %d documents one by one", job_id, len(pending))
         for item in pending:
             try:
-                _run(store, pipeline, job_id, scope, [item], owns_index, hand_off)
+                _run(store, pipeline, job_id, scope, [item], owns_index, hand_off, after_indexed)
             except Exception as exc:
                 store.fail_document(job_id, item.seq, _reason(exc))
 
 
 def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pending: list[PendingDocument],
-         owns_index: bool, hand_off: HandOff | None) -> None:
+         owns_index: bool, hand_off: HandOff | None, after_indexed: AfterIndexed | None = None) -> None:
     tenant, collection = scope
     writer = writer_name(pipeline)
     sources = source_documents(tenant, collection, pending)
+    converters = set(components_of_type(pipeline, TextConverter))  # the text the units' offsets point into
+    outputs = upstream_of(pipeline, writer) | converters
     if owns_index:
-        result = pipeline.run({"documents": sources}, include_outputs_from=upstream_of(pipeline, writer))
+        result = pipeline.run({"documents": sources}, include_outputs_from=outputs)
     else:
-        result = without(pipeline, {writer}).run({"documents": sources},
-                                                  include_outputs_from=upstream_of(pipeline, writer))
+        result = without(pipeline, {writer}).run({"documents": sources}, include_outputs_from=outputs)
     failed = _failed_seqs(result, pending)
     for seq, reason in failed.items():
         store.fail_document(job_id, seq, reason)
     units = _units(result, pipeline, writer)
     counts = Counter(u.meta.get(schema.DOC_ID) for u in units)  # doc ids are unique within a job
     done = {p.seq: counts.get(p.doc_id, 0) for p in pending if p.seq not in failed}
+    # queued before the documents count as done, so a job never reads "succeeded" with its follow-up unrecorded
+    if after_indexed is not None and done:
+        indexed = {p.doc_id for p in pending if p.seq in done}
+        converted = [d for name in converters for d in result.get(name, {}).get("documents", [])
+                     if (d.meta or {}).get(schema.DOC_ID) in indexed]
+        try:
+            after_indexed(job_id, tenant, collection, converted, units)
+        except Exception as exc:  # the units are written: a follow-up that cannot be queued is only a warning
+            logger.warning("KV follow-up of job %s not queued: %s", job_id, exc)
     if owns_index:
         for seq, n in done.items():
             store.finish_document(job_id, seq, tenant, collection, n)

@@ -57,6 +57,28 @@ collections = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Per-collection choices, apart from ``collections`` so databases made before an option existed gain it by
+# create_all (no migration); a missing row or NULL means the server default.
+collection_options = sa.Table(
+    "collection_options", metadata,
+    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("kv_precompute", sa.String(16)),
+)
+
+# The KV follow-up of indexed documents (eager pre-compute, or just freeing a replaced version's states).
+# Its failure is a warning on the job, never a failed document: the document is searchable either way.
+job_kv = sa.Table(
+    "job_kv", metadata,
+    sa.Column("job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("doc_id", sa.String(512), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | done | lazy | failed
+    sa.Column("entries", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+KV_STATUSES = ("queued", "done", "lazy", "failed")
+
 QUEUED, RUNNING, SUCCEEDED, SKIPPED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "skipped", "failed", "cancelled")
 FINISHED = (SUCCEEDED, SKIPPED, FAILED, CANCELLED)
@@ -165,7 +187,31 @@ class JobStore:
                 return None
             rows = conn.execute(sa.select(job_documents.c.doc_id, job_documents.c.status, job_documents.c.error)
                                 .where(job_documents.c.job_id == job_id).order_by(job_documents.c.seq)).all()
-        return summarize(job, rows)
+            kv_rows = conn.execute(sa.select(job_kv).where(job_kv.c.job_id == job_id).order_by(job_kv.c.doc_id)).all()
+        summary = summarize(job, rows)
+        kv = {status: 0 for status in KV_STATUSES}
+        for row in kv_rows:
+            kv[row.status] = kv.get(row.status, 0) + 1
+        summary["kv"] = {**kv, "entries": sum(r.entries for r in kv_rows)}
+        summary["warnings"] = [{"doc_id": r.doc_id, "warning": r.error} for r in kv_rows if r.status == "failed"]
+        return summary
+
+    # --- KV follow-up -----------------------------------------------------------------------------
+    def kv_queued(self, job_id: str, doc_ids: list[str]) -> None:
+        now = _now()
+        with self.engine.begin() as conn:
+            for doc_id in doc_ids:  # a redelivered batch queues its follow-up again: replace, never duplicate
+                conn.execute(job_kv.delete().where(job_kv.c.job_id == job_id, job_kv.c.doc_id == doc_id))
+            if doc_ids:
+                conn.execute(job_kv.insert(), [{"job_id": job_id, "doc_id": d, "status": "queued", "entries": 0,
+                                                "error": None, "updated_at": now} for d in doc_ids])
+
+    def kv_finished(self, job_id: str, doc_id: str, status: str, entries: int = 0, error: str | None = None) -> None:
+        if status not in KV_STATUSES:
+            raise ValueError(f"unknown KV status {status!r}")
+        with self.engine.begin() as conn:
+            conn.execute(job_kv.update().where(job_kv.c.job_id == job_id, job_kv.c.doc_id == doc_id).values(
+                status=status, entries=entries, error=error[:2000] if error else None, updated_at=_now()))
 
     def list_jobs(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -198,6 +244,21 @@ class JobStore:
 
     def collection(self, tenant: str, name: str) -> dict[str, Any] | None:
         return next((c for c in self.list_collections(tenant) if c["name"] == name), None)
+
+    def set_collection_options(self, tenant: str, name: str, kv_precompute: str | None) -> None:
+        """Create the collection if needed and store its options (None keeps the server default)."""
+        with self.engine.begin() as conn:
+            self._ensure_collection(conn, tenant, name, _now())
+            key = sa.and_(collection_options.c.tenant == tenant, collection_options.c.name == name)
+            if not conn.execute(collection_options.update().where(key).values(kv_precompute=kv_precompute)).rowcount:
+                conn.execute(collection_options.insert().values(tenant=tenant, name=name, kv_precompute=kv_precompute))
+
+    def collection_options(self, tenant: str, name: str) -> dict[str, Any]:
+        """The options a collection chose; an option it never set is absent."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(collection_options).where(
+                collection_options.c.tenant == tenant, collection_options.c.name == name)).first()
+        return {"kv_precompute": row.kv_precompute} if row is not None and row.kv_precompute else {}
 
     def document_hash(self, tenant: str, collection: str, doc_id: str) -> str | None:
         with self.engine.connect() as conn:

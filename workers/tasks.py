@@ -1,4 +1,4 @@
-"""Celery tasks: ingest a batch of a job's documents; write handed-off units at the index owner."""
+"""Celery tasks: ingest a batch of a job's documents; write handed-off units at the index owner; the KV follow-up."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import logging
 from typing import Any
 
 from celery import Task
+from haystack import Document
 
+from ragpress.settings import get_settings
 from workers import runtime
-from workers.celery_app import INDEX_QUEUE, get_celery
+from workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
 from workers.ingestion import process_batch, write_handed_off
+from workers.kv_follow_up import follow_up_items, kv_mode, run_follow_up
 
 logger = logging.getLogger(__name__)
 app = get_celery()
@@ -24,7 +27,8 @@ _RETRY = {"autoretry_for": (ConnectionError, TimeoutError, OSError), "retry_back
 def ingest_batch(self: Task, job_id: str, seqs: list[int]) -> None:
     store = runtime.job_store()
     try:
-        process_batch(store, runtime.ingestion_pipeline(), job_id, seqs, runtime.owns_index(), _hand_off)
+        process_batch(store, runtime.ingestion_pipeline(), job_id, seqs, runtime.owns_index(), _hand_off,
+                      _queue_kv_follow_up)
     except (ConnectionError, TimeoutError, OSError):
         store.requeue(job_id, seqs)
         raise
@@ -37,6 +41,24 @@ def write_units(self: Task, job_id: str, units: list[dict[str, Any]], done: dict
 
 def _hand_off(job_id: str, units: list[dict[str, Any]], done: dict[int, int]) -> None:
     write_units.apply_async(args=(job_id, units, {str(k): v for k, v in done.items()}), queue=INDEX_QUEUE)
+
+
+@app.task(name="workers.tasks.kv_follow_up", bind=True, acks_late=True, **_RETRY)
+def kv_follow_up(self: Task, job_id: str, tenant: str, collection: str, items: list[dict[str, Any]]) -> None:
+    run_follow_up(runtime.job_store(), job_id, tenant, collection, items)
+
+
+def _queue_kv_follow_up(job_id: str, tenant: str, collection: str, sources: list[Document],
+                        units: list[Document]) -> None:
+    store = runtime.job_store()
+    items = follow_up_items(sources, units, eager=kv_mode(store, tenant, collection) == "eager")
+    if not items:
+        return
+    store.kv_queued(job_id, [item["doc_id"] for item in items])
+    # States on local disk live in the index owner's data folder, so its process computes them; a shared
+    # (Redis) KV store lets any ingestion worker do it.
+    queue = INGEST_QUEUE if get_settings().kv_store_url else INDEX_QUEUE
+    kv_follow_up.apply_async(args=(job_id, tenant, collection, items), queue=queue)
 
 
 def enqueue_job(job_id: str, seqs: list[int], batch_size: int) -> int:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,16 @@ class ServerProcess:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def serving(home: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """A ready server for a fixture to yield from; stopped when the fixture ends."""
+    proc = ServerProcess(home, env=env)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
 
 
 def wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 300) -> dict[str, Any]:
