@@ -33,21 +33,37 @@ class ProvenceConfig:
     max_length: int = 512
     max_query_tokens: int = 64
     default_threshold: float = 0.1
+    # Heads also read query/passage interaction features (see ProvenceModel); weights trained without them
+    # (config.json lacking the key) load with the plain heads.
+    interaction: bool = False
 
 
 class ProvenceModel(nn.Module):
-    """Encoder + relevance head + token keep head. ``forward`` returns (relevance logits, token logits)."""
+    """Encoder + relevance head + token keep head. ``forward`` returns (relevance logits, token logits).
+
+    With ``config.interaction`` the heads also see how the query relates to the passage, not only the joint
+    states: the relevance head reads [CLS] with the product and difference of the mean query and mean passage
+    states plus their cosine, and the keep head reads each token's state with its product with the mean query
+    state plus their cosine. The base model was trained so that cosine of mean states means relevance, so
+    these features carry query dependence from the first step; learning it from [CLS] alone took more data
+    and steps than a CPU run affords (runs stayed at the label prior)."""
 
     def __init__(self, config: ProvenceConfig, encoder: nn.Module) -> None:
         super().__init__()
         self.config = config
         self.encoder = encoder
         hidden = encoder.config.hidden_size
+        wide = 3 if config.interaction else 1
         # A pooler-like MLP: the base model was trained for mean pooling, so [CLS] needs a read-out.
         self.relevance_head = nn.Sequential(
-            nn.Dropout(0.1), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
+            nn.Dropout(0.1),
+            nn.Linear(wide * hidden + (1 if config.interaction else 0), hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, 1),
         )
-        self.keep_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(hidden, 1))
+        self.keep_head = nn.Sequential(
+            nn.Dropout(0.1), nn.Linear((2 * hidden + 1) if config.interaction else hidden, 1)
+        )
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
@@ -55,7 +71,24 @@ class ProvenceModel(nn.Module):
         states = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
-        return self.relevance_head(states[:, 0]).squeeze(-1), self.keep_head(states).squeeze(-1)
+        if not self.config.interaction:
+            return self.relevance_head(states[:, 0]).squeeze(-1), self.keep_head(states).squeeze(-1)
+        present = attention_mask.bool()
+        in_query = present & (token_type_ids == 0)
+        in_query[:, 0] = False  # [CLS] is not part of the query
+        query = nn.functional.normalize(_mean(states, in_query), dim=-1)
+        passage = nn.functional.normalize(_mean(states, present & (token_type_ids == 1)), dim=-1)
+        cosine = (query * passage).sum(-1, keepdim=True)
+        relevance_in = torch.cat([states[:, 0], query * passage, (query - passage).abs(), cosine], dim=-1)
+        tokens = nn.functional.normalize(states, dim=-1)
+        token_cosine = (tokens * query[:, None, :]).sum(-1, keepdim=True)
+        keep_in = torch.cat([states, tokens * query[:, None, :], token_cosine], dim=-1)
+        return self.relevance_head(relevance_in).squeeze(-1), self.keep_head(keep_in).squeeze(-1)
+
+
+def _mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def _base_encoder(config: ProvenceConfig) -> tuple[nn.Module, object]:

@@ -161,7 +161,7 @@ def collect(args: argparse.Namespace, rng: random.Random) -> list[Item]:
 def train(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
-    config = ProvenceConfig(max_length=args.max_length)
+    config = ProvenceConfig(max_length=args.max_length, interaction=args.interaction)
     model, tokenizer = new_trainable(config)
     if args.init:
         # Continue a run cut short by the time budget: same seed, same plan, skip the batches already seen.
@@ -231,6 +231,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--silver", type=int, default=200)
     parser.add_argument("--max-xquad", type=int, default=500, help="cap on XQuAD train questions (time)")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--interaction",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="experimental, not yet trained or measured: heads read query/passage interaction features",
+    )
     parser.add_argument("--init", type=Path, default=None, help="weights directory to continue from")
     parser.add_argument("--skip-steps", type=int, default=0, help="batches of the plan already trained")
     parser.add_argument(
