@@ -53,17 +53,14 @@ class ProvenceModel(nn.Module):
         self.config = config
         self.encoder = encoder
         hidden = encoder.config.hidden_size
-        wide = 3 if config.interaction else 1
+        # Input widths follow forward(): [CLS], product, difference, cosine; token, product, cosine.
+        relevance_width = 3 * hidden + 1 if config.interaction else hidden
+        keep_width = 2 * hidden + 1 if config.interaction else hidden
         # A pooler-like MLP: the base model was trained for mean pooling, so [CLS] needs a read-out.
         self.relevance_head = nn.Sequential(
-            nn.Dropout(0.1),
-            nn.Linear(wide * hidden + (1 if config.interaction else 0), hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, 1),
+            nn.Dropout(0.1), nn.Linear(relevance_width, hidden), nn.Tanh(), nn.Linear(hidden, 1)
         )
-        self.keep_head = nn.Sequential(
-            nn.Dropout(0.1), nn.Linear((2 * hidden + 1) if config.interaction else hidden, 1)
-        )
+        self.keep_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(keep_width, 1))
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
