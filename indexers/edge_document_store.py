@@ -59,6 +59,7 @@ DEFAULT_INDEXED_FIELDS: tuple[dict[str, Any], ...] = (
     {"field_name": "meta.doc_id", "field_schema": "keyword"},
     {"field_name": "meta.level", "field_schema": "keyword"},
     {"field_name": "meta.content_hash", "field_schema": "keyword"},
+    {"field_name": "meta.strategy", "field_schema": "keyword"},
 )
 
 

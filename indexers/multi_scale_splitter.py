@@ -75,13 +75,13 @@ class _Builder:
         position = self.counts.get(level, 0)
         self.counts[level] = position + 1
         start, end = sentences[0][0], sentences[-1][1]
-        uid = schema.unit_id(str(meta.get(schema.TENANT, "")), str(meta.get(schema.COLLECTION, "")),
-                             str(meta.get(schema.DOC_ID, "")), self.digest, level, position)
-        self.units.append(Document(id=uid, content=self.text[start:end], meta={
+        unit_meta = {
             **meta, schema.CONTENT_HASH: self.digest, schema.LEVEL: level, schema.PARENT_ID: parent_id,
             schema.POSITION: position, schema.START: start, schema.END: end,
             schema.SENTENCES: [[s - start, e - start] for s, e in sentences], schema.STRATEGY: self.strategy,
-        }))
+        }
+        uid = schema.unit_id_of(unit_meta)
+        self.units.append(Document(id=uid, content=self.text[start:end], meta=unit_meta))
         return uid
 
 

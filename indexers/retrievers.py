@@ -1,4 +1,4 @@
-"""Dense retrieval over the process's index, always confined to the caller's tenant and collection."""
+"""Dense (or hybrid dense + BM25) retrieval over the process's index, confined to the caller's tenant and collection."""
 
 from __future__ import annotations
 
@@ -23,23 +23,31 @@ class ScopedEmbeddingRetriever:
     """Finds the ``top_k`` units nearest a query embedding within one tenant's collection.
 
     ``scope`` is set by the server from the caller's credentials and cannot be widened by user filters,
-    which are ANDed with it. ``level`` restricts the search to one scale of the multi-scale index.
+    which are ANDed with it. ``level`` restricts the search to one scale of the multi-scale index and
+    ``strategy`` to the units one chunking strategy embedded (a collection can hold several). ``hybrid`` fuses
+    the dense ranking with the index's BM25 ranking of the query text (Reciprocal Rank Fusion); it needs an
+    index with sparse vectors (the embedded Edge engine writes them for every unit).
 
     Usage:
         >>> retriever = ScopedEmbeddingRetriever(top_k=5)
         >>> retriever.run(query_embedding=vec, scope={"tenant": "default", "collection": "docs"})
     """
 
-    def __init__(self, top_k: int = 10, level: str | None = "chunk") -> None:
+    def __init__(self, top_k: int = 10, level: str | None = "chunk", strategy: str | None = None,
+                 hybrid: bool = False) -> None:
         if top_k < 1:
             raise ValueError("top_k must be at least 1.")
         if level is not None and level not in schema.LEVELS:
             raise ValueError(f"level must be one of {schema.LEVELS} or null.")
+        if strategy is not None and not strategy:
+            raise ValueError("strategy must name a chunking strategy (fixed, late, situated) or be null.")
         self.top_k = top_k
         self.level = level
+        self.strategy = strategy
+        self.hybrid = hybrid
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, top_k=self.top_k, level=self.level)
+        return default_to_dict(self, top_k=self.top_k, level=self.level, strategy=self.strategy, hybrid=self.hybrid)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScopedEmbeddingRetriever:
@@ -52,16 +60,31 @@ class ScopedEmbeddingRetriever:
         scope: dict[str, str],
         filters: dict[str, Any] | None = None,
         top_k: int | None = None,
+        query: str | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
         tenant, collection = validate_scope(scope)
-        conditions = [c for c in (filters, self._level_filter()) if c]
+        conditions = [c for c in (filters, self._field_filter(schema.LEVEL, self.level),
+                                  self._field_filter(schema.STRATEGY, self.strategy)) if c]
         extra = {"operator": "AND", "conditions": conditions} if conditions else None
-        documents = dense_search(shared_store(), query_embedding, scope_filters(tenant, collection, extra),
-                                 top_k or self.top_k)
+        where, store, k = scope_filters(tenant, collection, extra), shared_store(), top_k or self.top_k
+        if self.hybrid:
+            documents = self._hybrid(store, query_embedding, query, where, k)
+        else:
+            documents = dense_search(store, query_embedding, where, k)
         return {"documents": documents, "timing_ms": (time.perf_counter() - started) * 1000}
 
-    def _level_filter(self) -> dict[str, Any] | None:
-        if self.level is None:
+    @staticmethod
+    def _hybrid(store: Any, embedding: list[float], query: str | None, where: dict[str, Any],
+                top_k: int) -> list[Document]:
+        if not query:
+            raise ValueError("hybrid retrieval needs the query text (the server passes it as `query`).")
+        if not hasattr(store, "hybrid_retrieval"):
+            raise ValueError("hybrid retrieval needs an index with BM25 sparse vectors: the embedded Edge engine.")
+        return store.hybrid_retrieval(query_embedding=embedding, query=query, filters=where, top_k=top_k)
+
+    @staticmethod
+    def _field_filter(field: str, value: str | None) -> dict[str, Any] | None:
+        if value is None:
             return None
-        return {"field": f"meta.{schema.LEVEL}", "operator": "==", "value": self.level}
+        return {"field": f"meta.{field}", "operator": "==", "value": value}

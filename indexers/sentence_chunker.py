@@ -56,11 +56,7 @@ def chunk_units(document: Document, groups: list[list[int]], spans: list[Span], 
             schema.SENTENCES: [[s - start, e - start] for s, e in (spans[i] for i in group)],
             schema.STRATEGY: strategy,
         }
-        uid = schema.unit_id(
-            str(meta.get(schema.TENANT, "")), str(meta.get(schema.COLLECTION, "")),
-            str(meta.get(schema.DOC_ID, "")), digest, level, position,
-        )
-        units.append(Document(id=uid, content=text[start:end], meta=unit_meta))
+        units.append(Document(id=schema.unit_id_of(unit_meta), content=text[start:end], meta=unit_meta))
     return units
 
 

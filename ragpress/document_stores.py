@@ -25,6 +25,7 @@ INDEXED_FIELDS = (
     {"field_name": "meta.doc_id", "field_schema": "keyword"},
     {"field_name": "meta.level", "field_schema": "keyword"},
     {"field_name": "meta.content_hash", "field_schema": "keyword"},
+    {"field_name": "meta.strategy", "field_schema": "keyword"},
 )
 
 

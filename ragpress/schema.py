@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import Any
 
 LEVELS: tuple[str, ...] = ("document", "section", "chunk", "slice")
 
@@ -37,7 +38,15 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def unit_id(tenant: str, collection: str, doc_id: str, digest: str, level: str, position: int) -> str:
-    """A stable UUID for one unit: the same content always lands on the same point (idempotent writes)."""
-    key = "\x1f".join((tenant, collection, doc_id, digest, level, str(position)))
+def unit_id(tenant: str, collection: str, doc_id: str, digest: str, level: str, position: int,
+            strategy: str = "fixed") -> str:
+    """A stable UUID for one unit: the same content always lands on the same point (idempotent writes), and
+    the same span embedded by two strategies lands on two points, so one collection can hold both."""
+    key = "\x1f".join((tenant, collection, doc_id, digest, level, str(position), strategy))
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "ragpress:" + key))
+
+
+def unit_id_of(meta: dict[str, Any]) -> str:
+    """The unit id its meta calls for (scope, content hash, level, position and strategy)."""
+    return unit_id(str(meta.get(TENANT, "")), str(meta.get(COLLECTION, "")), str(meta.get(DOC_ID, "")),
+                   str(meta[CONTENT_HASH]), str(meta[LEVEL]), int(meta[POSITION]), str(meta[STRATEGY]))
