@@ -15,10 +15,12 @@ Datasets (from ../shared/datasets, where chunks need their document):
   text, concatenated; 1-3k tokens, read through overlapping windows); relevant = chunks holding a supporting
   fact (sentence / paragraph). Note these passages are unrelated to each other (distractors).
 
-Queries are split in two by a hash of their id: the situated chunker's context weight is picked on the
-``dev`` half (best mean nDCG@10 over the datasets, the smaller weight on a tie) and every strategy is reported
-on the ``eval`` half. All strategies cut documents with the same SentenceChunker (asserted) and use the
-same model; they differ only in how chunk vectors are made. Exact cosine search in numpy.
+Queries are split in two by a hash of their id: each strategy's weights (late: ``local_weight``; situated:
+``context_weight`` and ``local_weight``) are picked on the ``dev`` half (best mean nDCG@10 over the datasets,
+the smaller weights on a tie) and every strategy is reported on the ``eval`` half. All strategies cut
+documents with the same SentenceChunker (asserted) and use the same model; they differ only in how chunk
+vectors are made. Exact cosine search in numpy. Late and situated timings include the pass that reads each
+chunk alone (needed whenever ``local_weight`` > 0).
 Vectors and timings are cached in bench/results/chunking/ (delete it to re-measure throughput).
 """
 
@@ -37,7 +39,7 @@ import numpy as np
 from haystack import Document
 
 from indexers.embedders import DocumentEmbedder
-from indexers.late_chunker import LateChunker
+from indexers.late_chunker import LateChunker, blend
 from indexers.sentence_chunker import SentenceChunker
 from indexers.situated_chunker import SituatedChunker, SituatedParts, mix
 from ragpress import schema
@@ -46,8 +48,9 @@ from ragpress.model_loading import sentence_transformer
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 RESULTS = Path(__file__).resolve().parent / "results" / "chunking"
 MODEL = "all-MiniLM-L6-v2"
-SITUATED_WEIGHTS = (0.0, 0.25, 0.5)
-VERSION = {"fixed": 1, "late": 1, "situated": 2}  # bump when a strategy's vectors change
+SITUATED_WEIGHTS = (0.0, 0.25, 0.5)  # context_weight: the window's share
+LOCAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # local_weight: the share of the chunk read alone
+VERSION = {"fixed": 1, "late": 2, "situated": 3}  # bump when a strategy's vectors change
 TIE = 0.002  # nDCG@10 differences below this are noise at these query counts: prefer the simpler weight
 
 
@@ -175,12 +178,23 @@ def run_fixed(documents: list[Document], max_tokens: int) -> Run:
     return Run(chunks, {"fixed": _matrix(chunks)}, time.perf_counter() - start)
 
 
+def late_name(local: float) -> str:
+    return f"late l={local:g}"
+
+
+def situated_name(context: float, local: float) -> str:
+    return f"situated w={context:g} l={local:g}"
+
+
 def run_late(documents: list[Document], max_tokens: int) -> Run:
     chunker = LateChunker(MODEL, max_tokens)
     chunker.warm_up()
     start = time.perf_counter()
-    chunks = chunker.run(documents)["documents"]
-    return Run(chunks, {"late": _matrix(chunks)}, time.perf_counter() - start)
+    parts = chunker.parts(documents)
+    seconds = time.perf_counter() - start
+    assert parts.local_vectors is not None
+    vectors = {late_name(w): blend(parts.late_vectors, parts.local_vectors, w).numpy() for w in LOCAL_WEIGHTS}
+    return Run(parts.chunks, vectors, seconds)
 
 
 def run_situated(documents: list[Document], max_tokens: int) -> Run:
@@ -189,7 +203,8 @@ def run_situated(documents: list[Document], max_tokens: int) -> Run:
     start = time.perf_counter()
     parts: SituatedParts = chunker.parts(documents)
     seconds = time.perf_counter() - start
-    vectors = {f"situated w={w:g}": mix(parts, w).numpy() for w in SITUATED_WEIGHTS}
+    vectors = {situated_name(w, local): mix(parts, w, local).numpy()
+               for w in SITUATED_WEIGHTS for local in LOCAL_WEIGHTS}
     return Run(parts.chunks, vectors, seconds)
 
 
@@ -204,7 +219,8 @@ def _matrix(chunks: list[Document]) -> np.ndarray:
 
 def cached_run(dataset: Dataset, strategy: str, max_tokens: int) -> Run:
     """Vectors, chunk offsets and timing of one strategy on one dataset, from the cache when present."""
-    parts = [dataset.name, dataset.notes, len(dataset.documents), strategy, max_tokens, MODEL, SITUATED_WEIGHTS]
+    parts = [dataset.name, dataset.notes, len(dataset.documents), strategy, max_tokens, MODEL, SITUATED_WEIGHTS,
+             LOCAL_WEIGHTS]
     parts += [VERSION[strategy]] if VERSION[strategy] > 1 else []  # version 1 keys predate the field
     key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
     path = RESULTS / f"{strategy}-{key}"
@@ -276,22 +292,29 @@ def evaluate(dataset: Dataset, max_tokens: int) -> dict[str, dict]:
     return results
 
 
-def pick_weight(all_results: dict[str, dict]) -> str:
-    """The situated variant with the best mean dev nDCG@10 over the datasets (smaller weight on a tie)."""
-    variants = [f"situated w={w:g}" for w in SITUATED_WEIGHTS]
+def pick(all_results: dict[str, dict], variants: list[str]) -> str:
+    """The variant with the best mean dev nDCG@10 over the datasets; on a tie the earliest (smaller weights)."""
     means = {v: np.mean([r[v]["dev"][0] for r in all_results.values()]) for v in variants}
     best = max(means.values())
     return next(v for v in variants if means[v] >= best - TIE)
 
 
-def print_table(all_results: dict[str, dict], chosen: str, datasets: dict[str, Dataset]) -> None:
+def picks(all_results: dict[str, dict]) -> set[str]:
+    """Late's and situated's variants picked on dev, each from its own grid, simplest first."""
+    late = [late_name(local) for local in LOCAL_WEIGHTS]
+    situated = sorted((situated_name(w, local) for w in SITUATED_WEIGHTS for local in LOCAL_WEIGHTS),
+                      key=lambda v: sum(float(x.split("=")[1]) for x in v.split()[1:]))
+    return {pick(all_results, late), pick(all_results, situated)}
+
+
+def print_table(all_results: dict[str, dict], chosen: set[str], datasets: dict[str, Dataset]) -> None:
     print("\n| dataset | strategy | nDCG@10 | Δ vs fixed | Recall@10 | chunks/s | dev nDCG@10 |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, results in all_results.items():
         base = results["fixed"]["eval"][0]
-        for variant in ("fixed", "late", *[k for k in results if k.startswith("situated")]):
+        for variant in ("fixed", *[k for k in results if k.startswith(("late", "situated"))]):
             ndcg, recall = results[variant]["eval"]
-            label = variant + (" (picked on dev)" if variant == chosen else "")
+            label = variant + (" (picked on dev)" if variant in chosen else "")
             print(f"| {name} | {label} | {ndcg:.4f} | {100 * (ndcg - base):+.1f} | {recall:.4f} | "
                   f"{results[variant]['chunks_per_s']:.0f} | {results[variant]['dev'][0]:.4f} |")
     print()
@@ -315,7 +338,7 @@ def main() -> None:
     for name, dataset in datasets.items():
         all_results[name] = evaluate(dataset, args.max_tokens)
         print(f"done {name}", flush=True)
-    chosen = pick_weight(all_results)
+    chosen = picks(all_results)
     print_table(all_results, chosen, datasets)
 
 

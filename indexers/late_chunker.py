@@ -6,6 +6,10 @@ context), and each chunk's vector is the mean of the token embeddings inside its
 through the model's own head after pooling (Dense layers, Normalize). Chunk spans come from the baseline
 ``SentenceChunker`` so fixed and late chunking cut documents identically and differ only in the vectors.
 
+Context has a price: the chunks of one document get similar vectors, so a query matching one sentence ranks
+that chunk less sharply against its siblings. ``local_weight`` mixes back in a share of the chunk's vector
+read alone (its own text, no context), so a chunk keeps its local signal as well as its document's meaning.
+
 ``TokenEncoder`` (token-level access to any sentence-transformers model) is shared with the situated chunker.
 """
 
@@ -68,6 +72,7 @@ class TokenEncoder:
         if not getattr(self.tokenizer, "is_fast", False):
             raise ValueError("late/situated chunking needs a fast tokenizer (character offsets).")
         self.prefix, self.suffix = _special_affixes(self.tokenizer)
+        self.prompt = prompt
         self.prompt_ids = self.tokenize(prompt).ids if prompt else []
         limit = min(window_tokens or model.max_seq_length, _max_positions(model))
         self.capacity = limit - len(self.prefix) - len(self.suffix) - len(self.prompt_ids)
@@ -129,6 +134,25 @@ class TokenEncoder:
         return features["token_embeddings"]
 
 
+def blend(base: torch.Tensor, other: torch.Tensor, weight: float, normalize: bool = True) -> torch.Tensor:
+    """Rows of ``(1 - weight) * base + weight * other``, both taken at unit length so neither dominates by
+    its norm; renormalized when the model's head normalizes. ``weight == 0`` returns ``base`` untouched."""
+    if weight == 0.0:
+        return base
+    unit = torch.nn.functional.normalize
+    mixed = (1.0 - weight) * unit(base, dim=-1) + weight * unit(other, dim=-1)
+    return unit(mixed, dim=-1) if normalize else mixed
+
+
+def local_vectors(encoder: TokenEncoder, texts: list[str], batch_size: int) -> torch.Tensor:
+    """Each chunk's vector read alone, exactly as the model embeds a text (its own pooling over its special
+    tokens too): the fixed-size view of the chunk."""
+    if not texts:
+        return torch.empty(0, encoder.dimension)
+    return encoder.model.encode(texts, batch_size=batch_size, prompt=encoder.prompt or None, convert_to_tensor=True,
+                                show_progress_bar=False).cpu()
+
+
 def mean_pool(token_embeddings: torch.Tensor, ranges: list[Span]) -> torch.Tensor:
     """Mean of the token embeddings in each ``[i, j)`` range (empty ranges give zero vectors)."""
     rows = [token_embeddings[i:j].mean(0) if j > i else token_embeddings.new_zeros(token_embeddings.shape[1])
@@ -154,13 +178,24 @@ def document_prompt(model: Any, prompt_name: str | None) -> str:
     return prompts.get(prompt_name, "") if prompt_name else ""
 
 
+@dataclass(frozen=True)
+class LateParts:
+    """Chunks (without vectors), their late vectors and, when asked for, their vectors read alone."""
+
+    chunks: list[Document]
+    late_vectors: torch.Tensor
+    local_vectors: torch.Tensor | None
+
+
 @component
 class LateChunker:
     """Sentence-packed chunks of at most ``max_tokens`` tokens, embedded by late chunking.
 
     Documents longer than the model's window (``window_tokens``, default its ``max_seq_length``) are read
-    through windows overlapping by ``window_overlap`` tokens. Output chunks carry ``strategy: late`` and
-    their embedding; the ``DocumentEmbedder`` downstream leaves them as they are.
+    through windows overlapping by ``window_overlap`` tokens. ``local_weight`` is the share of each chunk's
+    vector read alone mixed into its late vector (one more, short pass per chunk); its default is the weight
+    bench/chunking.py picked on its dev split. Output chunks carry ``strategy: late`` and their embedding;
+    the ``DocumentEmbedder`` downstream leaves them as they are.
 
     Usage:
         >>> chunker = LateChunker(model="all-MiniLM-L6-v2", max_tokens=64)
@@ -171,7 +206,7 @@ class LateChunker:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  window_tokens: int | None = None, window_overlap: int = 64, batch_size: int = 16,
-                 prompt_name: str | None = "document") -> None:
+                 prompt_name: str | None = "document", local_weight: float = 0.0) -> None:
         if not model:
             raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
         if window_tokens is not None and window_tokens < 32:
@@ -180,6 +215,7 @@ class LateChunker:
             raise ValueError("window_overlap must be between 0 and half of window_tokens.")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
+        check_weight("local_weight", local_weight)
         self.model = model
         self.max_tokens = max_tokens
         self.overlap_sentences = overlap_sentences
@@ -187,6 +223,7 @@ class LateChunker:
         self.window_overlap = window_overlap
         self.batch_size = batch_size
         self.prompt_name = prompt_name
+        self.local_weight = local_weight
         # Validates max_tokens/overlap_sentences and cuts exactly as the baseline does.
         self._splitter = SentenceChunker(max_tokens, overlap_sentences, tokenizer_model=model)
         self._encoder: TokenEncoder | None = None
@@ -202,39 +239,71 @@ class LateChunker:
         return default_to_dict(self, model=self.model, max_tokens=self.max_tokens,
                                overlap_sentences=self.overlap_sentences, window_tokens=self.window_tokens,
                                window_overlap=self.window_overlap, batch_size=self.batch_size,
-                               prompt_name=self.prompt_name)
+                               prompt_name=self.prompt_name, local_weight=self.local_weight)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LateChunker:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document], max_tokens: int | None = None) -> dict[str, list[Document]]:
+    def run(self, documents: list[Document], max_tokens: int | None = None,
+            local_weight: float | None = None) -> dict[str, list[Document]]:
+        weight = self.local_weight if local_weight is None else check_weight("local_weight", local_weight)
+        parts = self.parts(documents, max_tokens, with_local=weight > 0)
+        vectors = parts.late_vectors
+        if parts.local_vectors is not None:
+            vectors = blend(vectors, parts.local_vectors, weight, self._encoder_normalizes())
+        return {"documents": with_vectors(parts.chunks, vectors, "late")}
+
+    def parts(self, documents: list[Document], max_tokens: int | None = None, with_local: bool = True) -> LateParts:
+        """Chunk and encode, keeping late and local vectors apart (the benchmark mixes them at several weights)."""
         self.warm_up()
-        assert self._encoder is not None
         chunks: list[Document] = []
+        late: list[torch.Tensor] = []
+        local: list[torch.Tensor] = []
         # Groups bound memory: token embeddings of a group's documents are held at once.
         for begin in range(0, len(documents), self.batch_size * 4):
-            group = documents[begin:begin + self.batch_size * 4]
-            chunks.extend(self._embed_group(group, max_tokens or self.max_tokens))
-        return {"documents": chunks}
+            group = self._embed_group(documents[begin:begin + self.batch_size * 4], max_tokens or self.max_tokens,
+                                      with_local)
+            chunks.extend(group.chunks)
+            late.append(group.late_vectors)
+            if group.local_vectors is not None:
+                local.append(group.local_vectors)
+        empty = torch.empty(0, self._encoder.dimension if self._encoder else 0)
+        return LateParts(chunks, torch.cat(late) if late else empty,
+                         (torch.cat(local) if local else empty) if with_local else None)
 
-    def _embed_group(self, documents: list[Document], max_tokens: int) -> list[Document]:
+    def _encoder_normalizes(self) -> bool:
+        assert self._encoder is not None
+        return any(type(m).__name__ == "Normalize" for m in self._encoder.head)
+
+    def _embed_group(self, documents: list[Document], max_tokens: int, with_local: bool) -> LateParts:
         encoder = self._encoder
         assert encoder is not None
         planned = [self._splitter.run([d], max_tokens=max_tokens)["documents"] for d in documents]
         kept = [i for i, chunks in enumerate(planned) if chunks]
         tokens = [encoder.tokenize(documents[i].content or "") for i in kept]
         embeddings = encoder.document_tokens(tokens, self.window_overlap, self.batch_size)
-        out: list[Document] = []
+        chunks: list[Document] = []
+        late: list[torch.Tensor] = []
         for index, doc_tokens, token_embeddings in zip(kept, tokens, embeddings, strict=True):
-            chunks = planned[index]
-            ranges = [doc_tokens.token_range(c.meta[schema.START], c.meta[schema.END]) for c in chunks]
-            vectors = encoder.apply_head(mean_pool(token_embeddings, ranges))
-            out.extend(with_vectors(chunks, vectors, "late"))
-        return out
+            ranges = [doc_tokens.token_range(c.meta[schema.START], c.meta[schema.END]) for c in planned[index]]
+            late.append(encoder.apply_head(mean_pool(token_embeddings, ranges)))
+            chunks.extend(planned[index])
+        local = local_vectors(encoder, [c.content or "" for c in chunks], self.batch_size) if with_local else None
+        return LateParts(chunks, torch.cat(late) if late else torch.empty(0, encoder.dimension), local)
+
+
+def check_weight(name: str, weight: float) -> float:
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1.")
+    return weight
 
 
 def with_vectors(chunks: list[Document], vectors: torch.Tensor, strategy: str) -> list[Document]:
-    return [replace(chunk, embedding=vector.tolist(), meta={**chunk.meta, schema.STRATEGY: strategy})
-            for chunk, vector in zip(chunks, vectors, strict=True)]
+    """The chunks with their vectors, re-labelled (and so re-identified) as units of ``strategy``."""
+    out = []
+    for chunk, vector in zip(chunks, vectors, strict=True):
+        meta = {**chunk.meta, schema.STRATEGY: strategy}
+        out.append(replace(chunk, id=schema.unit_id_of(meta), embedding=vector.tolist(), meta=meta))
+    return out

@@ -5,7 +5,8 @@ The idea of SitEmb (situated embeddings) without training a model: the embedder 
 the mean of its own contextual token embeddings, and a share ``context_weight`` of the window's vector is
 mixed in so that the chunk also matches queries about what its surroundings say. A document title
 (``title_key`` in its meta) can lead every window, as "contextual retrieval" does with an LLM-written
-context. The chunk's text stays short: it is the evidence returned to the user.
+context. The chunk's text stays short: it is the evidence returned to the user. As in the late chunker,
+``local_weight`` mixes back a share of the chunk's vector read alone, so siblings stay apart.
 
 Windows are shared: long documents are read in windows at a stride of half a window and each chunk takes
 the one where it sits most centrally, so chunks have context on both sides at about twice the cost of one
@@ -20,7 +21,16 @@ from typing import Any
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 
-from indexers.late_chunker import TokenEncoder, Tokens, document_prompt, plan_windows, with_vectors
+from indexers.late_chunker import (
+    TokenEncoder,
+    Tokens,
+    blend,
+    check_weight,
+    document_prompt,
+    local_vectors,
+    plan_windows,
+    with_vectors,
+)
 from indexers.sentence_chunker import SentenceChunker
 from ragpress import schema
 from ragpress.model_loading import sentence_transformer
@@ -30,11 +40,13 @@ Span = tuple[int, int]
 
 @dataclass(frozen=True)
 class SituatedParts:
-    """Chunks (without vectors), their own pooled vectors and their windows' vectors, both normalized."""
+    """Chunks (without vectors), their own pooled vectors, their windows' vectors and their vectors read alone
+    (no context), all normalized."""
 
     chunks: list[Document]
     chunk_vectors: torch.Tensor
     window_vectors: torch.Tensor
+    local_vectors: torch.Tensor | None  # None when not asked for
 
 
 def situating_windows(chunks: list[Span], n_tokens: int, size: int) -> list[Span]:
@@ -54,10 +66,14 @@ def situating_windows(chunks: list[Span], n_tokens: int, size: int) -> list[Span
     return chosen
 
 
-def mix(parts: SituatedParts, context_weight: float, normalize: bool = True) -> torch.Tensor:
-    """``(1 - w) * chunk + w * window``, renormalized when the model's head normalizes."""
-    mixed = (1.0 - context_weight) * parts.chunk_vectors + context_weight * parts.window_vectors
-    return torch.nn.functional.normalize(mixed, dim=-1) if normalize else mixed
+def mix(parts: SituatedParts, context_weight: float, local_weight: float = 0.0, normalize: bool = True) -> torch.Tensor:
+    """``(1 - w) * chunk + w * window`` (the situated vector), then ``(1 - l) * situated + l * alone``."""
+    situated = blend(parts.chunk_vectors, parts.window_vectors, context_weight, normalize)
+    if local_weight == 0.0:
+        return situated
+    if parts.local_vectors is None:
+        raise ValueError("these parts were encoded without local vectors; ask parts() for them.")
+    return blend(situated, parts.local_vectors, local_weight, normalize)
 
 
 @component
@@ -65,7 +81,8 @@ class SituatedChunker:
     """Sentence-packed chunks of at most ``max_tokens`` tokens, each embedded inside a wider window.
 
     Output chunks carry ``strategy: situated`` and their embedding; their text is the short chunk.
-    ``context_weight`` defaults to 0.0, the weight bench/chunking.py picked on its dev split.
+    ``context_weight`` (the window's share) and ``local_weight`` (the share of the chunk read alone) default
+    to the weights bench/chunking.py picked on its dev split.
 
     Usage:
         >>> chunker = SituatedChunker(model="all-MiniLM-L6-v2", max_tokens=64, context_weight=0.25)
@@ -74,11 +91,11 @@ class SituatedChunker:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  context_tokens: int | None = None, context_weight: float = 0.0, title_key: str | None = None,
-                 batch_size: int = 16, prompt_name: str | None = "document") -> None:
+                 batch_size: int = 16, prompt_name: str | None = "document", local_weight: float = 0.0) -> None:
         if not model:
             raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
-        if not 0.0 <= context_weight <= 1.0:
-            raise ValueError("context_weight must be between 0 and 1.")
+        check_weight("context_weight", context_weight)
+        check_weight("local_weight", local_weight)
         if context_tokens is not None and context_tokens < 32:
             raise ValueError("context_tokens must be at least 32.")
         if batch_size < 1:
@@ -91,6 +108,7 @@ class SituatedChunker:
         self.title_key = title_key
         self.batch_size = batch_size
         self.prompt_name = prompt_name
+        self.local_weight = local_weight
         self._splitter = SentenceChunker(max_tokens, overlap_sentences, tokenizer_model=model)
         self._encoder: TokenEncoder | None = None
 
@@ -104,7 +122,8 @@ class SituatedChunker:
         return default_to_dict(self, model=self.model, max_tokens=self.max_tokens,
                                overlap_sentences=self.overlap_sentences, context_tokens=self.context_tokens,
                                context_weight=self.context_weight, title_key=self.title_key,
-                               batch_size=self.batch_size, prompt_name=self.prompt_name)
+                               batch_size=self.batch_size, prompt_name=self.prompt_name,
+                               local_weight=self.local_weight)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SituatedChunker:
@@ -112,34 +131,36 @@ class SituatedChunker:
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document], max_tokens: int | None = None,
-            context_weight: float | None = None) -> dict[str, list[Document]]:
-        weight = self.context_weight if context_weight is None else context_weight
-        parts = self.parts(documents, max_tokens)
+            context_weight: float | None = None, local_weight: float | None = None) -> dict[str, list[Document]]:
+        weight = self.context_weight if context_weight is None else check_weight("context_weight", context_weight)
+        local = self.local_weight if local_weight is None else check_weight("local_weight", local_weight)
+        parts = self.parts(documents, max_tokens, with_local=local > 0)
         normalize = any(type(m).__name__ == "Normalize" for m in self._head())
-        vectors = mix(parts, weight, normalize)
+        vectors = mix(parts, weight, local, normalize)
         return {"documents": with_vectors(parts.chunks, vectors, "situated")}
 
-    def parts(self, documents: list[Document], max_tokens: int | None = None) -> SituatedParts:
-        """Chunk and encode, keeping the two vectors apart (the benchmark mixes them at several weights)."""
+    def parts(self, documents: list[Document], max_tokens: int | None = None, with_local: bool = True) -> SituatedParts:
+        """Chunk and encode, keeping the vectors apart (the benchmark mixes them at several weights)."""
         self.warm_up()
-        chunks: list[Document] = []
-        own: list[torch.Tensor] = []
-        context: list[torch.Tensor] = []
-        for begin in range(0, len(documents), self.batch_size * 4):
-            group = self._encode_group(documents[begin:begin + self.batch_size * 4], max_tokens or self.max_tokens)
-            chunks.extend(group.chunks)
-            own.append(group.chunk_vectors)
-            context.append(group.window_vectors)
-        dim = self._encoder.dimension if self._encoder else 0
-        empty = torch.empty(0, dim)
-        return SituatedParts(chunks, torch.cat(own) if own else empty, torch.cat(context) if context else empty)
+        groups = [self._encode_group(documents[begin:begin + self.batch_size * 4], max_tokens or self.max_tokens,
+                                     with_local)
+                  for begin in range(0, len(documents), self.batch_size * 4)]
+        empty = torch.empty(0, self._encoder.dimension if self._encoder else 0)
+
+        def joined(tensors: list[torch.Tensor | None]) -> torch.Tensor:
+            present = [t for t in tensors if t is not None]
+            return torch.cat(present) if present else empty
+
+        return SituatedParts([c for g in groups for c in g.chunks], joined([g.chunk_vectors for g in groups]),
+                             joined([g.window_vectors for g in groups]),
+                             joined([g.local_vectors for g in groups]) if with_local else None)
 
     def _head(self) -> list[Any]:
         self.warm_up()
         assert self._encoder is not None
         return self._encoder.head
 
-    def _encode_group(self, documents: list[Document], max_tokens: int) -> SituatedParts:
+    def _encode_group(self, documents: list[Document], max_tokens: int, with_local: bool) -> SituatedParts:
         encoder = self._encoder
         assert encoder is not None
         chunks: list[Document] = []
@@ -164,21 +185,23 @@ class SituatedChunker:
                 offset = len(title) - left
                 requests.append((windows[key], (i + offset, j + offset)))
                 chunks.append(chunk)
-        return self._pool(chunks, requests, sequences)
+        return self._pool(chunks, requests, sequences, with_local)
 
-    def _pool(self, chunks: list[Document], requests: list[tuple[int, Span]],
-              sequences: list[list[int]]) -> SituatedParts:
+    def _pool(self, chunks: list[Document], requests: list[tuple[int, Span]], sequences: list[list[int]],
+              with_local: bool) -> SituatedParts:
         encoder = self._encoder
         assert encoder is not None
-        encoded = encoder.encode(sequences, self.batch_size)
-        own = torch.stack([_mean(encoded[w][i:j]) for w, (i, j) in requests]) if requests else None
-        context = torch.stack([_mean(encoded[w]) for w, _ in requests]) if requests else None
-        if own is None or context is None:
-            empty = torch.empty(0, encoder.dimension)
-            return SituatedParts(chunks, empty, empty)
         unit = torch.nn.functional.normalize
+        texts = [c.content or "" for c in chunks]
+        local = unit(local_vectors(encoder, texts, self.batch_size), dim=-1) if with_local else None
+        if not requests:
+            empty = torch.empty(0, encoder.dimension)
+            return SituatedParts(chunks, empty, empty, local)
+        encoded = encoder.encode(sequences, self.batch_size)
+        own = torch.stack([_mean(encoded[w][i:j]) for w, (i, j) in requests])
+        context = torch.stack([_mean(encoded[w]) for w, _ in requests])
         return SituatedParts(chunks, unit(encoder.apply_head(own), dim=-1),
-                             unit(encoder.apply_head(context), dim=-1))
+                             unit(encoder.apply_head(context), dim=-1), local)
 
     def _title_ids(self, encoder: TokenEncoder, document: Document) -> list[int]:
         title = document.meta.get(self.title_key) if self.title_key else None

@@ -55,8 +55,10 @@ def test_chunks_are_cut_exactly_as_the_sentence_chunker_cuts(chunker):
     document = Document(content=SHORT, meta={"doc_id": "a", "tenant": "t", "collection": "c"})
     fixed = SentenceChunker(max_tokens=24).run([document])["documents"]
     late = chunker.run([document])["documents"]
-    assert [(c.id, c.content, c.meta["start"]) for c in late] == [(c.id, c.content, c.meta["start"]) for c in fixed]
+    assert [(c.content, c.meta["start"]) for c in late] == [(c.content, c.meta["start"]) for c in fixed]
     assert {c.meta["strategy"] for c in late} == {"late"}
+    # distinct points, so one collection can hold the same span embedded both ways
+    assert not {c.id for c in late} & {c.id for c in fixed}
     assert all(c.meta["tenant"] == "t" and c.meta["collection"] == "c" for c in late)
 
 
@@ -108,8 +110,32 @@ def test_the_chunk_budget_can_be_overridden_at_run_time(chunker):
     assert len(chunker.run([document], max_tokens=200)["documents"]) == 1
 
 
+@pytest.mark.integration
+def test_a_full_local_weight_gives_each_chunk_its_vector_read_alone(chunker):
+    chunks = chunker.run([Document(content=SHORT, meta={"doc_id": "a"})], local_weight=1.0)["documents"]
+    alone = sentence_transformer("all-MiniLM-L6-v2").encode([c.content for c in chunks], normalize_embeddings=True)
+    assert np.allclose([c.embedding for c in chunks], alone, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_the_local_weight_moves_siblings_apart_and_keeps_unit_vectors(chunker):
+    document = Document(content=SHORT, meta={"doc_id": "a"})
+    late = np.array([c.embedding for c in chunker.run([document])["documents"]])
+    mixed = np.array([c.embedding for c in chunker.run([document], local_weight=0.5)["documents"]])
+    alone = np.array([c.embedding for c in chunker.run([document], local_weight=1.0)["documents"]])
+    assert np.allclose(np.linalg.norm(mixed, axis=1), 1.0, atol=1e-4)
+
+    def mean_sibling_similarity(vectors: np.ndarray) -> float:
+        similarities = vectors @ vectors.T
+        return float(similarities[~np.eye(len(vectors), dtype=bool)].mean())
+
+    assert mean_sibling_similarity(late) > mean_sibling_similarity(mixed) > mean_sibling_similarity(alone)
+
+
 @pytest.mark.unit
 def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        LateChunker(local_weight=-0.1)
     with pytest.raises(ValueError):
         LateChunker(window_tokens=16)
     with pytest.raises(ValueError):
@@ -121,7 +147,7 @@ def test_bad_parameters_are_refused():
 @pytest.mark.integration
 def test_yaml_round_trip_gives_the_same_chunks(chunker):
     pipeline = Pipeline()
-    pipeline.add_component("chunker", LateChunker(max_tokens=24, window_overlap=32))
+    pipeline.add_component("chunker", LateChunker(max_tokens=24, window_overlap=32, local_weight=0.3))
     loaded = load_pipeline(pipeline.dumps())
     document = Document(content=SHORT, meta={"doc_id": "a"})
     before = pipeline.run({"chunker": {"documents": [document]}})["chunker"]["documents"]

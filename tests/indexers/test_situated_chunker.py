@@ -91,8 +91,19 @@ def test_empty_documents_give_no_chunks(chunker):
     assert chunker.run([])["documents"] == []
 
 
+@pytest.mark.integration
+def test_the_local_weight_mixes_in_the_late_chunkers_local_vectors(chunker):
+    document = Document(content=TEXT, meta={"doc_id": "a"})
+    situated = chunker.run([document], context_weight=0.0, local_weight=0.4)["documents"]
+    late = LateChunker(max_tokens=20, local_weight=0.4).run([document])["documents"]
+    assert np.allclose([c.embedding for c in situated], [c.embedding for c in late], atol=1e-5)
+    assert chunker.parts([document], with_local=False).local_vectors is None
+
+
 @pytest.mark.unit
 def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        SituatedChunker(local_weight=2.0)
     with pytest.raises(ValueError):
         SituatedChunker(context_weight=1.5)
     with pytest.raises(ValueError):
@@ -102,7 +113,8 @@ def test_bad_parameters_are_refused():
 @pytest.mark.integration
 def test_yaml_round_trip_gives_the_same_chunks():
     pipeline = Pipeline()
-    pipeline.add_component("chunker", SituatedChunker(max_tokens=20, context_weight=0.4, title_key="title"))
+    pipeline.add_component("chunker", SituatedChunker(max_tokens=20, context_weight=0.4, title_key="title",
+                                                         local_weight=0.2))
     loaded = load_pipeline(pipeline.dumps())
     document = Document(content=TEXT, meta={"doc_id": "a", "title": "Bridges"})
     before = pipeline.run({"chunker": {"documents": [document]}})["chunker"]["documents"]
