@@ -41,23 +41,43 @@ def test_round_trip_error_is_bounded_relative_to_each_range(method, tolerance):
     assert ((got_values - values).abs() / value_range).max() <= tolerance
 
 
-@pytest.fixture(params=[None, 32], ids=["key-range-per-chunk", "key-range-per-32-tokens"])
-def key_group(request, monkeypatch):
-    monkeypatch.setattr(kv_quantization, "KEY_GROUP", request.param)
-    return request.param
-
-
+@pytest.mark.parametrize("tokens", [TOKENS, 176], ids=["last-key-group-padded", "key-groups-tile-the-chunk"])
 @pytest.mark.parametrize("method", ["none", "fp16", "int8", "int4"])
-def test_decoding_into_a_preallocated_view_matches_plain_decoding(method, key_group):
-    keys, values = states(2)
+def test_decoding_into_a_preallocated_view_matches_plain_decoding(method, tokens):
+    keys, values = (s[:, :, :tokens] for s in states(2))
     stored = quantize(keys, values, method)
     expected_keys, expected_values = dequantize(stored, method)
-    out_keys = torch.zeros(LAYERS, HEADS, TOKENS + 10, DIM)
-    out_values = torch.zeros(LAYERS, HEADS, TOKENS + 10, DIM)
-    dequantize_into(stored, method, out_keys[:, :, 5 : 5 + TOKENS], out_values[:, :, 5 : 5 + TOKENS])
-    assert torch.equal(out_keys[:, :, 5 : 5 + TOKENS], expected_keys)
-    assert torch.allclose(out_values[:, :, 5 : 5 + TOKENS], expected_values)
+    out_keys = torch.zeros(LAYERS, HEADS, tokens + 10, DIM)
+    out_values = torch.zeros(LAYERS, HEADS, tokens + 10, DIM)
+    dequantize_into(stored, method, out_keys[:, :, 5 : 5 + tokens], out_values[:, :, 5 : 5 + tokens])
+    assert torch.equal(out_keys[:, :, 5 : 5 + tokens], expected_keys)
+    assert torch.allclose(out_values[:, :, 5 : 5 + tokens], expected_values)
     assert out_keys[:, :, :5].abs().sum() == 0
+
+
+def test_int4_keys_decode_within_half_a_step_of_their_own_16_token_range():
+    keys, values = states(3)
+    keys[:, :, 7] *= 50  # one extreme token: it may only coarsen its own group's range
+    got_keys, _ = dequantize(quantize(keys, values, "int4"), "int4")
+    group = kv_quantization.SCHEMES["int4"].key_tokens
+    for start in range(0, TOKENS, group):
+        part = keys[:, :, start : start + group]
+        step = (part.amax(dim=2, keepdim=True) - part.amin(dim=2, keepdim=True)) / 15
+        error = (got_keys[:, :, start : start + group] - part).abs()
+        # half a step, widened by the step code's rounding up (at most a 10th of an octave)
+        assert (error <= 0.5 * step * 2 ** (1 / 10) + 1e-3).all()
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_step_codes_cover_constant_and_huge_ranges_without_clipping(method):
+    keys, values = states(4)
+    keys[0, 0, :, 3] = 2.5  # a constant channel
+    values[1, 2, 9] *= 1e3  # a token with huge values
+    got_keys, got_values = dequantize(quantize(keys, values, method), method)
+    assert torch.allclose(got_keys[0, 0, :, 3], torch.full((TOKENS,), 2.5), atol=1e-3)
+    huge = values[1, 2, 9]
+    step = (huge.max() - huge.min()) / (255 if method == "int8" else 15)
+    assert (got_values[1, 2, 9] - huge).abs().max() <= 0.55 * step  # rounded, not clipped
 
 
 def test_unknown_method_is_refused():
