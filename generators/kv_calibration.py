@@ -3,9 +3,13 @@
     python -m generators.kv_calibration --model SmolLM2-135M-Instruct --questions 12
 
 Dev questions come from the ``dev`` halves of XQuAD and HotpotQA (the benchmark evaluates on the
-disjoint ``eval`` halves). Each (T, S) on the grid is scored by the gold answers' mean teacher-forced
-negative log-likelihood under parallel encoding; the best pair is written to the KV store's settings
-for the model and system prompt, where ``KVCacheGenerator`` reads it when T/S are not set explicitly.
+disjoint ``eval`` halves). Each (T, S) on the grid is scored teacher-forced along the gold answers. The
+default objective is fidelity: the mean KL divergence of parallel encoding's next-token distributions
+from sequential prefill's at every answer position, since APE's corrections exist to make parallel
+encoding behave like reading the context in order. ``--objective nll`` minimises the gold answers' mean
+negative log-likelihood instead, which favours sharper attention than sequential reading has (lower NLL,
+but first tokens that differ from sequential prefill's). The best pair is written to the KV store's
+settings for the model and system prompt, where ``KVCacheGenerator`` reads it when T/S are not set.
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ from typing import Any
 from generators import parallel_attention
 from generators.kv_context import KVContextBuilder
 from generators.kv_generator import calibration_name
-from generators.kv_scoring import Example, hotpot_examples, score_parallel, xquad_examples
+from generators.kv_scoring import (
+    Example,
+    Scores,
+    answer_kl,
+    hotpot_examples,
+    score_parallel,
+    score_sequential,
+    xquad_examples,
+)
 from generators.kv_store import KVEntry, LocalKVStore, open_store
 from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
 
@@ -30,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 TEMPERATURES = (0.6, 0.7, 0.8, 0.9, 1.0)
 SCALES = (0.7, 0.8, 0.9, 1.0)
+OBJECTIVES = ("kl", "nll")
+Grid = dict[tuple[float, float], dict[str, float]]  # (T, S) -> mean "nll" and "kl" over the dev questions
 
 
 @dataclass
@@ -38,10 +52,17 @@ class Prepared:
     entries: list[KVEntry]
     suffix: list[int]
     answer: list[int]
+    reference: Scores | None = None  # sequential prefill's teacher-forced scores
 
 
-def prepare(builder: KVContextBuilder, examples: list[Example]) -> list[Prepared]:
-    """Every example's chunk entries (encoded once, read back from the store) and token ids."""
+def sequential_prompt(builder: KVContextBuilder, item: Prepared) -> list[int]:
+    """The token ids sequential prefill reads: the system prefix, every chunk in order, the question."""
+    return builder.prefix_ids + [t for e in item.entries for t in e.token_ids] + item.suffix
+
+
+def prepare(builder: KVContextBuilder, examples: list[Example], reference: bool = False) -> list[Prepared]:
+    """Every example's chunk entries (encoded once, read back from the store) and token ids; with
+    ``reference``, also sequential prefill's scores (what the KL objective compares against)."""
     prepared = []
     for example in examples:
         entries = []
@@ -51,32 +72,44 @@ def prepare(builder: KVContextBuilder, examples: list[Example]) -> list[Prepared
             entries.append(entry)
         suffix = build_prompt(builder.tokenizer, example.question, [], builder.system_prompt).suffix
         answer = builder.tokenizer.encode(example.answers[0], add_special_tokens=False)
-        prepared.append(Prepared(example, entries, suffix, answer))
+        item = Prepared(example, entries, suffix, answer)
+        if reference:
+            item.reference = score_sequential(builder.lm, sequential_prompt(builder, item), answer)
+        prepared.append(item)
     return prepared
 
 
-def mean_nll(builder: KVContextBuilder, prepared: list[Prepared], temperature: float, scale: float) -> float:
-    total = 0.0
+def measure(builder: KVContextBuilder, prepared: list[Prepared], temperature: float,
+            scale: float) -> dict[str, float]:
+    """Mean gold-answer NLL and mean answer KL from sequential prefill under parallel encoding."""
+    nll = kl = 0.0
     for item in prepared:
         context = builder.assemble(item.example.chunks, item.entries, temperature, scale, prune=False)
-        total += score_parallel(builder.lm, context, item.suffix, item.answer).nll
-    return total / len(prepared)
+        scores = score_parallel(builder.lm, context, item.suffix, item.answer)
+        nll += scores.nll
+        kl += answer_kl(item.reference, scores) if item.reference is not None else float("nan")
+    return {"nll": nll / len(prepared), "kl": kl / len(prepared)}
 
 
-def _evaluate(builder: KVContextBuilder, prepared: list[Prepared], grid: dict[tuple[float, float], float],
-              temperature: float, scale: float) -> None:
+def _evaluate(builder: KVContextBuilder, prepared: list[Prepared], grid: Grid, temperature: float,
+              scale: float) -> None:
     key = (round(temperature, 3), round(scale, 3))
     if key not in grid:
-        grid[key] = mean_nll(builder, prepared, *key)
-        logger.info("T=%.2f S=%.2f mean NLL %.4f", key[0], key[1], grid[key])
+        grid[key] = measure(builder, prepared, *key)
+        logger.info("T=%.2f S=%.2f mean NLL %.4f mean KL %.4f", *key, grid[key]["nll"], grid[key]["kl"])
 
 
-def _extend_past_edges(builder: KVContextBuilder, prepared: list[Prepared],
-                       grid: dict[tuple[float, float], float], rounds: int = 4) -> None:
+def _best(grid: Grid, objective: str) -> tuple[tuple[float, float], float]:
+    key = min(grid, key=lambda k: grid[k][objective])
+    return key, grid[key][objective]
+
+
+def _extend_past_edges(builder: KVContextBuilder, prepared: list[Prepared], grid: Grid, objective: str,
+                       rounds: int = 4) -> None:
     """If the best pair sits on the grid's edge, keep stepping outwards (0.1 at a time, T >= 0.2,
     S in [0.5, 1.5]) while that improves: the optimum differs per model and may lie outside the grid."""
     for _ in range(rounds):
-        (t, s), best = min(grid.items(), key=lambda item: item[1])
+        (t, s), best = _best(grid, objective)
         temps = sorted({k[0] for k in grid})
         scales = sorted({k[1] for k in grid})
         steps = []
@@ -90,7 +123,7 @@ def _extend_past_edges(builder: KVContextBuilder, prepared: list[Prepared],
             steps.append((t, s + 0.1))
         for step in steps:
             _evaluate(builder, prepared, grid, *step)
-        if not steps or min(grid.values()) >= best:
+        if not steps or _best(grid, objective)[1] >= best:
             return
 
 
@@ -102,28 +135,35 @@ def calibrate(
     scales: tuple[float, ...] = SCALES,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     seed: int = 1,
+    objective: str = "kl",
 ) -> dict[str, Any]:
     """Grid-search T and S on ``questions`` dev questions per dataset; store and return the result."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}")
     with tempfile.TemporaryDirectory(prefix="ragpress-calib-") as scratch:
         # dev chunks' states go to a scratch store, not the serving store
         # fp16 states: half the memory of fp32, and the same NLL to three decimals
         builder = KVContextBuilder(model, LocalKVStore(scratch), "fp16", system_prompt)
         parallel_attention.enable(builder.lm)
         examples = xquad_examples("dev", questions, seed=seed) + hotpot_examples("dev", questions, seed=seed)
-        prepared = prepare(builder, examples)
+        prepared = prepare(builder, examples, reference=objective == "kl")
         logger.info("prepared %d dev questions", len(prepared))
-        grid: dict[tuple[float, float], float] = {}
+        grid: Grid = {}
         for temperature, scale in itertools.product(temperatures, scales):
             _evaluate(builder, prepared, grid, temperature, scale)
-        _extend_past_edges(builder, prepared, grid)
-    (best_t, best_s), best = min(grid.items(), key=lambda item: item[1])
+        _extend_past_edges(builder, prepared, grid, objective)
+    (best_t, best_s), _ = _best(grid, objective)
+    naive = grid.get((1.0, 1.0), {"nll": float("nan"), "kl": float("nan")})
     result = {
         "temperature": best_t,
         "scale": best_s,
-        "dev_mean_nll": round(best, 4),
-        "naive_mean_nll": round(grid.get((1.0, 1.0), float("nan")), 4),
+        "objective": objective,
+        "dev_mean_nll": round(grid[best_t, best_s]["nll"], 4),
+        "dev_mean_kl": round(grid[best_t, best_s]["kl"], 4),
+        "naive_mean_nll": round(naive["nll"], 4),
+        "naive_mean_kl": round(naive["kl"], 4),
         "dev_questions": len(prepared),
-        "grid": {f"{t}/{s}": round(v, 4) for (t, s), v in grid.items()},
+        "grid": {f"{t}/{s}": {m: round(v, 4) for m, v in values.items()} for (t, s), values in grid.items()},
         "calibrated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     open_store(store).put_settings(calibration_name(model, system_prompt), result)
@@ -140,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                         help='store config as JSON, e.g. {"backend": "local", "path": ...}')
     parser.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)))
     parser.add_argument("--scales", default=",".join(map(str, SCALES)))
+    parser.add_argument("--objective", choices=OBJECTIVES, default="kl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     result = calibrate(
@@ -148,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         args.questions,
         tuple(float(t) for t in args.temperatures.split(",")),
         tuple(float(s) for s in args.scales.split(",")),
+        objective=args.objective,
     )
     print(json.dumps({k: v for k, v in result.items() if k != "grid"}, indent=2))
 

@@ -2,7 +2,9 @@
 
 At 135M parameters answer F1 sits near its floor, so variants are compared on the gold answer itself:
 its mean negative log-likelihood, the KL divergence of the first answer token's distribution from
-sequential prefill's, and whether both agree on the top-1 first token.
+sequential prefill's, and whether both agree on the top-1 first token. Calibration uses the KL at every
+answer position (teacher-forced): how far the variant's next-token distributions are from sequential
+prefill's along the whole gold answer, not only at its first token.
 
 Examples: XQuAD (the gold paragraph among distractor paragraphs of the same split) and HotpotQA (the two
 supporting passages among distractors). Splits are disjoint by XQuAD article and by HotpotQA record, so
@@ -42,7 +44,11 @@ class Example:
 @dataclass
 class Scores:
     nll: float  # mean over the gold answer's tokens
-    first_logprobs: torch.Tensor  # log-probabilities of the first answer token [vocab]
+    logprobs: torch.Tensor  # next-token log-probabilities at every answer position [answer tokens, vocab]
+
+    @property
+    def first_logprobs(self) -> torch.Tensor:
+        return self.logprobs[0]
 
 
 # ---- examples -------------------------------------------------------------------------------------
@@ -113,7 +119,7 @@ def _hotpot_chunk(title: str, sentences: list[str], kept: list[int]) -> Document
 def score_sequential(model, prompt_ids: list[int], answer_ids: list[int]) -> Scores:
     ids = torch.tensor([prompt_ids + answer_ids])
     logits = model(input_ids=ids, logits_to_keep=len(answer_ids) + 1).logits[0]
-    return _scores(logits, answer_ids)
+    return scores_from_logits(logits, answer_ids)
 
 
 @torch.inference_mode()
@@ -127,21 +133,29 @@ def score_parallel(model, context: ParallelContext, suffix: list[int], answer_id
         logits_to_keep=len(answer_ids) + 1,
         ape_layout=context.layout,
     ).logits[0]
-    return _scores(logits, answer_ids)
+    return scores_from_logits(logits, answer_ids)
 
 
-def _scores(logits: torch.Tensor, answer_ids: list[int]) -> Scores:
-    """``logits`` for the last prompt token and every answer token but the last."""
-    logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
+def scores_from_logits(logits: torch.Tensor, answer_ids: list[int]) -> Scores:
+    """``logits`` at the last prompt token and at every answer token (the last row is not used)."""
+    logprobs = torch.log_softmax(logits[: len(answer_ids)].float(), dim=-1)
     target = torch.tensor(answer_ids)
     nll = -logprobs[torch.arange(len(answer_ids)), target].mean().item()
-    return Scores(nll=nll, first_logprobs=logprobs[0])
+    return Scores(nll=nll, logprobs=logprobs)
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return (p.exp() * (p - q)).sum(dim=-1)
 
 
 def first_token_kl(reference: Scores, other: Scores) -> float:
     """KL(reference || other) of the first answer token's distribution."""
-    p = reference.first_logprobs
-    return float((p.exp() * (p - other.first_logprobs)).sum())
+    return float(_kl(reference.first_logprobs, other.first_logprobs))
+
+
+def answer_kl(reference: Scores, other: Scores) -> float:
+    """KL(reference || other) of the next-token distributions, averaged over the gold answer's positions."""
+    return float(_kl(reference.logprobs, other.logprobs).mean())
 
 
 def top1_agrees(reference: Scores, other: Scores) -> bool:

@@ -1,0 +1,22 @@
+"""Calibration scores a (T, S) pair by how far parallel encoding is from sequential prefill."""
+
+import pytest
+from haystack import Document
+
+from generators.kv_calibration import measure, prepare
+from generators.kv_scoring import Example
+
+from .conftest import DOCUMENT
+
+pytestmark = pytest.mark.integration
+
+
+def test_one_chunk_without_corrections_is_sequential_prefill_so_its_kl_is_zero(builder_for):
+    builder = builder_for("SmolLM2-135M-Instruct")
+    example = Example("When was the Eiffel Tower finished?", ["In 1889."], [Document(content=DOCUMENT)], "test")
+    prepared = prepare(builder, [example], reference=True)
+    exact = measure(builder, prepared, temperature=1.0, scale=1.0)
+    assert exact["kl"] < 1e-3
+    assert exact["nll"] == pytest.approx(prepared[0].reference.nll, abs=1e-2)
+    sharpened = measure(builder, prepared, temperature=0.5, scale=1.0)
+    assert sharpened["kl"] > 0.01  # corrections a single chunk does not need move it away from sequential
