@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from haystack import Document
 from transformers import PreTrainedModel
 
 from generators import kv_quantization, parallel_attention
-from generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix
+from generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix, rerotate_keys
 from generators.kv_store import (
     CorruptEntry,
     KVEntry,
@@ -58,8 +58,10 @@ class ParallelContext:
     layout: ParallelLayout
     chunk_tokens: list[int]
     masked_tokens: int
+    token_ids: list[int] = field(default_factory=list)  # the context's tokens, in cache order
     loaded: int = 0
     encoded: int = 0
+    recomputed: int = 0
     _handed_out: bool = False
 
     def cache(self) -> Any:
@@ -159,8 +161,11 @@ class KVContextBuilder:
         return None
 
     def assemble(self, chunks: list[Document], entries: list[KVEntry], temperature: float,
-                 scale: float, prune: bool = True) -> ParallelContext:
-        """Prefix and chunk states side by side, every chunk at the positions right after the prefix."""
+                 scale: float, prune: bool = True, sequential: bool = False) -> ParallelContext:
+        """Prefix and chunk states side by side, every chunk at the positions right after the prefix.
+
+        ``sequential`` lays the chunks one after another instead (keys re-rotated to their place in the
+        concatenation, no APE corrections): the layout CacheBlend recomputes tokens in."""
         prefix = self.prefix
         start = len(prefix.ids)
         total = start + sum(e.n_tokens for e in entries)
@@ -176,21 +181,26 @@ class KVContextBuilder:
             end = cursor + entry.n_tokens
             kv_quantization.dequantize_into(entry.tensors, entry.quantization, keys[:, :, cursor:end],
                                             values[:, :, cursor:end])
-            positions.append(torch.arange(start, start + entry.n_tokens))
+            first = cursor if sequential else start
+            if first != start:
+                keys[:, :, cursor:end] = rerotate_keys(self.lm, keys[:, :, cursor:end], first - start)
+            positions.append(torch.arange(first, first + entry.n_tokens))
             everything = torch.ones(entry.n_tokens, dtype=torch.bool)
             keep.append(token_keep_mask(chunk, entry) if prune else everything)
             cursor = end
         context_keep = torch.cat(keep) if keep else torch.ones(0, dtype=torch.bool)
         masked = int((~context_keep).sum())
+        key_positions = torch.cat(positions)
         layout = ParallelLayout(
             prefix_len=start,
-            key_positions=torch.cat(positions),
-            question_position=start + max((e.n_tokens for e in entries), default=0),
-            temperature=temperature,
-            scale=scale,
+            key_positions=key_positions,
+            question_position=int(key_positions.max()) + 1 if key_positions.numel() else 0,
+            temperature=1.0 if sequential else temperature,
+            scale=1.0 if sequential else scale,
             context_keep=context_keep if masked else None,
         )
-        return ParallelContext(keys, values, total, layout, [e.n_tokens for e in entries], masked)
+        token_ids = [t for e in entries for t in e.token_ids]
+        return ParallelContext(keys, values, total, layout, [e.n_tokens for e in entries], masked, token_ids)
 
 
 def kv_owner(tenant: str, collection: str, doc_id: str) -> str:

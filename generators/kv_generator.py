@@ -11,7 +11,7 @@ import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
 
-from generators import kv_quantization, parallel_attention
+from generators import kv_blend, kv_quantization, parallel_attention
 from generators.decoding import greedy_decode
 from generators.kv_context import (
     KVContextBuilder,
@@ -35,6 +35,12 @@ def calibration_name(model: str, system_prompt: str) -> str:
     return f"calibration|{model}|{system_prompt}"
 
 
+def _check_share(share: float) -> float:
+    if not 0.0 <= share <= 1.0:
+        raise ValueError("blend_share must be in [0, 1] (the share of context tokens CacheBlend recomputes).")
+    return share
+
+
 @component
 class KVCacheGenerator:
     """Generates from the retrieved chunks' cached KV states instead of re-reading them.
@@ -43,7 +49,10 @@ class KVCacheGenerator:
     are loaded from the KV store, placed side by side after the cached system prompt with positions
     reused, and the question alone is prefilled; attention over the context is corrected with APE's
     temperature and scale (calibrated per model by ``python -m generators.kv_calibration``). Sentences
-    the pruner dropped (``meta['kept_sentences']``) are masked out of attention, not re-encoded.
+    the pruner dropped (``meta['kept_sentences']``) are masked out of attention, not re-encoded. With
+    ``blend_share > 0`` the chunks are laid out one after another instead and CacheBlend recomputes that
+    share of their tokens across chunks (closer to sequential reading, several times slower to the first
+    token than the parallel path; see docs/benchmarks.md).
 
     Falls back to sequential prefill (``LocalGenerator``, with a warning) when the model cannot use moved
     rotary keys, or when a chunk has no usable entry and ``on_miss="prefill"``; with ``on_miss="encode"``
@@ -65,6 +74,7 @@ class KVCacheGenerator:
         temperature: float | None = None,
         scale: float | None = None,
         on_miss: str = "encode",
+        blend_share: float = 0.0,
         max_new_tokens: int = 64,
         max_context_tokens: int = 4096,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
@@ -76,6 +86,7 @@ class KVCacheGenerator:
         for name, value in (("temperature", temperature), ("scale", scale)):
             if value is not None and not 0.0 < value <= 4.0:
                 raise ValueError(f"{name} must be in (0, 4].")
+        _check_share(blend_share)
         if store is not None and store.get("backend", "local") not in ("local", "redis"):
             raise ValueError("store.backend must be 'local' or 'redis'.")
         # the fallback is the sequential baseline itself (it also validates the shared parameters)
@@ -86,6 +97,7 @@ class KVCacheGenerator:
         self.temperature = temperature
         self.scale = scale
         self.on_miss = on_miss
+        self.blend_share = blend_share
         self.max_new_tokens = max_new_tokens
         self.max_context_tokens = max_context_tokens
         self.system_prompt = system_prompt
@@ -112,6 +124,7 @@ class KVCacheGenerator:
             temperature=self.temperature,
             scale=self.scale,
             on_miss=self.on_miss,
+            blend_share=self.blend_share,
             max_new_tokens=self.max_new_tokens,
             max_context_tokens=self.max_context_tokens,
             system_prompt=self.system_prompt,
@@ -139,7 +152,9 @@ class KVCacheGenerator:
         streaming_callback: Callable[[StreamingChunk], None] | None = None,
         temperature: float | None = None,
         scale: float | None = None,
+        blend_share: float | None = None,
     ) -> dict[str, Any]:
+        share = _check_share(self.blend_share if blend_share is None else blend_share)
         documents = [d for d in (documents or []) if passage_text(d).strip()]
         if not documents:
             return abstention_result(streaming_callback)
@@ -158,8 +173,9 @@ class KVCacheGenerator:
             return result
         t, s = self.corrections(temperature, scale)
         assert self._builder is not None
-        context = self._builder.assemble(chunks, entries, t, s)
+        context = self._builder.assemble(chunks, entries, t, s, sequential=share > 0)
         context.loaded, context.encoded = len(entries) - encoded, encoded
+        context.recomputed = kv_blend.recompute(self._builder.lm, context, share)
         return self._answer(query, context, started, max_new_tokens, streaming_callback)
 
     def _entries(self, documents: list[Document]) -> tuple[list[Document], list[KVEntry] | None, int]:
@@ -206,7 +222,7 @@ class KVCacheGenerator:
         )
         meta = {
             "model": self.model,
-            "mode": "parallel",
+            "mode": "blend" if context.recomputed else "parallel",
             "prompt_tokens": len(self._builder.prefix_ids) + sum(context.chunk_tokens) + len(suffix),
             "prefilled_tokens": len(suffix),
             "completion_tokens": len(decoded.token_ids),
@@ -216,6 +232,7 @@ class KVCacheGenerator:
             "kv_chunks_loaded": context.loaded,
             "kv_chunks_encoded": context.encoded,
             "kv_masked_tokens": context.masked_tokens,
+            "kv_recomputed_tokens": context.recomputed,
             "kv_quantization": self.quantization,
             "temperature": context.layout.temperature,
             "scale": context.layout.scale,

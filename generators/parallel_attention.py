@@ -37,6 +37,9 @@ class ParallelLayout:
     temperature: float = 1.0
     scale: float = 1.0
     context_keep: torch.Tensor | None = None  # bool per context key; False = pruned, never attended
+    # positions of the tokens after the fixed keys when they are not ``question_position, +1, ...``
+    # (CacheBlend recomputes scattered context tokens; see generators/kv_blend.py)
+    tail_positions: torch.Tensor | None = None
     _masks: dict[tuple[int, int, int | None], torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
@@ -58,7 +61,10 @@ class ParallelLayout:
     def _build(self, q_len: int, k_len: int, window: int | None) -> torch.Tensor:
         fixed = self.key_positions.numel()
         tail = k_len - fixed  # question and generated tokens already in the cache or arriving now
-        tail_positions = torch.arange(self.question_position, self.question_position + tail)
+        if self.tail_positions is not None:
+            tail_positions = self.tail_positions[:tail]
+        else:
+            tail_positions = torch.arange(self.question_position, self.question_position + tail)
         positions = torch.cat([self.key_positions, tail_positions])
         query_positions = tail_positions[tail - q_len :]
         allowed = positions.unsqueeze(0) <= query_positions.unsqueeze(1)
@@ -85,6 +91,9 @@ def parallel_attention_forward(
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
     layout = kwargs.pop("ape_layout", None)
+    probe = kwargs.pop("value_probe", None)
+    if probe is not None and getattr(module, "layer_idx", None) == probe.layer:
+        probe.capture(value)  # raises: the rest of the forward pass is not needed
     if layout is None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
@@ -116,6 +125,23 @@ def _ape_correct(context_scores: torch.Tensor, temperature: float, scale: float)
     # a row whose context is fully masked has lse = -inf; clamping keeps it -inf instead of NaN
     lse = torch.logsumexp(context_scores, dim=-1, keepdim=True).clamp_min(-1e30)
     context_scores += (temperature - 1.0) * lse + math.log(scale)
+
+
+class ProbeDone(Exception):
+    """Raised by ``ValueProbe.capture`` to stop a forward pass once the probed layer's values are read."""
+
+
+@dataclass
+class ValueProbe:
+    """Pass as ``value_probe=`` to a forward pass to read one layer's values (cache + new tokens) and stop
+    there: the first layers of a pass cost a fraction of the whole."""
+
+    layer: int
+    values: torch.Tensor | None = None
+
+    def capture(self, values: torch.Tensor) -> None:
+        self.values = values
+        raise ProbeDone
 
 
 _registered = False

@@ -84,6 +84,16 @@ def test_no_documents_means_abstaining_without_the_model(store_config):
     assert result["meta"][0]["abstained"] is True
 
 
+def test_a_blend_share_recomputes_that_share_of_the_context_across_chunks(store_config):
+    gen = generator(store_config, blend_share=0.25)
+    meta = gen.run(QUESTION, chunks())["meta"][0]
+    context_tokens = meta["prompt_tokens"] - meta["prefilled_tokens"] - len(gen._builder.prefix_ids)
+    assert meta["mode"] == "blend"
+    assert meta["kv_recomputed_tokens"] == -(-context_tokens // 4)  # a quarter, rounded up
+    parallel = gen.run(QUESTION, chunks(), blend_share=0.0)["meta"][0]  # the runtime value wins
+    assert (parallel["mode"], parallel["kv_recomputed_tokens"]) == ("parallel", 0)
+
+
 def test_invalid_settings_are_refused_at_construction():
     with pytest.raises(ValueError, match="quantization"):
         KVCacheGenerator(quantization="int3")
@@ -91,13 +101,16 @@ def test_invalid_settings_are_refused_at_construction():
         KVCacheGenerator(on_miss="sometimes")
     with pytest.raises(ValueError, match="temperature"):
         KVCacheGenerator(temperature=0)
+    with pytest.raises(ValueError, match="blend_share"):
+        KVCacheGenerator(blend_share=1.5)
 
 
 @pytest.mark.unit
 def test_the_component_round_trips_through_pipeline_yaml(store_config):
     pipeline = Pipeline()
     pipeline.add_component("generator", KVCacheGenerator(store=store_config, quantization="int4",
-                                                         temperature=0.8, scale=0.95, on_miss="prefill"))
+                                                         temperature=0.8, scale=0.95, on_miss="prefill",
+                                                         blend_share=0.1))
     loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["generators"])
     restored = loaded.get_component("generator")
     assert isinstance(restored, KVCacheGenerator)
