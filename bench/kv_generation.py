@@ -6,11 +6,15 @@ Variants: (a) sequential prefill of prefix + chunks + question; (b) naive parall
 states side by side, positions reused, T = S = 1); (c) parallel + APE corrections (calibrated T, S from
 the store, see ``generators.kv_calibration``) on fp32 states, and on fp16 states as the quantization
 reference; (d) (c) + pruning by masking (the gold supporting sentences stand in for the pruner, so this is
-an oracle pruner); (e) (c) with int8 and int4 states. All variants see identical token ids.
+an oracle pruner); (e) (c) with int8 and int4 states; (f) the chunks laid out one after another instead
+(keys re-rotated, no corrections), as loaded and with CacheBlend recomputing the most deviating share of
+the context tokens (``generators.kv_blend``). All variants see identical token ids.
 
 TTFT for the cached variants includes reading the entries from the store, checksum, dequantization,
-laying out the cache and prefilling the question. Quality is teacher-forced against the gold answer
-(mean NLL, first-token KL from (a), top-1 first-token agreement with (a)); greedy F1 beside it.
+laying out the cache and prefilling the question (and, for CacheBlend, its probe and recompute). Quality
+is teacher-forced against the gold answer (mean NLL; KL from (a) at the first answer token and averaged
+over all answer tokens; top-1 first-token agreement with (a)); greedy F1 beside it. Below each table, the
+quantized variants' NLL change against fp16 states (the compression criterion).
 """
 
 from __future__ import annotations
@@ -25,19 +29,21 @@ from typing import Any
 
 import torch
 
-from generators import parallel_attention
+from generators import kv_blend, parallel_attention
 from generators.decoding import greedy_decode
 from generators.kv_cache import ChunkKV, cache_tensors
-from generators.kv_calibration import Prepared, prepare
+from generators.kv_calibration import Prepared, prepare, sequential_prompt
 from generators.kv_context import KVContextBuilder, ParallelContext
 from generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_name
 from generators.kv_quantization import dequantize, stored_bytes
 from generators.kv_scoring import (
     Example,
     Scores,
+    answer_kl,
     f1,
     first_token_kl,
     hotpot_examples,
+    scores_from_logits,
     top1_agrees,
     xquad_examples,
 )
@@ -47,6 +53,7 @@ from generators.prompting import DEFAULT_SYSTEM_PROMPT
 MODEL = "SmolLM2-135M-Instruct"
 VARIANTS = (
     "a_sequential", "b_naive_parallel", "c_ape", "c_ape_fp16", "d_ape_masked", "e_ape_int8", "e_ape_int4",
+    "f_concat", "f_blend",
 )
 STATE_FORMAT = {"c_ape_fp16": "fp16", "e_ape_int8": "int8", "e_ape_int4": "int4"}
 
@@ -69,7 +76,7 @@ def _timed_first_token(run: Any) -> tuple[float, Any]:
 
 @torch.inference_mode()
 def sequential(builder: KVContextBuilder, item: Prepared, repeats: int, new_tokens: int) -> Result:
-    ids = builder.prefix_ids + [t for e in item.entries for t in e.token_ids] + item.suffix
+    ids = sequential_prompt(builder, item)
     times = []
     for _ in range(repeats):
         elapsed, out = _timed_first_token(
@@ -83,39 +90,36 @@ def sequential(builder: KVContextBuilder, item: Prepared, repeats: int, new_toke
         position_ids=torch.arange(len(ids), len(ids) + len(answer)).unsqueeze(0),
         past_key_values=parallel_attention.build_cache(keys, values),
     )
-    scores = _scores(out.logits[0, -1], follow.logits[0], answer)
+    scores = scores_from_logits(torch.cat([out.logits[0, -1:], follow.logits[0]]), answer)
     decoded = greedy_decode(builder.lm, builder.tokenizer, parallel_attention.build_cache(keys, values),
                             out.logits[0, -1], len(ids), new_tokens, time.perf_counter())
     return Result(statistics.median(times), scores, decoded.text, extra={"prompt_tokens": len(ids)})
 
 
-def _scores(first: torch.Tensor, following: torch.Tensor, answer: list[int]) -> Scores:
-    logits = torch.cat([first.unsqueeze(0), following[:-1]]).float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    nll = -logprobs[torch.arange(len(answer)), torch.tensor(answer)].mean().item()
-    return Scores(nll=nll, first_logprobs=logprobs[0])
-
-
 @torch.inference_mode()
 def parallel(builder: KVContextBuilder, item: Prepared, temperature: float, scale: float, prune: bool,
-             repeats: int, new_tokens: int) -> Result:
+             repeats: int, new_tokens: int, blend: float | None = None) -> Result:
+    """A cached variant; ``blend`` (a share of context tokens to recompute) selects the sequential layout."""
     chunks = item.example.chunks
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         entries = [builder.load(chunk) for chunk in chunks]  # store read + checksum + decode
         assert all(e is not None for e in entries)
-        context = builder.assemble(chunks, entries, temperature, scale, prune=prune)  # type: ignore[arg-type]
+        context = builder.assemble(chunks, entries, temperature, scale, prune=prune,  # type: ignore[arg-type]
+                                   sequential=blend is not None)
+        recomputed = kv_blend.recompute(builder.lm, context, blend or 0.0)
         out = _question(builder, context, item.suffix, last_only=True)
         int(torch.argmax(out.logits[0, -1]))
         times.append(time.perf_counter() - started)
     follow = _question(builder, context, item.suffix + item.answer, past=context.cache())
-    scores = _scores(follow.logits[0, len(item.suffix) - 1], follow.logits[0, len(item.suffix):], item.answer)
+    scores = scores_from_logits(follow.logits[0, len(item.suffix) - 1 :], item.answer)
     start = context.layout.question_position + len(item.suffix)
     decoded = greedy_decode(builder.lm, builder.tokenizer, out.past_key_values, out.logits[0, -1], start,
                             new_tokens, time.perf_counter(), forward_kwargs={"ape_layout": context.layout})
     size = sum(stored_bytes(e.tensors) for e in entries if e) / sum(e.n_tokens for e in entries if e)
-    return Result(statistics.median(times), scores, decoded.text, size, {"masked": context.masked_tokens})
+    return Result(statistics.median(times), scores, decoded.text, size,
+                  {"masked": context.masked_tokens, "recomputed": recomputed})
 
 
 def _question(builder: KVContextBuilder, context: ParallelContext, ids: list[int], past: Any = None,
@@ -140,7 +144,7 @@ def store_requantized(source: list[KVEntry], chunks: list[Any], builder: KVConte
 
 
 def run_example(builders: dict[str, KVContextBuilder], item: Prepared, t: float, s: float,
-                repeats: int, new_tokens: int) -> dict[str, Result]:
+                repeats: int, new_tokens: int, blend_share: float) -> dict[str, Result]:
     base = builders["none"]
     results = {"a_sequential": sequential(base, item, repeats, new_tokens)}
     results["b_naive_parallel"] = parallel(base, item, 1.0, 1.0, False, repeats, new_tokens)
@@ -149,6 +153,8 @@ def run_example(builders: dict[str, KVContextBuilder], item: Prepared, t: float,
     for variant, fmt in STATE_FORMAT.items():
         store_requantized(item.entries, item.example.chunks, builders[fmt])
         results[variant] = parallel(builders[fmt], item, t, s, False, repeats, new_tokens)
+    results["f_concat"] = parallel(base, item, t, s, False, repeats, new_tokens, blend=0.0)
+    results["f_blend"] = parallel(base, item, t, s, False, repeats, new_tokens, blend=blend_share)
     results["a_sequential"].bytes_per_token = results["c_ape"].bytes_per_token
     return results
 
@@ -161,6 +167,7 @@ def record(example: Example, results: dict[str, Result]) -> dict[str, dict[str, 
             "ttft_s": r.ttft_s,
             "nll": r.scores.nll,
             "kl_vs_a": first_token_kl(base.scores, r.scores),
+            "answer_kl_vs_a": answer_kl(base.scores, r.scores),
             "top1_agree": float(top1_agrees(base.scores, r.scores)),
             "f1": f1(r.answer, example.answers),
             "bytes_per_token": r.bytes_per_token,
@@ -177,7 +184,7 @@ def summarize(rows: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
             "ttft_ms": 1000 * statistics.median(r[variant]["ttft_s"] for r in rows),
             "speedup_vs_a": statistics.median(r["a_sequential"]["ttft_s"] / r[variant]["ttft_s"] for r in rows),
             **{m: statistics.fmean(r[variant][m] for r in rows)
-               for m in ("nll", "kl_vs_a", "top1_agree", "f1", "bytes_per_token")},
+               for m in ("nll", "kl_vs_a", "answer_kl_vs_a", "top1_agree", "f1", "bytes_per_token")},
         }
     return summary
 
@@ -185,14 +192,19 @@ def summarize(rows: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
 def table(title: str, summary: dict[str, dict[str, float]]) -> str:
     lines = [f"**{title}**", "",
              "| variant | TTFT ms (median) | speedup vs (a) | gold NLL | NLL vs (a) | first-token KL "
-             "| top-1 agree | F1 | stored bytes/token |", "|---|---|---|---|---|---|---|---|---|"]
+             "| answer KL | top-1 agree | F1 | stored bytes/token |", "|---|---|---|---|---|---|---|---|---|---|"]
     base = summary["a_sequential"]["nll"]
     for variant, row in summary.items():
         lines.append(
             f"| {variant} | {row['ttft_ms']:.0f} | {row['speedup_vs_a']:.1f}x | {row['nll']:.3f} | "
-            f"{100 * (row['nll'] / base - 1):+.1f}% | {row['kl_vs_a']:.3f} | {row['top1_agree']:.2f} | "
+            f"{100 * (row['nll'] / base - 1):+.1f}% | {row['kl_vs_a']:.3f} | {row['answer_kl_vs_a']:.3f} | "
+            f"{row['top1_agree']:.2f} | "
             f"{row['f1']:.3f} | {row['bytes_per_token']:.0f} |"
         )
+    reference = summary["c_ape_fp16"]["nll"]
+    lines.append("")
+    lines += [f"- {v} NLL vs fp16 states: {100 * (summary[v]['nll'] / reference - 1):+.2f}%"
+              for v in ("e_ape_int8", "e_ape_int4")]
     return "\n".join(lines)
 
 
@@ -207,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", default=None, help="JSON config of the store holding the calibration")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--scale", type=float, default=None)
+    parser.add_argument("--blend-share", type=float, default=0.15,
+                        help="share of context tokens CacheBlend recomputes in variant f_blend")
+    parser.add_argument("--datasets", default="xquad,hotpotqa")
     parser.add_argument("--out", default=None, help="append per-question results here (JSON lines)")
     parser.add_argument("--summarize", default=None, help="only print the tables of an --out file")
     args = parser.parse_args(argv)
@@ -224,10 +239,12 @@ def main(argv: list[str] | None = None) -> None:
         store = LocalKVStore(scratch)
         builders = {q: KVContextBuilder(MODEL, store, q) for q in ("none", "fp16", "int8", "int4")}
         parallel_attention.enable(builders["none"].lm)
-        for name, loader in (("XQuAD", xquad_examples), ("HotpotQA", hotpot_examples)):
+        loaders = {"xquad": ("XQuAD", xquad_examples), "hotpotqa": ("HotpotQA", hotpot_examples)}
+        for name, loader in (loaders[d] for d in args.datasets.split(",")):
             rows = []
             for index, item in enumerate(prepare(builders["none"], loader("eval", args.questions, seed=7))):
-                row = record(item.example, run_example(builders, item, t, s, args.repeats, args.new_tokens))
+                results = run_example(builders, item, t, s, args.repeats, args.new_tokens, args.blend_share)
+                row = record(item.example, results)
                 rows.append(row)
                 if args.out:  # one JSON line per question, so a partial run can still be summarized
                     with open(args.out, "a") as out:
