@@ -1,6 +1,7 @@
 """Pick APE's attention temperature T and scaling factor S for a model on dev data, and store them.
 
     python -m generators.kv_calibration --model SmolLM2-135M-Instruct --questions 12
+    ragpress models calibrate SmolLM2-135M-Instruct --questions 12     # the same, into the server's store
 
 Dev questions come from the ``dev`` halves of XQuAD and HotpotQA (the benchmark evaluates on the
 disjoint ``eval`` halves). Each (T, S) on the grid is scored teacher-forced along the gold answers. The
@@ -21,12 +22,14 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from generators import parallel_attention
 from generators.kv_context import KVContextBuilder
 from generators.kv_generator import calibration_name
 from generators.kv_scoring import (
+    DATASETS,
     Example,
     Scores,
     answer_kl,
@@ -136,16 +139,21 @@ def calibrate(
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     seed: int = 1,
     objective: str = "kl",
+    data: Path = DATASETS,
 ) -> dict[str, Any]:
     """Grid-search T and S on ``questions`` dev questions per dataset; store and return the result."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}")
+    if not (data / "xquad_en").is_dir() or not (data / "hipporag_mini").is_dir():
+        raise FileNotFoundError(f"Calibration reads XQuAD and HotpotQA dev questions from {data} "
+                                "(xquad_en/, hipporag_mini/); point --data at that folder.")
     with tempfile.TemporaryDirectory(prefix="ragpress-calib-") as scratch:
         # dev chunks' states go to a scratch store, not the serving store
         # fp16 states: half the memory of fp32, and the same NLL to three decimals
         builder = KVContextBuilder(model, LocalKVStore(scratch), "fp16", system_prompt)
         parallel_attention.enable(builder.lm)
-        examples = xquad_examples("dev", questions, seed=seed) + hotpot_examples("dev", questions, seed=seed)
+        examples = (xquad_examples("dev", questions, seed=seed, root=data)
+                    + hotpot_examples("dev", questions, seed=seed, root=data))
         prepared = prepare(builder, examples, reference=objective == "kl")
         logger.info("prepared %d dev questions", len(prepared))
         grid: Grid = {}
@@ -181,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)))
     parser.add_argument("--scales", default=",".join(map(str, SCALES)))
     parser.add_argument("--objective", choices=OBJECTIVES, default="kl")
+    parser.add_argument("--data", type=Path, default=DATASETS, help="folder holding xquad_en/ and hipporag_mini/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     result = calibrate(
@@ -190,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         tuple(float(t) for t in args.temperatures.split(",")),
         tuple(float(s) for s in args.scales.split(",")),
         objective=args.objective,
+        data=args.data,
     )
     print(json.dumps({k: v for k, v in result.items() if k != "grid"}, indent=2))
 

@@ -58,6 +58,24 @@ def models_fetch(names: list[str] = typer.Argument(None, help="Models to fetch; 
         console.print(f"[green]ok[/green] {name} -> {path}")
 
 
+@models_app.command("calibrate")
+def models_calibrate(model: str = typer.Argument("SmolLM2-135M-Instruct", help="Generator to calibrate."),
+                     questions: int = typer.Option(12, help="Dev questions per dataset."),
+                     objective: str = typer.Option("kl", help="kl: fidelity to sequential prefill; nll: gold NLL."),
+                     data: Path = typer.Option(None, help="Folder with xquad_en/ and hipporag_mini/.")) -> None:
+    """Pick the KV generator's APE temperature and scale on dev questions; store them in the server's
+    KV store, where the generator reads them."""
+    from generators.kv_calibration import calibrate
+    from generators.kv_scoring import DATASETS
+
+    try:
+        result = calibrate(model, None, questions, objective=objective, data=data or DATASETS)
+    except (FileNotFoundError, ValueError, models.ModelError) as exc:
+        _fail(str(exc))
+    console.print(f"[green]calibrated[/green] {model}: T={result['temperature']} S={result['scale']} "
+                  f"(dev {objective} {result['dev_mean_' + objective]}, naive {result['naive_mean_' + objective]})")
+
+
 @models_app.command("list")
 def models_list() -> None:
     """List the bundled models and whether they are fetched."""
