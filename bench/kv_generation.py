@@ -34,7 +34,7 @@ from generators.decoding import greedy_decode
 from generators.kv_cache import ChunkKV, cache_tensors
 from generators.kv_calibration import Prepared, prepare, sequential_prompt
 from generators.kv_context import KVContextBuilder, ParallelContext
-from generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_name
+from generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_for
 from generators.kv_quantization import dequantize, stored_bytes
 from generators.kv_scoring import (
     Example,
@@ -229,12 +229,11 @@ def main(argv: list[str] | None = None) -> None:
         summarize_file(args.summarize)
         return
     torch.set_num_threads(args.threads)
-    stored = open_store(json.loads(args.store) if args.store else None).get_settings(
-        calibration_name(MODEL, DEFAULT_SYSTEM_PROMPT)
-    ) or {}
+    stored = calibration_for(open_store(json.loads(args.store) if args.store else None), MODEL,
+                             DEFAULT_SYSTEM_PROMPT)
     t = args.temperature or stored.get("temperature", DEFAULT_TEMPERATURE)
     s = args.scale or stored.get("scale", DEFAULT_SCALE)
-    print(f"T={t} S={s} (calibration: {'stored' if stored else 'none, APE default'})", flush=True)
+    print(f"T={t} S={s} (calibration: {'stored or shipped' if stored else 'none, APE default'})", flush=True)
     with tempfile.TemporaryDirectory(prefix="ragpress-kvbench-") as scratch:
         store = LocalKVStore(scratch)
         builders = {q: KVContextBuilder(MODEL, store, q) for q in ("none", "fp16", "int8", "int4")}

@@ -19,20 +19,31 @@ from generators.kv_context import (
     builder_for,
     supports_parallel,
 )
-from generators.kv_store import KVEntry
+from generators.kv_store import KVEntry, KVStore
 from generators.local_generator import LocalGenerator, _stream_to, abstention_result, says_no_answer
 from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt, order_for_generation, passage_text
 from ragpress.schema import DOC_ID
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TEMPERATURE = 0.9  # APE's starting point, used until a calibration is stored for the model
+DEFAULT_TEMPERATURE = 0.9  # APE's starting point, for a model with no calibration stored or shipped
 DEFAULT_SCALE = 0.9
 ON_MISS = ("encode", "prefill")
+# Shipped so a fresh install of a bundled model starts calibrated: `python -m generators.kv_calibration
+# --questions 12` (KL objective, 24 dev questions) picked these on 2026-12-03; see docs/benchmarks.md.
+SHIPPED_CALIBRATIONS = {
+    ("SmolLM2-135M-Instruct", DEFAULT_SYSTEM_PROMPT): {"temperature": 0.7, "scale": 0.5},
+}
 
 
 def calibration_name(model: str, system_prompt: str) -> str:
     return f"calibration|{model}|{system_prompt}"
+
+
+def calibration_for(store: KVStore, model: str, system_prompt: str) -> dict[str, Any]:
+    """The store's calibration for the model and prompt, else the shipped one, else {} (APE's defaults)."""
+    stored = store.get_settings(calibration_name(model, system_prompt))
+    return stored or SHIPPED_CALIBRATIONS.get((model, system_prompt), {})
 
 
 def _check_share(share: float) -> float:
@@ -136,9 +147,9 @@ class KVCacheGenerator:
 
     def corrections(self, temperature: float | None = None,
                     scale: float | None = None) -> tuple[float, float]:
-        """T and S: runtime value, else init value, else the stored calibration, else APE's 0.9/0.9."""
+        """T and S: runtime value, else init value, else the calibration, else APE's 0.9/0.9."""
         assert self._builder is not None
-        stored = self._builder.store.get_settings(calibration_name(self.model, self.system_prompt)) or {}
+        stored = calibration_for(self._builder.store, self.model, self.system_prompt)
         t = temperature or self.temperature or stored.get("temperature") or DEFAULT_TEMPERATURE
         s = scale or self.scale or stored.get("scale") or DEFAULT_SCALE
         return float(t), float(s)

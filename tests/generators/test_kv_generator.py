@@ -6,8 +6,8 @@ import pytest
 from haystack import Document, Pipeline
 
 from generators.kv_context import builder_for
-from generators.kv_generator import KVCacheGenerator
-from generators.kv_store import LocalKVStore
+from generators.kv_generator import SHIPPED_CALIBRATIONS, KVCacheGenerator, calibration_name
+from generators.kv_store import LocalKVStore, open_store
 from generators.local_generator import LocalGenerator
 from ragpress.schema import CONTENT_HASH, DOC_ID, END, START, content_hash
 
@@ -92,6 +92,20 @@ def test_a_blend_share_recomputes_that_share_of_the_context_across_chunks(store_
     assert meta["kv_recomputed_tokens"] == -(-context_tokens // 4)  # a quarter, rounded up
     parallel = gen.run(QUESTION, chunks(), blend_share=0.0)["meta"][0]  # the runtime value wins
     assert (parallel["mode"], parallel["kv_recomputed_tokens"]) == ("parallel", 0)
+
+
+def test_corrections_come_from_the_request_then_init_then_the_calibration(store_config):
+    gen = KVCacheGenerator(store=store_config)
+    gen.warm_up()
+    shipped = SHIPPED_CALIBRATIONS[gen.model, gen.system_prompt]
+    assert gen.corrections() == (shipped["temperature"], shipped["scale"])  # a fresh install starts calibrated
+    open_store(store_config).put_settings(calibration_name(gen.model, gen.system_prompt),
+                                          {"temperature": 0.85, "scale": 0.95})
+    assert gen.corrections() == (0.85, 0.95)  # a calibration run on this server wins
+    assert gen.corrections(temperature=0.6) == (0.6, 0.95)
+    pinned = KVCacheGenerator(store=store_config, temperature=0.75, scale=1.0)
+    pinned.warm_up()
+    assert pinned.corrections() == (0.75, 1.0)
 
 
 def test_invalid_settings_are_refused_at_construction():
