@@ -29,7 +29,7 @@ from bench.rerank_prune import to_document
 from generators.kv_scoring import f1
 from generators.local_generator import LocalGenerator
 from pruners import data, mining
-from pruners.component import DEFAULT_THRESHOLD, ProvencePruner
+from pruners.component import ProvencePruner
 from rerankers.relevance_gate import RelevanceGate
 
 
@@ -101,7 +101,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=30, help="first N dev questions per dataset")
     parser.add_argument("--pool", type=int, default=10, help="retrieved passages the pruner reranks")
     parser.add_argument("--context", type=int, default=5, help="passages the generator reads")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="pruner sentence threshold")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="pruner sentence threshold (default: the weights' calibrated one)"
+    )
     parser.add_argument("--min-score", type=float, default=RelevanceGate().min_score, help="abstention floor")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--max-context-tokens", type=int, default=1536)

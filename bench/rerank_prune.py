@@ -20,7 +20,7 @@ import torch
 from haystack import Document
 
 from pruners import data, mining
-from pruners.component import DEFAULT_THRESHOLD, ProvencePruner
+from pruners.component import ProvencePruner
 from pruners.scoring import kept_sentences
 
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
@@ -82,9 +82,11 @@ def prune_records(
     return records
 
 
-def prune_table(records: list, gold_only: bool) -> list[tuple[float, float, float]]:
+def prune_table(
+    records: list, gold_only: bool, thresholds: list[float]
+) -> list[tuple[float, float, float]]:
     rows = []
-    for threshold in THRESHOLDS:
+    for threshold in thresholds:
         total = kept_tokens = gold_total = gold_kept = 0
         for lengths, scores, flags, is_gold in records:
             if gold_only and not is_gold:
@@ -99,6 +101,8 @@ def prune_table(records: list, gold_only: bool) -> list[tuple[float, float, floa
 
 
 def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
+    default = pruner._model.config.default_threshold
+    thresholds = sorted({*THRESHOLDS, default})
     for name in args.datasets:
         started = time.time()
         records = prune_records(args, name, pruner)
@@ -109,10 +113,10 @@ def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
         print("| threshold | tokens removed (all context) | gold kept | tokens removed (gold passages) |")
         print("|---|---|---|---|")
         for (t, removed, kept), (_, removed_gold, _) in zip(
-            prune_table(records, False), prune_table(records, True), strict=True
+            prune_table(records, False, thresholds), prune_table(records, True, thresholds), strict=True
         ):
-            mark = " (default)" if t == DEFAULT_THRESHOLD else ""
-            print(f"| {t}{mark} | {100 * removed:.1f}% | {100 * kept:.1f}% | {100 * removed_gold:.1f}% |")
+            mark = " (default)" if t == default else ""
+            print(f"| {t:.3g}{mark} | {100 * removed:.1f}% | {100 * kept:.1f}% | {100 * removed_gold:.1f}% |")
 
 
 def latency_documents(args: argparse.Namespace, tokenizer: object) -> tuple[str, list[Document]]:

@@ -13,8 +13,6 @@ from pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is
 from pruners.scoring import Span, kept_sentences, score_passages
 from ragpress.schema import SENTENCES
 
-DEFAULT_THRESHOLD = 0.1
-
 PRUNED_TEXT = "pruned_text"
 KEPT_SENTENCES = "kept_sentences"
 SENTENCE_SCORES = "sentence_scores"
@@ -62,7 +60,7 @@ class ProvencePruner:
 
     Usage::
 
-        pruner = ProvencePruner(threshold=0.1, top_k=5)
+        pruner = ProvencePruner(top_k=5)
         pruner.warm_up()
         result = pruner.run(query="Who wrote Hamlet?", documents=documents)
         context = [d.meta["pruned_text"] for d in result["documents"]]
@@ -71,7 +69,7 @@ class ProvencePruner:
     def __init__(
         self,
         model: str = DEFAULT_MODEL_NAME,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         top_k: int | None = None,
         score_threshold: float | None = None,
         max_length: int = 512,
@@ -80,7 +78,9 @@ class ProvencePruner:
     ) -> None:
         """
         :param model: ``"ragpress-provence-minilm"`` (shipped weights) or a directory of trained weights.
-        :param threshold: keep a sentence when its mean token keep probability is at least this.
+        :param threshold: keep a sentence when its mean token keep probability is at least this; None: the
+            threshold calibrated with the weights (``default_threshold`` in their config.json, set by training
+            to keep 97% of the gold sentences of held-out training queries).
         :param top_k: return at most this many documents (None: all).
         :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
         :param max_length: tokens per window (query + passage + 3 specials); longer passages use more windows.
@@ -145,6 +145,8 @@ class ProvencePruner:
         if not documents:
             return {"documents": []}
         self.warm_up()
+        if threshold is None:
+            threshold = self._model.config.default_threshold
         spans = [document_spans(d) for d in documents]
         scores = score_passages(
             self._model,

@@ -85,9 +85,12 @@ def split(dataset: Dataset, dev: bool) -> list[Query]:
 
 
 def _dev_of(query: Query) -> bool:
-    # XQuAD groups by article: the qid is "<article>/<question id>".
-    key = query.qid.split("/")[0] if query.dataset == "xquad" else query.qid
-    return is_dev(query.dataset, key)
+    return is_dev(query.dataset, group_key(query))
+
+
+def group_key(query: Query) -> str:
+    """The key a split is carved by; XQuAD groups by article (the qid is "<article>/<question id>")."""
+    return query.qid.split("/")[0] if query.dataset == "xquad" else query.qid
 
 
 def _clean(sentences: list[str]) -> tuple[str, ...]:

@@ -78,25 +78,32 @@ def kept_sentences(sentence_scores: list[float], threshold: float) -> list[int]:
     return [i for i, score in enumerate(sentence_scores) if score >= threshold]
 
 
+Sequence = tuple[list[int], list[int], list[int]]
+
+
 def build_sequence(
-    cls: int, sep: int, query_ids: list[int], passage_ids: list[int]
-) -> tuple[list[int], list[int]]:
-    """Input ids and token type ids of ``[CLS] query [SEP] passage [SEP]``."""
+    cls: int, sep: int, query_ids: list[int], passage_ids: list[int], passage_sentences: list[int]
+) -> Sequence:
+    """Input ids, token type ids and sentence index per token (-1 outside the passage's sentences) of
+    ``[CLS] query [SEP] passage [SEP]``."""
     ids = [cls, *query_ids, sep, *passage_ids, sep]
     types = [0] * (len(query_ids) + 2) + [1] * (len(passage_ids) + 1)
-    return ids, types
+    sentences = [-1] * (len(query_ids) + 2) + passage_sentences + [-1]
+    return ids, types, sentences
 
 
-def pad_batch(sequences: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _ in sequences)
+def pad_batch(sequences: list[Sequence], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _, _ in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     types = torch.zeros((len(sequences), width), dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, (ids, tt) in enumerate(sequences):
+    sentence_ids = torch.full((len(sequences), width), -1, dtype=torch.long)
+    for row, (ids, tt, sentences) in enumerate(sequences):
         input_ids[row, : len(ids)] = torch.tensor(ids)
         types[row, : len(tt)] = torch.tensor(tt)
         mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
+        sentence_ids[row, : len(sentences)] = torch.tensor(sentences)
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types, "sentence_ids": sentence_ids}
 
 
 def query_ids(tokenizer: object, query: str, max_tokens: int) -> list[int]:
@@ -127,7 +134,13 @@ def score_passages(
     for first in range(0, len(jobs), batch_size):
         batch = jobs[first : first + batch_size]
         sequences = [
-            build_sequence(tokenizer.cls_token_id, tokenizer.sep_token_id, q_ids, encoded[p].ids[s:e])
+            build_sequence(
+                tokenizer.cls_token_id,
+                tokenizer.sep_token_id,
+                q_ids,
+                encoded[p].ids[s:e],
+                encoded[p].token_sentence[s:e],
+            )
             for p, (s, e) in batch
         ]
         rel, keep = model(**pad_batch(sequences, tokenizer.pad_token_id))

@@ -1,21 +1,24 @@
-"""Train the reranker-pruner (LoRA adapters + relevance and keep heads on the bundled MiniLM).
+"""Train the reranker-pruner (LoRA adapters, relevance and keep heads, fusion scalars on the bundled MiniLM).
 
-Train (the full plan is ~7,255 windows; ``--time-budget`` seconds, default 1500, cuts it short on a busy
-machine, and the shipped weights came from such a cut-short run, see docs/benchmarks.md)::
+The shipped weights come from two runs (see docs/benchmarks.md, "Reranker and pruner"; ``--time-budget``
+seconds cut a run short when a step is slower than the plan allows)::
 
-    nice -n 10 python -m pruners.training --data ../shared/datasets --out pruners/weights/provence-minilm \
-        --time-budget 0
+    OMP_NUM_THREADS=1 python -m pruners.training --out /tmp/rp/run2 --time-budget 1500
+    OMP_NUM_THREADS=1 python -m pruners.training --init /tmp/rp/run2 --seed 14 --time-budget 660 \
+        --out pruners/weights/provence-minilm
 
 Examples come from the TRAIN side of every split in ``pruners.data`` (dev queries are never read):
 positives are the labelled relevant passages, hard negatives the top MiniLM hits that are not labelled
 relevant; keep labels are the tokens of gold sentences (tokens of negatives are all "drop"). Silver
 examples turn one sentence of a SciFact abstract into a pseudo-query (a subsequence of its content words)
-with that sentence as the gold one; abstracts relevant to dev claims are excluded from them.
+with that sentence as the gold one; abstracts relevant to dev claims are excluded from them. A tenth of the
+train queries is held out of training to calibrate the default sentence threshold saved with the weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import math
 import random
@@ -29,10 +32,19 @@ from torch import nn
 
 from pruners import data, mining
 from pruners.model import ADAPTER_FILE, ProvenceConfig, ProvenceModel, new_trainable, save
-from pruners.scoring import build_sequence, encode_passage, pad_batch, query_ids, window_ranges
+from pruners.scoring import (
+    build_sequence,
+    encode_passage,
+    pad_batch,
+    query_ids,
+    score_passages,
+    window_ranges,
+)
 
 logger = logging.getLogger("pruners.training")
 IGNORE = -100.0
+SCALAR_LR_FACTOR = 30
+CALIBRATION_PERCENT = 10
 
 
 @dataclass
@@ -47,6 +59,7 @@ class Item:
 class Window:
     ids: list[int]
     types: list[int]
+    sentences: list[int]  # sentence index per input token, -1 outside the passage's sentences
     keep: list[float]  # per input token; IGNORE where unlabelled
     relevance: float  # IGNORE when the window's relevance is unknown
 
@@ -107,11 +120,11 @@ def to_windows(item: Item, tokenizer: object, config: ProvenceConfig) -> list[Wi
             labels = [1.0 if s in gold else 0.0 for s in sentences]
             has_gold = any(labels)
             relevance = 1.0 if has_gold else (0.0 if not item.relevant else IGNORE)
-        ids, types = build_sequence(
-            tokenizer.cls_token_id, tokenizer.sep_token_id, q_ids, encoded.ids[start:end]
+        ids, types, sentence_ids = build_sequence(
+            tokenizer.cls_token_id, tokenizer.sep_token_id, q_ids, encoded.ids[start:end], sentences
         )
         keep = [IGNORE] * (len(q_ids) + 2) + labels + [IGNORE]
-        windows.append(Window(ids, types, keep, relevance))
+        windows.append(Window(ids, types, sentence_ids, keep, relevance))
     return windows
 
 
@@ -127,26 +140,50 @@ def batches(windows: list[Window], batch_size: int, rng: random.Random) -> list[
     return result
 
 
-def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int, keep_weight: float) -> torch.Tensor:
-    inputs = pad_batch([(w.ids, w.types) for w in batch], pad_id)
+def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean relevance and keep binary cross-entropies over the labelled windows and tokens of ``batch``."""
+    inputs = pad_batch([(w.ids, w.types, w.sentences) for w in batch], pad_id)
     relevance, keep = model(**inputs)
     width = inputs["input_ids"].shape[1]
     keep_labels = torch.tensor([w.keep + [IGNORE] * (width - len(w.keep)) for w in batch])
     rel_labels = torch.tensor([w.relevance for w in batch])
     bce = nn.functional.binary_cross_entropy_with_logits
-    loss = torch.zeros(())
-    if (mask := rel_labels != IGNORE).any():
-        loss = loss + bce(relevance[mask], rel_labels[mask])
-    if (mask := keep_labels != IGNORE).any():
-        loss = loss + keep_weight * bce(keep[mask], keep_labels[mask])
-    return loss
+    zero = torch.zeros(())
+    mask = rel_labels != IGNORE
+    relevance_loss = bce(relevance[mask], rel_labels[mask]) if mask.any() else zero
+    mask = keep_labels != IGNORE
+    keep_loss = bce(keep[mask], keep_labels[mask]) if mask.any() else zero
+    return relevance_loss, keep_loss
 
 
-def collect(args: argparse.Namespace, rng: random.Random) -> list[Item]:
+def param_groups(model: ProvenceModel, lr: float) -> list[dict]:
+    """The fusion scalars start at guesses of order 1-10; at the adapters' learning rate they could barely
+    move in one run, so they get a larger one (and no weight decay)."""
+    scalars = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("fusion.")]
+    rest = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("fusion.")]
+    return [{"params": rest, "lr": lr}, {"params": scalars, "lr": SCALAR_LR_FACTOR * lr, "weight_decay": 0.0}]
+
+
+def is_calibration(query: data.Query) -> bool:
+    """A fixed share of the train queries, held out of training to set the default sentence threshold."""
+    digest = hashlib.sha256(f"calibration:{query.dataset}:{data.group_key(query)}".encode()).hexdigest()
+    return int(digest, 16) % 100 < CALIBRATION_PERCENT
+
+
+def collect(args: argparse.Namespace, rng: random.Random) -> tuple[list[Item], list[Item]]:
+    """Training items, and the gold passages (with sentence labels) of the held-out calibration queries."""
     items: list[Item] = []
+    held_out: list[Item] = []
     for name in data.DATASETS:
         dataset = data.load(name, args.data)
         queries = data.split(dataset, dev=False)
+        held_out += [
+            Item(q.text, dataset.passages[pid], True, gold)
+            for q in queries
+            if is_calibration(q)
+            for pid, gold in q.gold.items()
+        ]
+        queries = [q for q in queries if not is_calibration(q)]
         cap = args.max_queries.get(name)
         if cap and len(queries) > cap:
             queries = rng.sample(queries, cap)
@@ -155,7 +192,26 @@ def collect(args: argparse.Namespace, rng: random.Random) -> list[Item]:
             found += silver_items(dataset, args.silver, rng)
         logger.info("%s: %d train queries -> %d items", name, len(queries), len(found))
         items += found
-    return items
+    return items, held_out
+
+
+def calibrate_threshold(
+    model: ProvenceModel, tokenizer: object, held_out: list[Item], recall: float
+) -> float:
+    """The sentence threshold that keeps ``recall`` of the gold sentences of queries never trained on.
+
+    Keep probabilities are calibrated to the training label mix, not to a fixed cut-off, so the default
+    threshold is measured with the weights rather than guessed."""
+    model.eval()
+    gold_scores = []
+    for item in held_out:
+        result = score_passages(model, tokenizer, item.query, [(item.passage.text, item.passage.spans())])[0]
+        gold_scores += [result.sentence_scores[i] for i in item.gold or [] if i < len(result.sentence_scores)]
+    gold_scores.sort()
+    threshold = gold_scores[int((1 - recall) * len(gold_scores))]
+    logger.info("threshold %.4f keeps %.0f%% of %d held-out gold sentences", threshold, 100 * recall,
+                len(gold_scores))
+    return threshold
 
 
 def train(args: argparse.Namespace) -> None:
@@ -168,12 +224,13 @@ def train(args: argparse.Namespace) -> None:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(args.init / ADAPTER_FILE)), strict=False)
-    windows = [w for item in collect(args, rng) for w in to_windows(item, tokenizer, config)]
+    items, held_out = collect(args, rng)
+    windows = [w for item in items for w in to_windows(item, tokenizer, config)]
     plan = batches(windows, args.batch_size, rng)[args.skip_steps :]
     steps = len(plan) * args.epochs
     logger.info("%d windows, %d steps", len(windows), steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(param_groups(model, args.lr), weight_decay=0.01)
     horizon = {"steps": steps}  # shortened after a few timed steps when the time budget demands it
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -181,7 +238,7 @@ def train(args: argparse.Namespace) -> None:
         lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / horizon["steps"])))),
     )
     model.train()
-    started, step, running = time.time(), 0, 0.0
+    started, step, running = time.time(), 0, torch.zeros(2)
     for epoch in range(args.epochs):
         if epoch:
             plan = batches(windows, args.batch_size, rng)
@@ -193,25 +250,27 @@ def train(args: argparse.Namespace) -> None:
                 logger.info("%.1fs per step: training %d of %d steps", per_step, horizon["steps"], steps)
             if step >= horizon["steps"]:
                 break
-            loss = loss_of(model, batch, tokenizer.pad_token_id, args.keep_weight)
-            loss.backward()
+            relevance_loss, keep_loss = loss_of(model, batch, tokenizer.pad_token_id)
+            (relevance_loss + args.keep_weight * keep_loss).backward()
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
             step += 1
-            running = 0.95 * running + 0.05 * float(loss) if step > 1 else float(loss)
+            losses = torch.tensor([relevance_loss.item(), keep_loss.item()])
+            running = 0.95 * running + 0.05 * losses if step > 1 else losses
             if step % 20 == 0:
                 elapsed = time.time() - started
                 logger.info(
-                    "step %d/%d loss %.4f elapsed %.0fs eta %.0fs",
+                    "step %d/%d loss relevance %.4f keep %.4f elapsed %.0fs eta %.0fs",
                     step,
                     horizon["steps"],
-                    running,
+                    *running.tolist(),
                     elapsed,
                     elapsed / step * (horizon["steps"] - step),
                 )
     model.config.max_length = 512  # trained on short windows; inference may use the full window
+    model.config.default_threshold = calibrate_threshold(model, tokenizer, held_out, args.gold_recall)
     save(model, args.out)
     logger.info("saved to %s", args.out)
 
@@ -225,18 +284,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--negatives", type=int, default=2)
     parser.add_argument("--keep-weight", type=float, default=1.0)
     parser.add_argument("--silver", type=int, default=200)
     parser.add_argument("--max-xquad", type=int, default=500, help="cap on XQuAD train questions (time)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
+        "--gold-recall", type=float, default=0.97, help="share of held-out gold sentences the default threshold keeps"
+    )
+    parser.add_argument(
         "--interaction",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="experimental, not yet trained or measured: heads read query/passage interaction features",
+        default=True,
+        help="query isolation + interaction features + cosine fusion (see pruners.model); off: plain heads",
     )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--init", type=Path, default=None, help="weights directory to continue from")
     parser.add_argument("--skip-steps", type=int, default=0, help="batches of the plan already trained")
     parser.add_argument(
@@ -249,8 +312,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
-    train(parse_args(argv))
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train(args)
 
 
 if __name__ == "__main__":

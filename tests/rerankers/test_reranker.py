@@ -10,13 +10,17 @@ from rerankers.reranker import Reranker
 
 pytestmark = pytest.mark.integration
 
-# The shipped weights are under-trained (docs/benchmarks.md, "Reranker and pruner"): these quality checks
-# are the specification the retrained model must meet; until then they are expected to fail.
-UNDER_TRAINED = pytest.mark.xfail(
-    reason="shipped weights under-trained; retrain with pruners.training", strict=False
-)
+# The shipped weights still rank below retrieval on SciFact (docs/benchmarks.md, "Reranker and pruner"); the
+# dev claim they get wrong stays a specification the next weights must meet.
+UNDER_TRAINED = pytest.mark.xfail(reason="shipped weights rank this gold abstract second", strict=False)
+STILL_MISRANKED = ("40mg/day dosage of folic acid",)
 
 EXAMPLES = json.loads((Path(__file__).parents[1] / "pruners" / "fixtures" / "dev_examples.json").read_text())
+
+
+def case(example: dict) -> object:
+    marks = [UNDER_TRAINED] if example["query"].startswith(STILL_MISRANKED) else []
+    return pytest.param(example, marks=marks, id=f"{example['dataset']}:{example['query'][:30]}")
 
 
 def documents_of(example: dict) -> list[Document]:
@@ -33,8 +37,7 @@ def reranker() -> Reranker:
     return component
 
 
-@UNDER_TRAINED
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e['dataset']}:{e['query'][:30]}")
+@pytest.mark.parametrize("example", [case(e) for e in EXAMPLES])
 def test_the_gold_passage_of_a_dev_query_is_ranked_first(reranker, example):
     ranked = reranker.run(query=example["query"], documents=documents_of(example))["documents"]
     assert ranked[0].id == "0"
