@@ -329,7 +329,7 @@ def main() -> None:
     parser.add_argument("--scifact-distractors", type=int, default=300)
     parser.add_argument("--max-tokens", type=int, default=64, help="chunk budget in tokens (all strategies)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--datasets", default="scifact,hotpotqa-titles")
+    parser.add_argument("--datasets", default="scifact,hotpotqa-titles,hotpotqa,musique")
     args = parser.parse_args()
     builders = {"scifact": lambda: scifact(args.scifact_distractors, args.seed), "hotpotqa": hotpotqa,
                 "hotpotqa-titles": hotpotqa_titles, "musique": musique}

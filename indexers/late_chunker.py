@@ -206,7 +206,7 @@ class LateChunker:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  window_tokens: int | None = None, window_overlap: int = 64, batch_size: int = 16,
-                 prompt_name: str | None = "document", local_weight: float = 0.0) -> None:
+                 prompt_name: str | None = "document", local_weight: float = 0.25) -> None:
         if not model:
             raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
         if window_tokens is not None and window_tokens < 32:

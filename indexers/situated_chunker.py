@@ -91,7 +91,7 @@ class SituatedChunker:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  context_tokens: int | None = None, context_weight: float = 0.0, title_key: str | None = None,
-                 batch_size: int = 16, prompt_name: str | None = "document", local_weight: float = 0.0) -> None:
+                 batch_size: int = 16, prompt_name: str | None = "document", local_weight: float = 0.25) -> None:
         if not model:
             raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
         check_weight("context_weight", context_weight)

@@ -20,7 +20,7 @@ def _long_text() -> str:
 
 @pytest.fixture(scope="module")
 def chunker() -> SituatedChunker:
-    component = SituatedChunker(max_tokens=20, context_weight=0.25)
+    component = SituatedChunker(max_tokens=20, context_weight=0.25, local_weight=0.0)
     component.warm_up()
     return component
 
@@ -52,7 +52,7 @@ def test_each_chunk_returns_its_short_text_with_a_unit_vector(chunker):
 def test_without_context_weight_a_short_document_gives_the_late_chunking_vectors(chunker):
     document = Document(content=TEXT, meta={"doc_id": "a"})
     situated = chunker.run([document], context_weight=0.0)["documents"]
-    late = LateChunker(max_tokens=20).run([document])["documents"]
+    late = LateChunker(max_tokens=20, local_weight=0.0).run([document])["documents"]
     assert np.allclose([c.embedding for c in situated], [c.embedding for c in late], atol=1e-5)
 
 
