@@ -61,7 +61,7 @@ def recompute(model: PreTrainedModel, context: ParallelContext, share: float) ->
     if share == 0.0 or not context.token_ids:
         return 0
     layout = context.layout
-    if layout.key_positions.numel() != context.length or layout.temperature != 1.0 or layout.scale != 1.0:
+    if not torch.equal(layout.key_positions, torch.arange(context.length)):  # chunks share positions
         raise ValueError("CacheBlend needs the sequential layout: assemble(..., sequential=True)")
     chosen = select(deviations(model, context), share)
     start, total = layout.prefix_len, context.length

@@ -86,6 +86,8 @@ def test_the_most_deviating_share_is_chosen_in_cache_order():
 def test_the_parallel_layout_is_refused(builder_for):
     builder = builder_for("SmolLM2-135M-Instruct")
     chunks = [Document(content=text) for text in CHUNKS]
-    context = builder.assemble(chunks, [builder.encode_alone(c) for c in chunks], 0.8, 1.0)
-    with pytest.raises(ValueError, match="sequential layout"):
-        recompute(builder.lm, context, 0.2)
+    entries = [builder.encode_alone(c) for c in chunks]
+    for temperature in (0.8, 1.0):  # naive parallel (T = S = 1) shares positions too
+        context = builder.assemble(chunks, entries, temperature, 1.0)
+        with pytest.raises(ValueError, match="sequential layout"):
+            recompute(builder.lm, context, 0.2)
