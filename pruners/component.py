@@ -10,7 +10,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 
 from indexers.sentences import split_sentences
 from pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
-from pruners.scoring import Span, kept_sentences, score_passages
+from pruners.scoring import PassageScores, Span, kept_sentences, relative_cutoff, score_passages
 from ragpress.schema import SENTENCES
 
 PRUNED_TEXT = "pruned_text"
@@ -33,6 +33,13 @@ def weights_path(model: str) -> Path:
 def check_range(name: str, value: float | None, low: float, high: float) -> None:
     if value is not None and not low <= value <= high:
         raise ValueError(f"{name} must be within [{low}, {high}], got {value}")
+
+
+def check_rule(threshold: float | None, relative_threshold: float | None) -> None:
+    check_range("threshold", threshold, 0.0, 1.0)
+    check_range("relative_threshold", relative_threshold, 0.0, 1.0)
+    if threshold is not None and relative_threshold is not None:
+        raise ValueError("give threshold (absolute) or relative_threshold, not both")
 
 
 def check_top_k(top_k: int | None) -> None:
@@ -58,6 +65,11 @@ class ProvencePruner:
     and ``sentence_scores``. Documents are sorted by score; ``top_k`` keeps the best, ``score_threshold``
     drops documents below a relevance probability.
 
+    Sentences are kept by one of two rules: ``threshold`` (absolute: keep probability >= threshold) or
+    ``relative_threshold`` (keep probability >= ratio * the best sentence's among all documents of the call).
+    Without either, the rule calibrated with the weights applies: the relative one when their config.json has
+    ``default_relative_threshold``, else the absolute ``default_threshold``.
+
     Usage::
 
         pruner = ProvencePruner(top_k=5)
@@ -75,12 +87,16 @@ class ProvencePruner:
         max_length: int = 512,
         batch_size: int = 16,
         quantize: bool = False,
+        relative_threshold: float | None = None,
     ) -> None:
         """
         :param model: ``"ragpress-provence-minilm"`` (shipped weights) or a directory of trained weights.
-        :param threshold: keep a sentence when its mean token keep probability is at least this; None: the
-            threshold calibrated with the weights (``default_threshold`` in their config.json, set by training
-            to keep 97% of the gold sentences of held-out training queries).
+        :param threshold: keep a sentence when its mean token keep probability is at least this.
+        :param relative_threshold: keep a sentence when its keep probability is at least this share of the
+            best sentence's among all the documents of one call (so the best sentence is always kept).
+            At most one of the two; with neither, the weights' calibrated rule (``default_relative_threshold``
+            or ``default_threshold`` in their config.json, each set to keep 97% of the gold sentences of
+            held-out training queries; see pruners.calibration).
         :param top_k: return at most this many documents (None: all).
         :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
         :param max_length: tokens per window (query + passage + 3 specials); longer passages use more windows.
@@ -89,7 +105,7 @@ class ProvencePruner:
             differ slightly).
         """
         weights_path(model)
-        check_range("threshold", threshold, 0.0, 1.0)
+        check_rule(threshold, relative_threshold)
         check_range("score_threshold", score_threshold, 0.0, 1.0)
         check_top_k(top_k)
         if not 16 <= max_length <= 512:
@@ -98,6 +114,7 @@ class ProvencePruner:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.model = model
         self.threshold = threshold
+        self.relative_threshold = relative_threshold
         self.top_k = top_k
         self.score_threshold = score_threshold
         self.max_length = max_length
@@ -115,6 +132,7 @@ class ProvencePruner:
             self,
             model=self.model,
             threshold=self.threshold,
+            relative_threshold=self.relative_threshold,
             top_k=self.top_k,
             score_threshold=self.score_threshold,
             max_length=self.max_length,
@@ -134,19 +152,20 @@ class ProvencePruner:
         threshold: float | None = None,
         top_k: int | None = None,
         score_threshold: float | None = None,
+        relative_threshold: float | None = None,
     ) -> dict[str, list[Document]]:
-        """Rerank and prune ``documents`` for ``query``; arguments given here override the init values."""
-        threshold = self.threshold if threshold is None else threshold
+        """Rerank and prune ``documents`` for ``query``; arguments given here override the init values (a
+        sentence rule given here, absolute or relative, replaces the init one)."""
+        check_rule(threshold, relative_threshold)
+        if threshold is None and relative_threshold is None:
+            threshold, relative_threshold = self.threshold, self.relative_threshold
         top_k = self.top_k if top_k is None else top_k
         score_threshold = self.score_threshold if score_threshold is None else score_threshold
-        check_range("threshold", threshold, 0.0, 1.0)
         check_range("score_threshold", score_threshold, 0.0, 1.0)
         check_top_k(top_k)
         if not documents:
             return {"documents": []}
         self.warm_up()
-        if threshold is None:
-            threshold = self._model.config.default_threshold
         spans = [document_spans(d) for d in documents]
         scores = score_passages(
             self._model,
@@ -156,11 +175,25 @@ class ProvencePruner:
             batch_size=self.batch_size,
             max_length=self.max_length,
         )
+        cutoff = self._cutoff(scores, threshold, relative_threshold)
         pruned = [
-            _pruned(d, s, result.score, result.sentence_scores, threshold)
+            _pruned(d, s, result.score, result.sentence_scores, cutoff)
             for d, s, result in zip(documents, spans, scores, strict=True)
         ]
         return {"documents": select(pruned, top_k, score_threshold)}
+
+    def _cutoff(
+        self, scores: list[PassageScores], threshold: float | None, relative_threshold: float | None
+    ) -> float:
+        """The absolute sentence threshold for this call: the given rule, else the weights' calibrated one."""
+        if threshold is None and relative_threshold is None:
+            config = self._model.config
+            if config.default_relative_threshold is None:
+                return config.default_threshold
+            relative_threshold = config.default_relative_threshold
+        if relative_threshold is None:
+            return threshold
+        return relative_cutoff([r.sentence_scores for r in scores], relative_threshold)
 
 
 def select(documents: list[Document], top_k: int | None, score_threshold: float | None) -> list[Document]:

@@ -33,6 +33,9 @@ class ProvenceConfig:
     max_length: int = 512
     max_query_tokens: int = 64
     default_threshold: float = 0.1
+    # Share of the query's best sentence score a sentence needs (see pruners.calibration); when set, it is
+    # the pruner's default rule instead of the absolute default_threshold.
+    default_relative_threshold: float | None = None
     # Query isolation, interaction features and cosine fusion (see ProvenceModel); False: the plain heads.
     interaction: bool = True
 

@@ -12,7 +12,8 @@ positives are the labelled relevant passages, hard negatives the top MiniLM hits
 relevant; keep labels are the tokens of gold sentences (tokens of negatives are all "drop"). Silver
 examples turn one sentence of a SciFact abstract into a pseudo-query (a subsequence of its content words)
 with that sentence as the gold one; abstracts relevant to dev claims are excluded from them. A tenth of the
-train queries is held out of training to calibrate the default sentence threshold saved with the weights.
+train queries is held out of training to calibrate the default sentence thresholds saved with the weights
+(absolute here, relative in pruners.calibration).
 """
 
 from __future__ import annotations
@@ -271,6 +272,12 @@ def train(args: argparse.Namespace) -> None:
                 )
     model.config.max_length = 512  # trained on short windows; inference may use the full window
     model.config.default_threshold = calibrate_threshold(model, tokenizer, held_out, args.gold_recall)
+    # Imported here: pruners.calibration imports is_calibration from this module.
+    from pruners.calibration import calibrate_relative_threshold
+
+    model.config.default_relative_threshold = calibrate_relative_threshold(
+        model, tokenizer, args.data, args.gold_recall
+    )
     save(model, args.out)
     logger.info("saved to %s", args.out)
 

@@ -141,3 +141,53 @@ def test_a_passage_longer_than_the_window_gets_a_score_for_every_sentence(xquad)
     assert len(out.meta["sentence_scores"]) == len(split_sentences(document.content))
     assert all(0.0 < s < 1.0 for s in out.meta["sentence_scores"])
     assert out.meta["pruned_text"] == document.content
+
+
+def kept_pairs(documents: list[Document]) -> set[tuple[str, int]]:
+    return {(d.id, i) for d in documents for i in d.meta["kept_sentences"]}
+
+
+@pytest.mark.parametrize("example", range(len(EXAMPLES)))
+def test_the_relative_rule_keeps_each_query_best_sentence_and_matches_its_absolute_cutoff(pruner, example):
+    query, passages = EXAMPLES[example]["query"], EXAMPLES[example]["passages"]
+    documents = [as_document(p, str(i)) for i, p in enumerate(passages)]
+    scored = pruner.run(query=query, documents=documents, threshold=0.0)["documents"]
+    best = max(s for d in scored for s in d.meta["sentence_scores"])
+    top = {(d.id, i) for d in scored for i, s in enumerate(d.meta["sentence_scores"]) if s == best}
+    assert kept_pairs(pruner.run(query=query, documents=documents, relative_threshold=1.0)["documents"]) == top
+    for ratio in (0.2, 0.5):
+        relative = pruner.run(query=query, documents=documents, relative_threshold=ratio)["documents"]
+        kept = kept_pairs(relative)
+        assert top <= kept
+        for d in relative:  # meta scores are rounded to 6 places, hence the tolerance
+            for i, s in enumerate(d.meta["sentence_scores"]):
+                assert (s >= ratio * best - 1e-6) if (d.id, i) in kept else (s < ratio * best + 1e-6)
+
+
+def test_without_a_rule_the_weights_calibrated_relative_threshold_applies(pruner, xquad):
+    ratio = pruner._model.config.default_relative_threshold
+    assert ratio is not None and 0.0 < ratio < 1.0
+    documents = [as_document(p, str(i)) for i, p in enumerate(xquad["passages"])]
+    default = pruner.run(query=xquad["query"], documents=documents)["documents"]
+    explicit = pruner.run(query=xquad["query"], documents=documents, relative_threshold=ratio)["documents"]
+    assert kept_pairs(default) == kept_pairs(explicit)
+
+
+def test_a_rule_given_at_run_replaces_the_init_rule(xquad):
+    pruner = ProvencePruner(relative_threshold=1.0)
+    documents = [as_document(p, str(i)) for i, p in enumerate(xquad["passages"])]
+    assert len(kept_pairs(pruner.run(query=xquad["query"], documents=documents)["documents"])) == 1
+    everything = pruner.run(query=xquad["query"], documents=documents, threshold=0.0)["documents"]
+    assert kept_pairs(everything) == {(d.id, i) for d in everything for i in range(len(d.meta["sentence_scores"]))}
+
+
+def test_invalid_relative_thresholds_and_two_rules_at_once_are_rejected(pruner):
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ValueError, match="relative_threshold"):
+            ProvencePruner(relative_threshold=bad)
+        with pytest.raises(ValueError, match="relative_threshold"):
+            pruner.run(query="q", documents=[Document(content="x")], relative_threshold=bad)
+    with pytest.raises(ValueError, match="not both"):
+        ProvencePruner(threshold=0.1, relative_threshold=0.5)
+    with pytest.raises(ValueError, match="not both"):
+        pruner.run(query="q", documents=[Document(content="x")], threshold=0.1, relative_threshold=0.5)

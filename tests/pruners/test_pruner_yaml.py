@@ -43,3 +43,24 @@ def test_yaml_round_trip_keeps_parameters_and_outputs():
     assert [d.score for d in after] == pytest.approx([d.score for d in before])
     assert [d.meta["kept_sentences"] for d in after] == [d.meta["kept_sentences"] for d in before]
     assert [d.meta["pruned_text"] for d in after] == [d.meta["pruned_text"] for d in before]
+
+
+def test_yaml_round_trip_keeps_the_relative_rule_and_its_outputs():
+    pruner = ProvencePruner(relative_threshold=0.35, top_k=4)
+    restored = ProvencePruner.from_dict(pruner.to_dict())
+    assert (restored.relative_threshold, restored.threshold) == (0.35, None)
+
+    pipeline = Pipeline()
+    pipeline.add_component("pruner", pruner)
+    text = pipeline.dumps()
+    assert "relative_threshold: 0.35" in text
+    loaded = Pipeline.loads(text, allowed_modules=ALLOWED)
+    assert loaded.dumps() == text
+
+    documents = [Document(id=str(i), content=" ".join(p)) for i, p in enumerate(EXAMPLE["passages"])]
+    inputs = {"pruner": {"query": EXAMPLE["query"], "documents": documents}}
+    before = pipeline.run(inputs)["pruner"]["documents"]
+    after = loaded.run(inputs)["pruner"]["documents"]
+    kept = [d.meta["kept_sentences"] for d in after]
+    assert kept == [d.meta["kept_sentences"] for d in before]
+    assert any(kept) and sum(map(len, kept)) < sum(len(d.meta["sentence_scores"]) for d in after)

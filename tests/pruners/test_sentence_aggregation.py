@@ -4,7 +4,14 @@ from itertools import pairwise
 
 import pytest
 
-from pruners.scoring import aggregate_sentences, kept_sentences, token_sentences, window_ranges
+from pruners.calibration import recall_quantile
+from pruners.scoring import (
+    aggregate_sentences,
+    kept_sentences,
+    relative_cutoff,
+    token_sentences,
+    window_ranges,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +68,46 @@ def test_an_empty_passage_has_no_windows_and_a_query_that_fills_the_window_is_an
     assert window_ranges([], capacity=10) == []
     with pytest.raises(ValueError):
         window_ranges([0, 0], capacity=0)
+
+
+QUERY_SCORES = [[0.02, 0.004, 0.013], [0.001, 0.018], []]  # one query's passages (the last one empty)
+
+
+def kept_relative(scores: list[list[float]], ratio: float) -> list[list[int]]:
+    cutoff = relative_cutoff(scores, ratio)
+    return [kept_sentences(passage, cutoff) for passage in scores]
+
+
+def test_the_relative_rule_cuts_at_a_share_of_the_query_best_sentence_across_passages():
+    assert relative_cutoff(QUERY_SCORES, 0.5) == pytest.approx(0.01)
+    assert kept_relative(QUERY_SCORES, 0.5) == [[0, 2], [1], []]
+    assert kept_relative(QUERY_SCORES, 0.0) == [[0, 1, 2], [0, 1], []]
+
+
+def test_the_relative_rule_always_keeps_the_best_sentence_however_low_the_scores():
+    tiny = [[s / 1000 for s in passage] for passage in QUERY_SCORES]
+    assert kept_relative(tiny, 1.0) == [[0], [], []]
+    assert kept_sentences(tiny[0], 0.0111) == []  # what the absolute default would have kept
+
+
+def test_scaling_every_score_of_a_query_leaves_the_relative_kept_set_unchanged():
+    for factor in (0.01, 3.0, 40.0):
+        scaled = [[s * factor for s in passage] for passage in QUERY_SCORES]
+        for ratio in (0.1, 0.3, 0.7, 0.95):
+            assert kept_relative(scaled, ratio) == kept_relative(QUERY_SCORES, ratio)
+
+
+def test_raising_the_relative_threshold_never_keeps_more_and_no_passage_means_no_cutoff():
+    kept = [sum(map(len, kept_relative(QUERY_SCORES, r))) for r in (0.0, 0.2, 0.5, 0.9, 1.0)]
+    assert kept == sorted(kept, reverse=True)
+    assert relative_cutoff([], 0.5) == 0.0
+
+
+def test_the_recall_quantile_is_the_highest_cutoff_keeping_the_requested_share():
+    values = [0.1 * i for i in range(1, 101)]
+    for recall in (0.5, 0.9, 0.97):
+        cutoff = recall_quantile(values, recall)
+        assert sum(v >= cutoff for v in values) >= recall * len(values)
+        assert sum(v >= cutoff + 1e-9 for v in values) < recall * len(values)
+    with pytest.raises(ValueError):
+        recall_quantile([], 0.97)

@@ -1,0 +1,107 @@
+"""Calibrate the pruner's default relative sentence threshold on held-out training queries.
+
+    OMP_NUM_THREADS=1 python -m pruners.calibration --weights pruners/weights/provence-minilm
+
+The queries are the held-out calibration share of the *train* side (``pruners.training.is_calibration``:
+never trained on, never dev). Each query's context is built as the pruning benchmark builds it
+(``bench.rerank_prune --part prune``): its gold passages plus the best MiniLM hits that are not relevant,
+``--context`` passages in all, because a relative rule depends on every passage of the call. The saved
+``default_relative_threshold`` is the highest share of the query's best sentence score that still keeps
+``--gold-recall`` of the held-out gold sentences (pooled over the datasets), the same recall rule that sets
+the absolute ``default_threshold`` at the end of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from pruners import data, mining
+from pruners.model import CONFIG_FILE, ProvenceModel, load
+from pruners.scoring import score_passages
+from pruners.training import is_calibration
+
+logger = logging.getLogger("pruners.calibration")
+
+# One held-out query: its text, its context passages and, per passage, the gold sentence indices.
+Context = tuple[str, list[data.Passage], list[list[int]]]
+
+
+def calibration_contexts(dataset: data.Dataset, context: int) -> list[Context]:
+    """Held-out train queries with sentence labels, each with its gold passages and hard negatives."""
+    queries = [q for q in data.split(dataset, dev=False) if q.gold and is_calibration(q)]
+    hits = mining.search(dataset, [q.text for q in queries], k=context + 10) if queries else []
+    contexts = []
+    for query, ranked in zip(queries, hits, strict=True):
+        negatives = [pid for pid, _ in ranked if pid not in query.relevant]
+        pids = list(query.gold) + negatives[: max(0, context - len(query.gold))]
+        passages = [dataset.passages[pid] for pid in pids]
+        contexts.append((query.text, passages, [query.gold.get(pid, []) for pid in pids]))
+    return contexts
+
+
+def gold_ratios(model: ProvenceModel, tokenizer: object, contexts: list[Context]) -> list[float]:
+    """Each gold sentence's keep score divided by the best sentence score of its query's context."""
+    ratios = []
+    for query, passages, gold in contexts:
+        scores = score_passages(model, tokenizer, query, [(p.text, p.spans()) for p in passages])
+        best = max((s for r in scores for s in r.sentence_scores), default=0.0)
+        if best <= 0.0:
+            continue
+        for result, indices in zip(scores, gold, strict=True):
+            ratios += [result.sentence_scores[i] / best for i in indices if i < len(result.sentence_scores)]
+    return ratios
+
+
+def recall_quantile(values: list[float], recall: float) -> float:
+    """The highest cut-off that keeps at least ``recall`` of ``values`` (kept: value >= cut-off)."""
+    if not values:
+        raise ValueError("no gold sentences to calibrate on")
+    ordered = sorted(values)
+    # ceil with a tolerance: (1 - 0.9) * 100 is 9.99..., which would keep one value more than asked.
+    keep = max(1, math.ceil(recall * len(ordered) - 1e-9))
+    return ordered[len(ordered) - keep]
+
+
+def calibrate_relative_threshold(
+    model: ProvenceModel, tokenizer: object, root: Path | None, recall: float, context: int = 5,
+    datasets: tuple[str, ...] = data.DATASETS,
+) -> float:
+    model.eval()
+    ratios = []
+    for name in datasets:
+        found = gold_ratios(model, tokenizer, calibration_contexts(data.load(name, root), context))
+        logger.info("%s: %d held-out gold sentences", name, len(found))
+        ratios += found
+    ratio = recall_quantile(ratios, recall)
+    logger.info("relative threshold %.4f keeps %.0f%% of %d held-out gold sentences", ratio, 100 * recall,
+                len(ratios))
+    return ratio
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=Path("pruners/weights/provence-minilm"))
+    parser.add_argument("--data", type=Path, default=None, help="shared datasets directory")
+    parser.add_argument("--gold-recall", type=float, default=0.97)
+    parser.add_argument("--context", type=int, default=5, help="passages per held-out query")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load(args.weights)
+    ratio = calibrate_relative_threshold(model, tokenizer, args.data, args.gold_recall, args.context)
+    path = args.weights / CONFIG_FILE
+    config = json.loads(path.read_text())
+    config["default_relative_threshold"] = ratio
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"default_relative_threshold = {ratio:.4f} written to {path}")
+
+
+if __name__ == "__main__":
+    main()
