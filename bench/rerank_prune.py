@@ -5,7 +5,8 @@
 - rerank: nDCG@10 on SciFact dev claims, MiniLM retrieval alone vs MiniLM top-``depth`` reranked.
 - prune: per dataset (SciFact evidence, XQuAD answer sentence, HotpotQA supporting facts), the context of a
   query is its labelled gold passages plus the top MiniLM hits that are not relevant (``--context`` passages
-  in all); the table gives, per threshold, the fraction of context tokens removed and of gold sentences kept.
+  in all); two tables give, per absolute threshold and per relative threshold (share of the query's best
+  sentence score), the fraction of context tokens removed and of gold sentences kept.
 - latency: rerank+prune of 20 passages of ~200 tokens, median over repeats, fp32 vs dynamic int8.
 """
 
@@ -24,6 +25,9 @@ from pruners.component import ProvencePruner
 from pruners.scoring import kept_sentences
 
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+# Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage, query's best score).
+PruneRecord = tuple[list[int], list[float], list[bool], bool, float]
 
 
 def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
@@ -60,10 +64,8 @@ def bench_rerank(args: argparse.Namespace, pruner: ProvencePruner) -> None:
     print(f"| + ragpress reranker (top {args.depth}) | {100 * statistics.mean(reranked):.1f} |")
 
 
-def prune_records(
-    args: argparse.Namespace, name: str, pruner: ProvencePruner
-) -> list[tuple[list[int], list[float], list[bool], bool]]:
-    """Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage)."""
+def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -> list[PruneRecord]:
+    """One record per context passage of every dev query (see PruneRecord)."""
     dataset = data.load(name, args.data)
     queries = [q for q in data.split(dataset, dev=True) if q.gold][: args.max_queries]
     hits = mining.search(dataset, [q.text for q in queries], k=args.context + 10)
@@ -73,25 +75,29 @@ def prune_records(
         negatives = [pid for pid, _ in ranked if pid not in query.relevant]
         pids = list(query.gold) + negatives[: max(0, args.context - len(query.gold))]
         documents = [to_document(dataset.passages[pid]) for pid in pids]
-        for document in pruner.run(query=query.text, documents=documents, threshold=0.0)["documents"]:
+        scored = pruner.run(query=query.text, documents=documents, threshold=0.0)["documents"]
+        best = max((s for d in scored for s in d.meta["sentence_scores"]), default=0.0)
+        for document in scored:
             passage = dataset.passages[document.id]
             gold = set(query.gold.get(document.id, []))
             lengths = [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in passage.sentences]
             flags = [i in gold for i in range(len(passage.sentences))]
-            records.append((lengths, document.meta["sentence_scores"], flags, bool(gold)))
+            records.append((lengths, document.meta["sentence_scores"], flags, bool(gold), best))
     return records
 
 
 def prune_table(
-    records: list, gold_only: bool, thresholds: list[float]
+    records: list[PruneRecord], gold_only: bool, thresholds: list[float], relative: bool = False
 ) -> list[tuple[float, float, float]]:
+    """(threshold, tokens removed, gold kept) per threshold; ``relative``: thresholds are shares of the
+    query's best sentence score (ProvencePruner's ``relative_threshold``)."""
     rows = []
     for threshold in thresholds:
         total = kept_tokens = gold_total = gold_kept = 0
-        for lengths, scores, flags, is_gold in records:
+        for lengths, scores, flags, is_gold, best in records:
             if gold_only and not is_gold:
                 continue
-            kept = set(kept_sentences(scores, threshold))
+            kept = set(kept_sentences(scores, threshold * best if relative else threshold))
             total += sum(lengths)
             kept_tokens += sum(n for i, n in enumerate(lengths) if i in kept)
             gold_total += sum(flags)
@@ -101,8 +107,8 @@ def prune_table(
 
 
 def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
-    default = pruner._model.config.default_threshold
-    thresholds = sorted({*THRESHOLDS, default})
+    config = pruner._model.config
+    relative_default = config.default_relative_threshold
     for name in args.datasets:
         started = time.time()
         records = prune_records(args, name, pruner)
@@ -110,13 +116,24 @@ def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
         print(
             f"\n## prune: {name} dev ({len(records)} passages, {queries} gold, {time.time() - started:.0f}s)"
         )
-        print("| threshold | tokens removed (all context) | gold kept | tokens removed (gold passages) |")
-        print("|---|---|---|---|")
-        for (t, removed, kept), (_, removed_gold, _) in zip(
-            prune_table(records, False, thresholds), prune_table(records, True, thresholds), strict=True
-        ):
-            mark = " (default)" if t == default else ""
-            print(f"| {t:.3g}{mark} | {100 * removed:.1f}% | {100 * kept:.1f}% | {100 * removed_gold:.1f}% |")
+        absolute_mark = "calibrated absolute" if relative_default is not None else "default"
+        print_prune_table(records, "threshold", sorted({*THRESHOLDS, config.default_threshold}),
+                          config.default_threshold, absolute_mark, relative=False)
+        if relative_default is not None:
+            print_prune_table(records, "relative threshold", sorted({*RATIOS, relative_default}),
+                              relative_default, "default", relative=True)
+
+
+def print_prune_table(records: list[PruneRecord], label: str, thresholds: list[float], marked: float,
+                      mark: str, relative: bool) -> None:
+    print(f"\n| {label} | tokens removed (all context) | gold kept | tokens removed (gold passages) |")
+    print("|---|---|---|---|")
+    for (t, removed, kept), (_, removed_gold, _) in zip(
+        prune_table(records, False, thresholds, relative), prune_table(records, True, thresholds, relative),
+        strict=True,
+    ):
+        label_t = f"{t:.3g} ({mark})" if t == marked else f"{t:.3g}"
+        print(f"| {label_t} | {100 * removed:.1f}% | {100 * kept:.1f}% | {100 * removed_gold:.1f}% |")
 
 
 def latency_documents(args: argparse.Namespace, tokenizer: object) -> tuple[str, list[Document]]:
