@@ -8,11 +8,13 @@ the corpus any more). Two systems answer both:
 
 - ``retrieval``: the top ``--context`` passages go to the generator as they are (the baseline);
 - ``pruned``: the top ``--pool`` passages go through ProvencePruner (rerank, keep ``--context``, drop
-  sentences under the threshold), then RelevanceGate (abstain when no passage clears ``--min-score``),
-  then the same generator, which reads only the kept sentences.
+  sentences by its rule), then RelevanceGate (abstain when no passage clears ``--min-score``, or no sentence
+  clears ``--min-sentence-score``), then the same generator, which reads only the kept sentences.
 
 Reported per system and set: answer F1 (SQuAD normalisation, best over reference answers), how often it
 abstained (the gate, or the model saying the passages do not hold the answer), and context tokens read.
+The pruned system's answer is generated even where the gate abstains, so ``--gate-variants`` (pairs
+``min_score:min_sentence_score``) can be scored on the same answers: abstention and F1 per variant.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from generators.kv_scoring import f1
 from generators.local_generator import LocalGenerator
 from pruners import data, mining
 from pruners.component import ProvencePruner
-from rerankers.relevance_gate import RelevanceGate
+from rerankers.relevance_gate import RelevanceGate, best_sentence_score
 
 
 @dataclass
@@ -55,43 +57,96 @@ def contexts(dataset: data.Dataset, query: data.Query, pool: int) -> tuple[list[
     return full, without
 
 
+@dataclass
+class PrunedAnswer:
+    """The pruned system's answer to one question before the gate, with what the gate reads."""
+
+    f1: float
+    declined: bool  # the model said the passages do not hold the answer
+    context_tokens: int
+    best_score: float
+    best_sentence: float
+
+    def gated(self, min_score: float, min_sentence_score: float | None) -> bool:
+        below = self.best_score < min_score
+        return below or (min_sentence_score is not None and self.best_sentence < min_sentence_score)
+
+
 def answer(generator: LocalGenerator, query: str, documents: list[Document], tally: Tally,
-           answers: list[str], abstained_before: bool = False) -> None:
+           answers: list[str]) -> None:
     result = generator.run(query=query, documents=documents)
     meta = result["meta"][0]
-    tally.f1.append(0.0 if abstained_before else f1(result["replies"][0], answers))
-    tally.abstained.append(abstained_before or bool(meta.get("abstained")))
+    tally.f1.append(f1(result["replies"][0], answers))
+    tally.abstained.append(bool(meta.get("abstained")))
     tally.context_tokens.append(int(meta.get("prompt_tokens", 0)))
+
+
+def pruned_answer(generator: LocalGenerator, query: str, kept: list[Document], answers: list[str]) -> PrunedAnswer:
+    result = generator.run(query=query, documents=kept)
+    meta = result["meta"][0]
+    return PrunedAnswer(f1(result["replies"][0], answers), bool(meta.get("abstained")),
+                        int(meta.get("prompt_tokens", 0)), max((d.score or 0.0) for d in kept) if kept else 0.0,
+                        best_sentence_score(kept))
+
+
+def tally_gated(answers: list[PrunedAnswer], min_score: float, min_sentence_score: float | None) -> Tally:
+    """The pruned system's tally when the gate uses these floors (a gated question reads no context)."""
+    tally = Tally()
+    for a in answers:
+        gated = a.gated(min_score, min_sentence_score)
+        tally.f1.append(0.0 if gated else a.f1)
+        tally.abstained.append(gated or a.declined)
+        tally.context_tokens.append(0 if gated else a.context_tokens)
+    return tally
+
+
+def abstention_line(system: str, answerable: Tally, missing: Tally) -> str:
+    on_answerable = statistics.mean(answerable.abstained)
+    on_missing = statistics.mean(missing.abstained)
+    ratio = f"{on_missing / on_answerable:.1f}x" if on_answerable else ("never on answerable" if on_missing
+                                                                      else "never")
+    return (f"- {system}: abstains {100 * on_missing:.0f}% on unanswerable vs {100 * on_answerable:.0f}% "
+            f"on answerable ({ratio})")
 
 
 def run(args: argparse.Namespace) -> None:
     generator = LocalGenerator(max_new_tokens=args.new_tokens, max_context_tokens=args.max_context_tokens)
     pruner = ProvencePruner(threshold=args.threshold, top_k=args.context)
-    gate = RelevanceGate(min_score=args.min_score)
+    gate = RelevanceGate(min_score=args.min_score, min_sentence_score=args.min_sentence_score)
     for name in args.datasets:
         dataset = data.load(name, args.data)
         queries = [q for q in data.split(dataset, dev=True) if q.answers][: args.questions]
         tallies = {(system, ok): Tally() for system in ("retrieval", "pruned") for ok in (True, False)}
+        pruned: dict[bool, list[PrunedAnswer]] = {True: [], False: []}
         started = time.time()
         for query in queries:
             for answerable, documents in zip((True, False), contexts(dataset, query, args.pool), strict=True):
                 answer(generator, query.text, documents[: args.context], tallies["retrieval", answerable],
                        query.answers)
                 kept = pruner.run(query=query.text, documents=documents)["documents"]
-                gated = gate.run(documents=kept)
-                answer(generator, query.text, gated["documents"], tallies["pruned", answerable], query.answers,
-                       abstained_before=bool(gated["abstain_reason"]))
+                pruned[answerable].append(pruned_answer(generator, query.text, kept, query.answers))
+        for answerable in (True, False):
+            tallies["pruned", answerable] = tally_gated(pruned[answerable], gate.min_score, gate.min_sentence_score)
         print(f"\n## {name}: {len(queries)} dev questions, {time.time() - started:.0f}s")
         print("| system | set | answer F1 | abstained | context tokens |\n|---|---|---|---|---|")
         for (system, answerable), tally in tallies.items():
             print(tally.row(system, answerable))
         for system in ("retrieval", "pruned"):
-            on_answerable = statistics.mean(tallies[system, True].abstained)
-            on_missing = statistics.mean(tallies[system, False].abstained)
-            ratio = f"{on_missing / on_answerable:.1f}x" if on_answerable else ("never on answerable" if on_missing
-                                                                              else "never")
-            print(f"- {system}: abstains {100 * on_missing:.0f}% on unanswerable vs "
-                  f"{100 * on_answerable:.0f}% on answerable ({ratio})")
+            print(abstention_line(system, tallies[system, True], tallies[system, False]))
+        print_gate_variants(args.gate_variants, pruned)
+
+
+def print_gate_variants(variants: list[str], pruned: dict[bool, list[PrunedAnswer]]) -> None:
+    if not variants:
+        return
+    print("\n| gate (min_score : min_sentence_score) | answer F1 | abstains on unanswerable | on answerable |")
+    print("|---|---|---|---|")
+    for variant in variants:
+        min_score, _, sentence = variant.partition(":")
+        floors = (float(min_score), float(sentence) if sentence else None)
+        answerable, missing = (tally_gated(pruned[ok], *floors) for ok in (True, False))
+        print(f"| {variant} | {100 * statistics.mean(answerable.f1):.1f} | "
+              f"{100 * statistics.mean(missing.abstained):.0f}% | {100 * statistics.mean(answerable.abstained):.0f}% |")
 
 
 def main() -> None:
@@ -105,6 +160,10 @@ def main() -> None:
         "--threshold", type=float, default=None, help="pruner sentence threshold (default: the weights' calibrated one)"
     )
     parser.add_argument("--min-score", type=float, default=RelevanceGate().min_score, help="abstention floor")
+    parser.add_argument("--min-sentence-score", type=float, default=RelevanceGate().min_sentence_score,
+                        help="abstain also when no kept sentence's keep score reaches this")
+    parser.add_argument("--gate-variants", nargs="*", default=[],
+                        help="other gates scored on the same answers, as min_score:min_sentence_score")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--max-context-tokens", type=int, default=1536)
     parser.add_argument("--threads", type=int, default=2)

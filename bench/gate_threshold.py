@@ -9,6 +9,10 @@ without the question's gold passages (unanswerable); the gate sees the best scor
 floor, the share of unanswerable questions it abstains on and of answerable ones it wrongly abstains on,
 pooled over the datasets, and the highest floor that wrongly abstains on at most ``--max-false`` of the
 answerable questions (a service that refuses answerable questions is worse than one that sometimes guesses).
+
+A second table does the same for ``RelevanceGate(min_sentence_score=...)``, the floor on the best pruner keep
+score of any sentence of the ``--context`` passages the generator would read, alone and on top of the picked
+relevance floor.
 """
 
 from __future__ import annotations
@@ -22,25 +26,49 @@ from bench.answer_quality import contexts
 from pruners import data
 from pruners.component import ProvencePruner
 from pruners.training import is_calibration
+from rerankers.relevance_gate import best_sentence_score
 
 FLOORS = tuple(round(0.02 * i, 2) for i in range(1, 31))
+SENTENCE_FLOORS = tuple(round(0.005 * i, 3) for i in range(1, 41))
+# Per question: (best passage relevance, best sentence keep score among the passages read).
+Scores = tuple[float, float]
 
 
-def best_scores(pruner: ProvencePruner, name: str, questions: int, pool: int,
-                root: Path | None) -> tuple[list[float], list[float]]:
+def best_scores(pruner: ProvencePruner, name: str, questions: int, pool: int, context: int,
+                root: Path | None) -> tuple[list[Scores], list[Scores]]:
     dataset = data.load(name, root)
     queries = [q for q in data.split(dataset, dev=False) if is_calibration(q)][:questions]
     answerable, missing = [], []
     for query in queries:
         for scores, documents in zip((answerable, missing), contexts(dataset, query, pool), strict=True):
             kept = pruner.run(query=query.text, documents=documents)["documents"]
-            scores.append(max((d.score or 0.0) for d in kept) if kept else 0.0)
+            best = max((d.score or 0.0) for d in kept) if kept else 0.0
+            scores.append((best, best_sentence_score(kept[:context])))
     return answerable, missing
 
 
-def rates(answerable: list[float], missing: list[float], floor: float) -> tuple[float, float]:
-    """(abstained on unanswerable, abstained on answerable) at ``floor``."""
-    return (sum(s < floor for s in missing) / len(missing), sum(s < floor for s in answerable) / len(answerable))
+def rates(answerable: list[Scores], missing: list[Scores], floor: float,
+          sentence_floor: float = 0.0) -> tuple[float, float]:
+    """(abstained on unanswerable, abstained on answerable) with these relevance and sentence floors."""
+    def share(scores: list[Scores]) -> float:
+        return sum(r < floor or s < sentence_floor for r, s in scores) / len(scores)
+
+    return share(missing), share(answerable)
+
+
+def print_sentence_floors(pooled: tuple[list[Scores], list[Scores]], floor: float, max_false: float) -> None:
+    print(f"\n| sentence floor | abstains on unanswerable / answerable (alone) | (with relevance floor {floor:.2f}) |")
+    print("|---|---|---|")
+    for sentence_floor in SENTENCE_FLOORS:
+        alone, joint = rates(*pooled, 0.0, sentence_floor), rates(*pooled, floor, sentence_floor)
+        print(f"| {sentence_floor:.3f} | {100 * alone[0]:.0f}% / {100 * alone[1]:.0f}% | "
+              f"{100 * joint[0]:.0f}% / {100 * joint[1]:.0f}% |")
+    for base in (0.0, floor):
+        allowed = [f for f in SENTENCE_FLOORS if rates(*pooled, base, f)[1] <= max_false]
+        best = max(allowed, default=0.0)
+        on_missing, on_answerable = rates(*pooled, base, best)
+        print(f"highest sentence floor within {100 * max_false:.0f}% false abstention with relevance floor "
+              f"{base:.2f}: {best:.3f} ({100 * on_missing:.0f}% vs {100 * on_answerable:.0f}%)")
 
 
 def main() -> None:
@@ -49,14 +77,15 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa", "musique", "scifact"])
     parser.add_argument("--questions", type=int, default=60, help="held-out calibration questions per dataset")
     parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--context", type=int, default=5, help="passages the generator reads (sentence floor)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-false", type=float, default=0.05, help="tolerated abstention on answerable ones")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pruner = ProvencePruner(top_k=args.pool)
-    pooled: tuple[list[float], list[float]] = ([], [])
+    pooled: tuple[list[Scores], list[Scores]] = ([], [])
     for name in args.datasets:
-        answerable, missing = best_scores(pruner, name, args.questions, args.pool, args.data)
+        answerable, missing = best_scores(pruner, name, args.questions, args.pool, args.context, args.data)
         pooled[0].extend(answerable)
         pooled[1].extend(missing)
         print(f"{name}: {len(answerable)} questions")
@@ -70,6 +99,7 @@ def main() -> None:
     on_missing, on_answerable = rates(*pooled, best)
     print(f"highest floor within {100 * args.max_false:.0f}% false abstention: {best:.2f} "
           f"({100 * on_missing:.0f}% vs {100 * on_answerable:.0f}%)")
+    print_sentence_floors(pooled, best, args.max_false)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,17 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 
 NO_RELEVANT_PASSAGE = "no_relevant_passage"
+NO_RELEVANT_SENTENCE = "no_relevant_sentence"
+SENTENCE_SCORES = "sentence_scores"  # written by pruners.component.ProvencePruner
 
 
 @component
 class RelevanceGate:
     """Forwards ``documents`` if any has ``score >= min_score``, else none, with the reason.
+
+    With ``min_sentence_score`` it also abstains when no sentence of any document has a pruner keep score
+    (``meta["sentence_scores"]``) at least that high: a passage can look on-topic while no sentence in it
+    answers. Documents without sentence scores do not count as evidence for that check.
 
     Usage:
         >>> gate = RelevanceGate(min_score=0.3)
@@ -27,15 +33,22 @@ class RelevanceGate:
 
     # The shipped reranker's floor: the highest that wrongly abstains on at most 5% of held-out answerable
     # train questions (python -m bench.gate_threshold; docs/benchmarks.md). Another reranker needs its own.
-    def __init__(self, min_score: float = 0.16, drop_below: float | None = None) -> None:
-        for name, value in (("min_score", min_score), ("drop_below", drop_below)):
+    def __init__(
+        self, min_score: float = 0.16, drop_below: float | None = None, min_sentence_score: float | None = None
+    ) -> None:
+        for name, value in (
+            ("min_score", min_score), ("drop_below", drop_below), ("min_sentence_score", min_sentence_score)
+        ):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
         self.min_score = min_score
         self.drop_below = drop_below
+        self.min_sentence_score = min_sentence_score
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, min_score=self.min_score, drop_below=self.drop_below)
+        return default_to_dict(
+            self, min_score=self.min_score, drop_below=self.drop_below, min_sentence_score=self.min_sentence_score
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RelevanceGate:
@@ -46,5 +59,12 @@ class RelevanceGate:
         threshold = self.min_score if min_score is None else min_score
         if not any((d.score or 0.0) >= threshold for d in documents):
             return {"documents": [], "abstain_reason": NO_RELEVANT_PASSAGE}
+        if self.min_sentence_score is not None and best_sentence_score(documents) < self.min_sentence_score:
+            return {"documents": [], "abstain_reason": NO_RELEVANT_SENTENCE}
         kept = documents if self.drop_below is None else [d for d in documents if (d.score or 0) >= self.drop_below]
         return {"documents": kept, "abstain_reason": ""}
+
+
+def best_sentence_score(documents: list[Document]) -> float:
+    """The highest pruner keep score of any sentence of ``documents`` (0.0 when none has scores)."""
+    return max((float(x) for d in documents for x in (d.meta or {}).get(SENTENCE_SCORES) or []), default=0.0)

@@ -6,7 +6,7 @@ import pytest
 from haystack import Document, Pipeline
 
 from pipelines.loader import load_pipeline
-from rerankers.relevance_gate import NO_RELEVANT_PASSAGE, RelevanceGate
+from rerankers.relevance_gate import NO_RELEVANT_PASSAGE, NO_RELEVANT_SENTENCE, RelevanceGate, best_sentence_score
 
 pytestmark = pytest.mark.unit
 
@@ -46,3 +46,36 @@ def test_yaml_round_trip_gives_the_same_outputs() -> None:
     pipeline.add_component("gate", RelevanceGate(min_score=0.4, drop_below=0.1))
     loaded = load_pipeline(pipeline.dumps())
     assert loaded.run({"gate": {"documents": DOCS}}) == pipeline.run({"gate": {"documents": DOCS}})
+
+
+PRUNED = [
+    Document(content="a", score=0.9, meta={"sentence_scores": [0.02, 0.04]}),
+    Document(content="b", score=0.2, meta={"sentence_scores": [0.3]}),
+    Document(content="c", score=0.5),  # not pruned: no sentence scores
+]
+
+
+def test_the_best_sentence_score_is_read_across_documents_and_unscored_ones_count_as_zero() -> None:
+    assert best_sentence_score(PRUNED) == 0.3
+    assert best_sentence_score(PRUNED[2:]) == 0.0
+
+
+def test_a_relevant_passage_without_a_relevant_sentence_is_refused_with_its_own_reason() -> None:
+    gate = RelevanceGate(min_score=0.5, min_sentence_score=0.1)
+    assert gate.run(documents=PRUNED)["documents"] == PRUNED  # the 0.3 sentence clears the floor
+    assert gate.run(documents=PRUNED[::2]) == {"documents": [], "abstain_reason": NO_RELEVANT_SENTENCE}
+    # The passage floor is checked first, so its reason wins when both fail.
+    assert gate.run(documents=PRUNED[:1], min_score=0.95)["abstain_reason"] == NO_RELEVANT_PASSAGE
+    assert RelevanceGate(min_score=0.5).run(documents=PRUNED[::2])["documents"] == PRUNED[::2]
+
+
+def test_a_sentence_floor_outside_zero_to_one_is_refused_and_survives_yaml() -> None:
+    with pytest.raises(ValueError, match="min_sentence_score"):
+        RelevanceGate(min_sentence_score=-0.1)
+    pipeline = Pipeline()
+    pipeline.add_component("gate", RelevanceGate(min_score=0.4, min_sentence_score=0.1))
+    loaded = load_pipeline(pipeline.dumps())
+    assert loaded.get_component("gate").min_sentence_score == 0.1
+    inputs = {"gate": {"documents": PRUNED[::2]}}
+    refused = {"gate": {"documents": [], "abstain_reason": NO_RELEVANT_SENTENCE}}
+    assert loaded.run(inputs) == pipeline.run(inputs) == refused
