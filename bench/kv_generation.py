@@ -144,19 +144,39 @@ def store_requantized(source: list[KVEntry], chunks: list[Any], builder: KVConte
 
 
 def run_example(builders: dict[str, KVContextBuilder], item: Prepared, t: float, s: float,
-                repeats: int, new_tokens: int, blend_share: float) -> dict[str, Result]:
+                repeats: int, new_tokens: int, blend_share: float,
+                variants: tuple[str, ...] = VARIANTS) -> dict[str, Result]:
     base = builders["none"]
-    results = {"a_sequential": sequential(base, item, repeats, new_tokens)}
-    results["b_naive_parallel"] = parallel(base, item, 1.0, 1.0, False, repeats, new_tokens)
-    results["c_ape"] = parallel(base, item, t, s, False, repeats, new_tokens)
-    results["d_ape_masked"] = parallel(base, item, t, s, True, repeats, new_tokens)
-    for variant, fmt in STATE_FORMAT.items():
+
+    def quantized(fmt: str) -> Result:
         store_requantized(item.entries, item.example.chunks, builders[fmt])
-        results[variant] = parallel(builders[fmt], item, t, s, False, repeats, new_tokens)
-    results["f_concat"] = parallel(base, item, t, s, False, repeats, new_tokens, blend=0.0)
-    results["f_blend"] = parallel(base, item, t, s, False, repeats, new_tokens, blend=blend_share)
-    results["a_sequential"].bytes_per_token = results["c_ape"].bytes_per_token
+        return parallel(builders[fmt], item, t, s, False, repeats, new_tokens)
+
+    runs = {
+        "a_sequential": lambda: sequential(base, item, repeats, new_tokens),
+        "b_naive_parallel": lambda: parallel(base, item, 1.0, 1.0, False, repeats, new_tokens),
+        "c_ape": lambda: parallel(base, item, t, s, False, repeats, new_tokens),
+        "d_ape_masked": lambda: parallel(base, item, t, s, True, repeats, new_tokens),
+        **{variant: (lambda fmt=fmt: quantized(fmt)) for variant, fmt in STATE_FORMAT.items()},
+        "f_concat": lambda: parallel(base, item, t, s, False, repeats, new_tokens, blend=0.0),
+        "f_blend": lambda: parallel(base, item, t, s, False, repeats, new_tokens, blend=blend_share),
+    }
+    results = {variant: runs[variant]() for variant in variants}
+    if "c_ape" in results:
+        results["a_sequential"].bytes_per_token = results["c_ape"].bytes_per_token
     return results
+
+
+def chosen_variants(names: str) -> tuple[str, ...]:
+    """The requested variants in table order, plus what their ratios need: (a), and fp16 states for (e)."""
+    wanted = set(names.split(",")) if names else set(VARIANTS)
+    unknown = wanted - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    wanted.add("a_sequential")
+    if wanted & {"e_ape_int8", "e_ape_int4"}:
+        wanted.add("c_ape_fp16")
+    return tuple(v for v in VARIANTS if v in wanted)
 
 
 def record(example: Example, results: dict[str, Result]) -> dict[str, dict[str, float]]:
@@ -179,7 +199,7 @@ def record(example: Example, results: dict[str, Result]) -> dict[str, dict[str, 
 
 def summarize(rows: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     summary: dict[str, dict[str, float]] = {}
-    for variant in VARIANTS:
+    for variant in (v for v in VARIANTS if v in rows[0]):
         summary[variant] = {
             "ttft_ms": 1000 * statistics.median(r[variant]["ttft_s"] for r in rows),
             "speedup_vs_a": statistics.median(r["a_sequential"]["ttft_s"] / r[variant]["ttft_s"] for r in rows),
@@ -189,7 +209,8 @@ def summarize(rows: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
     return summary
 
 
-def table(title: str, summary: dict[str, dict[str, float]]) -> str:
+def table(title: str, rows: list[dict[str, dict[str, float]]]) -> str:
+    summary = summarize(rows)
     lines = [f"**{title}**", "",
              "| variant | TTFT ms (median) | speedup vs (a) | gold NLL | NLL vs (a) | first-token KL "
              "| answer KL | top-1 agree | F1 | stored bytes/token |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -201,11 +222,19 @@ def table(title: str, summary: dict[str, dict[str, float]]) -> str:
             f"{row['top1_agree']:.2f} | "
             f"{row['f1']:.3f} | {row['bytes_per_token']:.0f} |"
         )
-    reference = summary["c_ape_fp16"]["nll"]
     lines.append("")
-    lines += [f"- {v} NLL vs fp16 states: {100 * (summary[v]['nll'] / reference - 1):+.2f}%"
-              for v in ("e_ape_int8", "e_ape_int4")]
+    lines += [quantization_line(rows, v) for v in ("e_ape_int8", "e_ape_int4") if v in summary]
     return "\n".join(lines)
+
+
+def quantization_line(rows: list[dict[str, dict[str, float]]], variant: str) -> str:
+    """NLL change against fp16 states, with the standard error of the paired per-question differences:
+    single questions move by far more than the mean change, so the mean alone can mislead."""
+    reference = statistics.fmean(r["c_ape_fp16"]["nll"] for r in rows)
+    differences = [r[variant]["nll"] - r["c_ape_fp16"]["nll"] for r in rows]
+    error = statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else float("nan")
+    return (f"- {variant} NLL vs fp16 states: {100 * statistics.fmean(differences) / reference:+.2f}% "
+            f"(standard error {100 * error / reference:.2f} points over {len(rows)} questions)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blend-share", type=float, default=0.15,
                         help="share of context tokens CacheBlend recomputes in variant f_blend")
     parser.add_argument("--datasets", default="xquad,hotpotqa")
+    parser.add_argument("--variants", default="",
+                        help="comma-separated subset of the variants (default all; (a) is always run)")
     parser.add_argument("--out", default=None, help="append per-question results here (JSON lines)")
     parser.add_argument("--summarize", default=None, help="only print the tables of an --out file")
     args = parser.parse_args(argv)
@@ -229,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         summarize_file(args.summarize)
         return
     torch.set_num_threads(args.threads)
+    variants = chosen_variants(args.variants)
     stored = calibration_for(open_store(json.loads(args.store) if args.store else None), MODEL,
                              DEFAULT_SYSTEM_PROMPT)
     t = args.temperature or stored.get("temperature", DEFAULT_TEMPERATURE)
@@ -242,15 +274,16 @@ def main(argv: list[str] | None = None) -> None:
         for name, loader in (loaders[d] for d in args.datasets.split(",")):
             rows = []
             for index, item in enumerate(prepare(builders["none"], loader("eval", args.questions, seed=7))):
-                results = run_example(builders, item, t, s, args.repeats, args.new_tokens, args.blend_share)
+                results = run_example(builders, item, t, s, args.repeats, args.new_tokens, args.blend_share,
+                                      variants)
                 row = record(item.example, results)
                 rows.append(row)
                 if args.out:  # one JSON line per question, so a partial run can still be summarized
                     with open(args.out, "a") as out:
                         out.write(json.dumps({"dataset": name, "question": item.example.question, **row}) + "\n")
-                print(f"{name} {index + 1}/{args.questions} a={row['a_sequential']['ttft_s']:.2f}s "
-                      f"c={row['c_ape']['ttft_s']:.3f}s", flush=True)
-            print(table(f"{name} ({len(rows)} questions, 8 chunks)", summarize(rows)) + "\n", flush=True)
+                times = " ".join(f"{v.split('_')[0]}={r['ttft_s']:.3f}s" for v, r in row.items())
+                print(f"{name} {index + 1}/{args.questions} {times}", flush=True)
+            print(table(f"{name} ({len(rows)} questions, 8 chunks)", rows) + "\n", flush=True)
 
 
 def summarize_file(path: str) -> None:
@@ -259,7 +292,7 @@ def summarize_file(path: str) -> None:
         records = [json.loads(line) for line in lines if line.strip()]
     for name in dict.fromkeys(r["dataset"] for r in records):
         rows = [r for r in records if r["dataset"] == name]
-        print(table(f"{name} ({len(rows)} questions, 8 chunks)", summarize(rows)) + "\n")
+        print(table(f"{name} ({len(rows)} questions, 8 chunks)", rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,16 +2,23 @@
 
 Keys have a few channels with large, consistent magnitudes (outlier channels), so they are quantized per
 channel; values have no channel structure but vary per token, so they are quantized per token in groups of
-channels. Both use asymmetric min/max ranges. At 4 bits one key range per channel over a whole chunk is
-too coarse (a few extreme tokens stretch it, and the question's attention logits amplify the error), so
-int4 keys get one range per channel per ``key_tokens`` tokens, as KIVI does.
+channels. Both use asymmetric min/max ranges.
+
+int4 is an average, not a width. A key channel's error reaches the attention logits in proportion to its
+step, and channel ranges differ by orders of magnitude, so giving every channel 4 bits wastes them on narrow
+channels while the wide ones dominate the error. int4 keys therefore get 0-8 bits per channel, chosen per
+chunk so that all channels end up with about the same step (reverse water-filling on the log range),
+averaging at most 4 bits; codes are stored as bit planes so any width packs without waste. Ranges are taken
+per channel per ``key_tokens`` tokens, as KIVI does, so a few extreme tokens only coarsen their own group.
+int4 values use 32-channel groups.
 
 Each range stores its zero point in fp16 and its step as a one-byte log2 code (``SCALE_STEPS`` codes per
 octave, rounded up so the range is always covered: at most 7% coarser than exact). Small groups are what
 make int4 accurate, and a one-byte step is what keeps their bookkeeping inside a third of fp16's bytes.
 
 Tensors are shaped ``[layers, kv_heads, tokens, head_dim]``. A quantized tensor is a dict of tensors
-(``q``, ``scale``, ``zero``) so it can be stored as-is; ``stored_bytes`` counts everything stored.
+(``q``, ``scale``, ``zero``, and for int4 keys ``bits``) so it can be stored as-is; ``stored_bytes``
+counts everything stored.
 """
 
 from __future__ import annotations
@@ -21,18 +28,22 @@ from dataclasses import dataclass
 import torch
 
 QUANTIZATIONS = ("none", "fp16", "int8", "int4")
-VALUE_GROUP = 64  # channels per value quantization group (a whole head for 64-wide heads)
 SCALE_STEPS = 10  # step codes per octave: consecutive steps differ by 2 ** (1 / 10), about 7%
 SCALE_BIAS = 160  # code 0 is a step of 2 ** -16, code 255 one of about 724
 
 
+MAX_KEY_BITS = 8
+
+
 @dataclass(frozen=True)
 class Scheme:
-    bits: int
+    bits: int  # value bits, and the average key bits
     key_tokens: int | None  # tokens per key range (None: one range per channel over the whole chunk)
+    value_group: int  # channels per value range
+    allocate_key_bits: bool = False  # per-channel key widths (then key_tokens must be a multiple of 8)
 
 
-SCHEMES = {"int8": Scheme(8, None), "int4": Scheme(4, 16)}
+SCHEMES = {"int8": Scheme(8, None, 64), "int4": Scheme(4, 16, 32, allocate_key_bits=True)}
 
 
 def _qmax(bits: int) -> int:
@@ -66,6 +77,79 @@ def _decode_into(parts: dict[str, torch.Tensor], bits: int, target: torch.Tensor
     target.mul_(_decode_scale(parts["scale"])).add_(parts["zero"].float())
 
 
+# ---- per-channel key widths -----------------------------------------------------------------------
+def allocate_key_bits(grouped_keys: torch.Tensor, average: float) -> torch.Tensor:
+    """Bits per key channel (``[L, H, D]``, 0-8) averaging at most ``average`` over the chunk.
+
+    A channel with range r and b bits adds error ~ r * 2**-b to every logit it feeds; for a fixed bit total
+    the sum of squared errors is smallest when b = offset + log2(r), i.e. when all channels share one step.
+    The offset is found by bisection so the rounded widths fit the budget."""
+    ranges = grouped_keys.amax(dim=-2) - grouped_keys.amin(dim=-2)  # [L, H, groups, D]
+    log_range = 0.5 * torch.log2(ranges.pow(2).mean(dim=2).clamp_min(1e-24))
+
+    def widths(offset: float) -> torch.Tensor:
+        return torch.round(log_range + offset).clamp_(0, MAX_KEY_BITS)
+
+    low, high = -64.0 - float(log_range.max()), 64.0 - float(log_range.min())
+    for _ in range(48):
+        middle = (low + high) / 2
+        low, high = (low, middle) if float(widths(middle).mean()) > average else (middle, high)
+    return widths(low).to(torch.uint8)
+
+
+def _quantize_allocated(grouped_keys: torch.Tensor, average: float) -> dict[str, torch.Tensor]:
+    """Keys ``[L, H, groups, G, D]`` at per-channel widths; ranges over each group's G tokens."""
+    bits = allocate_key_bits(grouped_keys, average)
+    width = bits.view(*bits.shape[:2], 1, 1, -1).float()
+    low = grouped_keys.amin(dim=-2, keepdim=True)
+    high = grouped_keys.amax(dim=-2, keepdim=True)
+    qmax = (2**width - 1).clamp_min(1)
+    code = _encode_scale(((high - low) / qmax).clamp_min(1e-12))
+    # a channel with no bits decodes to its range's midpoint, the smallest worst-case error
+    zero = torch.where(width == 0, (low + high) / 2, low).half()
+    q = torch.round((grouped_keys - zero.float()) / _decode_scale(code)).clamp_(min=0)
+    q = torch.minimum(q, qmax).to(torch.uint8)
+    return {"q": _pack_planes(q, bits), "scale": code, "zero": zero, "bits": _pack(bits)}
+
+
+def _decode_keys_into(stored: dict[str, torch.Tensor], scheme: Scheme, target: torch.Tensor) -> None:
+    """Keys into ``target`` shaped ``[L, H, groups, G, D]``."""
+    if not scheme.allocate_key_bits:
+        _decode_into(_parts(stored, "k"), scheme.bits, target)
+        return
+    target.copy_(_unpack_planes(stored["k_q"], _unpack(stored["k_bits"]), target.shape))
+    target.mul_(_decode_scale(stored["k_scale"])).add_(stored["k_zero"].float())
+
+
+_BYTE_SHIFTS = torch.arange(8, dtype=torch.uint8)  # bit i of a packed byte holds the i-th of 8 tokens
+
+
+def _pack_planes(q: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """Codes ``[L, H, groups, G, D]`` as bit planes, 8 tokens per byte, keeping only the planes below each
+    channel's width (a 1-D tensor: a 3-bit channel costs exactly 3 bits per token)."""
+    layers, heads, groups, group, dim = q.shape
+    by_channel = q.permute(0, 1, 4, 2, 3).reshape(layers, heads, dim, groups, group // 8, 8)
+    packed = torch.empty(MAX_KEY_BITS, layers, heads, dim, groups, group // 8, dtype=torch.uint8)
+    for plane in range(MAX_KEY_BITS):
+        torch.sum(((by_channel >> plane) & 1) << _BYTE_SHIFTS, dim=-1, dtype=torch.uint8, out=packed[plane])
+    return packed[_plane_mask(bits)].flatten()
+
+
+def _unpack_planes(stored: torch.Tensor, bits: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    layers, heads, groups, group, dim = shape
+    packed = torch.zeros(MAX_KEY_BITS, layers, heads, dim, groups, group // 8, dtype=torch.uint8)
+    packed[_plane_mask(bits)] = stored.view(-1, groups, group // 8)
+    codes = torch.zeros(layers, heads, dim, groups, group // 8, 8, dtype=torch.uint8)
+    for plane in range(int(bits.max()) if bits.numel() else 0):
+        codes |= ((packed[plane].unsqueeze(-1) >> _BYTE_SHIFTS) & 1) << plane
+    return codes.view(layers, heads, dim, groups, group).permute(0, 1, 3, 4, 2)  # [L, H, groups, G, D]
+
+
+def _plane_mask(bits: torch.Tensor) -> torch.Tensor:
+    """[8, L, H, D]: which bit planes each channel stores."""
+    return torch.arange(MAX_KEY_BITS).view(-1, 1, 1, 1) < bits.unsqueeze(0)
+
+
 def _pack(q: torch.Tensor) -> torch.Tensor:
     """Two 4-bit codes per byte along the last dimension (which must be even)."""
     return (q[..., 0::2] | (q[..., 1::2] << 4)).contiguous()
@@ -77,9 +161,9 @@ def _unpack(packed: torch.Tensor) -> torch.Tensor:
     return torch.stack((low, high), dim=-1).flatten(-2)
 
 
-def _grouped(values: torch.Tensor) -> torch.Tensor:
+def _grouped(values: torch.Tensor, group: int) -> torch.Tensor:
     *lead, dim = values.shape
-    group = VALUE_GROUP if dim % VALUE_GROUP == 0 else dim
+    group = group if dim % group == 0 else dim
     return values.reshape(*lead, dim // group, group)
 
 
@@ -107,8 +191,14 @@ def quantize(keys: torch.Tensor, values: torch.Tensor, method: str) -> dict[str,
         return {"k": keys.half().contiguous(), "v": values.half().contiguous()}
     scheme = SCHEMES[method]
     # keys: one range per (layer, head, channel, group of tokens); values: per (layer, head, token, group)
-    k = _quantize(_token_groups(keys.float(), scheme.key_tokens), scheme.bits, dim=-2)
-    v = _quantize(_grouped(values.float()), scheme.bits, dim=-1)
+    grouped_keys = _token_groups(keys.float(), scheme.key_tokens)
+    if scheme.allocate_key_bits:
+        # the padded tokens of the last group are stored too: spend the bits of the real tokens only
+        padded = grouped_keys.shape[2] * grouped_keys.shape[3]
+        k = _quantize_allocated(grouped_keys, scheme.bits * keys.shape[2] / padded)
+    else:
+        k = _quantize(grouped_keys, scheme.bits, dim=-2)
+    v = _quantize(_grouped(values.float(), scheme.value_group), scheme.bits, dim=-1)
     return {f"k_{name}": t for name, t in k.items()} | {f"v_{name}": t for name, t in v.items()}
 
 
@@ -117,7 +207,7 @@ def dequantize(stored: dict[str, torch.Tensor], method: str) -> tuple[torch.Tens
     if method in ("none", "fp16"):
         return stored["k"].float(), stored["v"].float()
     layers, heads, tokens = stored["v_q"].shape[:3]  # values are never padded: they give the true length
-    dim = stored["k_q"].shape[-1] * (2 if SCHEMES[method].bits == 4 else 1)
+    dim = stored["k_zero"].shape[-1]
     keys, values = torch.empty(layers, heads, tokens, dim), torch.empty(layers, heads, tokens, dim)
     dequantize_into(stored, method, keys, values)
     return keys, values
@@ -130,15 +220,16 @@ def dequantize_into(stored: dict[str, torch.Tensor], method: str, keys: torch.Te
         keys.copy_(stored["k"])
         values.copy_(stored["v"])
         return
-    bits = SCHEMES[method].bits
-    value_codes = stored["v_q"].shape[-1] * (2 if bits == 4 else 1)
-    _decode_into(_parts(stored, "v"), bits, values.unflatten(-1, (-1, value_codes)))
-    groups, group = stored["k_zero"].shape[2], stored["k_q"].shape[3]
+    scheme = SCHEMES[method]
+    value_codes = stored["v_q"].shape[-1] * (2 if scheme.bits == 4 else 1)
+    _decode_into(_parts(stored, "v"), scheme.bits, values.unflatten(-1, (-1, value_codes)))
+    groups = stored["k_zero"].shape[2]
+    group = scheme.key_tokens or keys.shape[2]
     if groups * group == keys.shape[2]:  # groups tile the chunk exactly: decode straight into the view
-        _decode_into(_parts(stored, "k"), bits, keys.unflatten(2, (groups, group)))
+        _decode_keys_into(stored, scheme, keys.unflatten(2, (groups, group)))
         return
     padded = torch.empty(*keys.shape[:2], groups, group, keys.shape[3])  # the last group was padded
-    _decode_into(_parts(stored, "k"), bits, padded)
+    _decode_keys_into(stored, scheme, padded)
     keys.copy_(padded.flatten(2, 3)[:, :, : keys.shape[2]])
 
 

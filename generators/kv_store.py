@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 MAGIC = b"RPKV0002"
 CHECKSUM_BYTES = 4
-FORMAT_VERSION = 2  # 2: one-byte log2 step codes and int4 key ranges per 16 tokens
+FORMAT_VERSION = 3  # 2: one-byte log2 step codes, int4 key ranges per 16 tokens; 3: int4 key widths per channel
 DEFAULT_MAX_BYTES = 4 * 1024**3
 
 
