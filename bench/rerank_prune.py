@@ -2,7 +2,8 @@
 
     nice -n 10 python -m bench.rerank_prune --part all
 
-- rerank: nDCG@10 on SciFact dev claims, MiniLM retrieval alone vs MiniLM top-``depth`` reranked.
+- rerank: nDCG@10 on SciFact dev claims (or other datasets' dev queries: ``--rerank-datasets``), MiniLM
+  retrieval alone and hybrid retrieval alone vs MiniLM top-``depth`` reranked by each of ``--rerankers``.
 - prune: per dataset (SciFact evidence, XQuAD answer sentence, HotpotQA supporting facts), the context of a
   query is its labelled gold passages plus the top MiniLM hits that are not relevant (``--context`` passages
   in all); two tables give, per absolute threshold and per relative threshold (share of the query's best
@@ -22,7 +23,10 @@ from haystack import Document
 
 from pruners import data, mining
 from pruners.component import ProvencePruner
+from pruners.model import DEFAULT_MODEL_NAME
 from pruners.scoring import kept_sentences
+from rerankers.fusion import DEFAULT_FUSION_NAME
+from rerankers.reranker import Reranker
 
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -43,25 +47,84 @@ def to_document(passage: data.Passage) -> Document:
     )
 
 
-def bench_rerank(args: argparse.Namespace, pruner: ProvencePruner) -> None:
-    dataset = data.load("scifact", args.data)
-    queries = data.split(dataset, dev=True)[: args.claims]
-    hits = mining.search(dataset, [q.text for q in queries], k=100)
-    base, reranked = [], []
-    started = time.time()
-    for query, ranked in zip(queries, hits, strict=True):
-        pids = [pid for pid, _ in ranked]
-        documents = [to_document(dataset.passages[pid]) for pid in pids[: args.depth]]
-        order = [d.id for d in pruner.run(query=query.text, documents=documents)["documents"]]
-        base.append(ndcg_at_10(pids, set(query.relevant)))
-        reranked.append(ndcg_at_10(order + pids[args.depth :], set(query.relevant)))
-    print(
-        f"\n## rerank: SciFact dev claims (n={len(queries)}), depth {args.depth}, "
-        f"{time.time() - started:.0f}s"
+def add_rerank_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rerank-datasets", nargs="+", default=["scifact"], choices=data.DATASETS,
+                        help="dev queries of these datasets for the rerank part (the criterion: scifact)")
+    parser.add_argument("--rerankers", nargs="+", default=[DEFAULT_FUSION_NAME, DEFAULT_MODEL_NAME],
+                        help="Reranker models compared (names, fusion files, weights dirs or CrossEncoders)")
+    parser.add_argument("--no-hybrid", action="store_true", help="skip the hybrid retrieval baseline")
+    parser.add_argument("--candidates", choices=("dense", "hybrid"), default="dense",
+                        help="which retrieval's top --depth the rerankers reorder (the criterion: dense)")
+
+
+def hybrid_rankings(dataset: data.Dataset, queries: list[data.Query], k: int) -> list[list[str]]:
+    """Top-k passage ids of ragpress's hybrid retrieval (MiniLM dense + Edge BM25, RRF) over the corpus,
+    indexed into a throw-away Edge store with the same cached MiniLM vectors as the dense baseline."""
+    import tempfile
+
+    from indexers.edge_document_store import EdgeDocumentStore
+    from ragpress.model_loading import sentence_transformer
+
+    pids, vectors = mining.corpus_embeddings(dataset)
+    query_vectors = sentence_transformer(mining.EMBEDDER).encode(
+        [q.text for q in queries], normalize_embeddings=True, show_progress_bar=False
     )
-    print("| system | nDCG@10 |\n|---|---|")
-    print(f"| MiniLM retrieval alone | {100 * statistics.mean(base):.1f} |")
-    print(f"| + ragpress reranker (top {args.depth}) | {100 * statistics.mean(reranked):.1f} |")
+    with tempfile.TemporaryDirectory() as folder:
+        store = EdgeDocumentStore(path=folder, embedding_dim=vectors.shape[1])
+        store.write_documents([
+            Document(id=str(i), content=dataset.passages[pid].text, embedding=vector.tolist(), meta={"pid": pid})
+            for i, (pid, vector) in enumerate(zip(pids, vectors, strict=True))
+        ])
+        rankings = [
+            [d.meta["pid"] for d in store.hybrid_retrieval(query_embedding=v.tolist(), query=q.text, top_k=k)]
+            for q, v in zip(queries, query_vectors, strict=True)
+        ]
+        store.close()
+    return rankings
+
+
+def bench_rerank(args: argparse.Namespace) -> None:
+    """nDCG@10 of dense retrieval alone, hybrid retrieval alone, and dense top-``depth`` reranked by each of
+    ``--rerankers`` (passages below the depth keep their retrieval order)."""
+    for name in args.rerank_datasets:
+        dataset = data.load(name, args.data)
+        queries = [q for q in data.split(dataset, dev=True) if q.relevant][: args.claims]
+        hits = mining.search(dataset, [q.text for q in queries], k=100)
+        rankings = [[pid for pid, _ in ranked] for ranked in hits]
+        rows = [("MiniLM retrieval alone", mean_ndcg(queries, rankings), 0.0)]
+        if not args.no_hybrid or args.candidates == "hybrid":
+            started = time.time()
+            hybrid = hybrid_rankings(dataset, queries, args.depth)
+            rows.append(("hybrid retrieval alone (dense + BM25, RRF)", mean_ndcg(queries, hybrid),
+                         time.time() - started))
+            rankings = hybrid if args.candidates == "hybrid" else rankings
+        retrieval = "MiniLM" if args.candidates == "dense" else "hybrid"
+        for model in args.rerankers:
+            started = time.time()
+            reranked = rerank_all(model, dataset, queries, rankings, args.depth)
+            rows.append((f"{retrieval} top {args.depth} + Reranker({model})", mean_ndcg(queries, reranked),
+                         time.time() - started))
+        print(f"\n## rerank: {name} dev queries (n={len(queries)}), depth {args.depth}")
+        print("| system | nDCG@10 | seconds |\n|---|---|---|")
+        for system, score, seconds in rows:
+            print(f"| {system} | {score:.1f} | {seconds:.0f} |")
+
+
+def mean_ndcg(queries: list[data.Query], rankings: list[list[str]]) -> float:
+    return 100 * statistics.mean(ndcg_at_10(r, set(q.relevant)) for q, r in zip(queries, rankings, strict=True))
+
+
+def rerank_all(
+    model: str, dataset: data.Dataset, queries: list[data.Query], rankings: list[list[str]], depth: int
+) -> list[list[str]]:
+    reranker = Reranker(model=model)
+    reranker.warm_up()
+    reranked = []
+    for query, pids in zip(queries, rankings, strict=True):
+        documents = [to_document(dataset.passages[pid]) for pid in pids[:depth]]
+        order = [d.id for d in reranker.run(query=query.text, documents=documents)["documents"]]
+        reranked.append(order + pids[depth:])
+    return reranked
 
 
 def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -> list[PruneRecord]:
@@ -191,16 +254,17 @@ def main() -> None:
     parser.add_argument("--latency-batch", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quantize", action="store_true", help="int8 model for the rerank/prune parts")
+    add_rerank_arguments(parser)
     args = parser.parse_args()
     if args.data:
         from pathlib import Path
 
         args.data = Path(args.data)
     torch.set_num_threads(args.threads)
+    if args.part in ("rerank", "all"):
+        bench_rerank(args)
     pruner = ProvencePruner(quantize=args.quantize)
     pruner.warm_up()
-    if args.part in ("rerank", "all"):
-        bench_rerank(args, pruner)
     if args.part in ("prune", "all"):
         bench_prune(args, pruner)
     if args.part in ("latency", "all"):

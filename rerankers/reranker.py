@@ -1,5 +1,5 @@
-"""The reranker component: ragpress's trained MiniLM relevance head, or any sentence-transformers
-cross-encoder."""
+"""The reranker component: ragpress's fused dense + lexical reranker (the default), its trained MiniLM
+relevance head, or any sentence-transformers cross-encoder."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from pruners.component import check_range, check_top_k, document_spans, select
 from pruners.model import DEFAULT_MODEL_NAME, is_weights_dir, load_shared
 from pruners.scoring import score_passages
 from ragpress.models import resolve
+from rerankers import fusion, lexical
 
 
 def is_ragpress_model(model: str) -> bool:
     return model == DEFAULT_MODEL_NAME or is_weights_dir(model)
+
+
+def is_fusion_model(model: str) -> bool:
+    return model == fusion.DEFAULT_FUSION_NAME or fusion.is_fusion_file(model)
 
 
 @component
@@ -23,9 +28,12 @@ class Reranker:
     """Scores (query, document) pairs jointly and returns the documents best first, ``score`` set to the
     relevance probability in [0, 1] (so one ``score_threshold`` works as an abstention floor for any model).
 
-    ``model`` is ``"ragpress-provence-minilm"`` (the shipped adapter on the bundled MiniLM, the same model as
-    ``ProvencePruner``), a directory of such weights, or any sentence-transformers CrossEncoder id or
-    directory (resolved through ragpress's model registry; fetch hub models with ``ragpress models fetch``).
+    ``model`` is ``"ragpress-fusion-minilm"`` (the default: a logistic fusion of the bundled MiniLM's cosine
+    with a BM25 match of the query's rare terms over the candidates, weights fitted on SciFact train claims;
+    see ``rerankers.fusion``) or a JSON file of such weights, ``"ragpress-provence-minilm"`` (the shipped
+    adapter on the bundled MiniLM, the same model as ``ProvencePruner``) or a directory of such weights, or
+    any sentence-transformers CrossEncoder id or directory (resolved through ragpress's model registry; fetch
+    hub models with ``ragpress models fetch``).
 
     Usage::
 
@@ -36,7 +44,7 @@ class Reranker:
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL_NAME,
+        model: str = fusion.DEFAULT_FUSION_NAME,
         top_k: int | None = None,
         score_threshold: float | None = None,
         max_length: int = 512,
@@ -44,7 +52,8 @@ class Reranker:
         quantize: bool = False,
     ) -> None:
         """
-        :param model: the ragpress adapter name, a directory of its weights, or a CrossEncoder id/directory.
+        :param model: the fusion name or file, the ragpress adapter name or weights directory, or a
+            CrossEncoder id/directory.
         :param top_k: return at most this many documents (None: all).
         :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
         :param max_length: tokens per (query, passage) window; longer ragpress inputs are scored per window
@@ -66,11 +75,15 @@ class Reranker:
         self.quantize = quantize
         self._backend: Any = None
         self._tokenizer: Any = None
+        self._fusion: fusion.FusionWeights | None = None
+        self._relevance_model: Any = None
 
     def warm_up(self) -> None:
         if self._backend is not None:
             return
-        if is_ragpress_model(self.model):
+        if is_fusion_model(self.model):
+            self._warm_up_fusion()
+        elif is_ragpress_model(self.model):
             from pruners.component import weights_path
 
             self._backend, self._tokenizer = load_shared(weights_path(self.model), self.quantize)
@@ -80,6 +93,18 @@ class Reranker:
             self._backend = CrossEncoder(
                 resolve(self.model), device="cpu", max_length=self.max_length, local_files_only=True
             )
+
+    def _warm_up_fusion(self) -> None:
+        from ragpress.model_loading import sentence_transformer
+
+        weights = fusion.FusionWeights.load(fusion.fusion_path(self.model))
+        if weights.needs_relevance:
+            from pruners.component import weights_path
+
+            self._relevance_model = load_shared(weights_path(DEFAULT_MODEL_NAME), self.quantize)
+        self._fusion = weights
+        # The shared instance: the query embedder already holds it, so no second copy is loaded.
+        self._backend = sentence_transformer(weights.embedder)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -117,6 +142,8 @@ class Reranker:
         return {"documents": select(scored, top_k, score_threshold)}
 
     def _scores(self, query: str, documents: list[Document]) -> list[float]:
+        if self._fusion is not None:
+            return self._fused_scores(query, documents)
         if self._tokenizer is not None:
             passages = [(d.content or "", document_spans(d)) for d in documents]
             results = score_passages(
@@ -133,3 +160,19 @@ class Reranker:
         return [
             0.0 if not (d.content or "").strip() else float(s) for d, s in zip(documents, raw, strict=True)
         ]
+
+    def _fused_scores(self, query: str, documents: list[Document]) -> list[float]:
+        weights = self._fusion
+        assert weights is not None
+        texts = [d.content or "" for d in documents]
+        spans = [document_spans(d) for d in documents]
+        features = fusion.embedding_features(self._backend, query, texts, spans, "sentence" in weights.weights)
+        if "lexical" in weights.weights:
+            features["lexical"] = lexical.bm25_coverage(query, texts, weights.k1, weights.b)
+        if weights.needs_relevance:
+            model, tokenizer = self._relevance_model
+            results = score_passages(
+                model, tokenizer, query, list(zip(texts, spans, strict=True)), self.batch_size, self.max_length
+            )
+            features["relevance"] = [fusion.logit(r.score) for r in results]
+        return [0.0 if not t.strip() else s for t, s in zip(texts, fusion.combine(weights, features), strict=True)]
