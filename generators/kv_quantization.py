@@ -23,6 +23,7 @@ counts everything stored.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -122,6 +123,8 @@ def _decode_keys_into(stored: dict[str, torch.Tensor], scheme: Scheme, target: t
 
 
 _BYTE_SHIFTS = torch.arange(8, dtype=torch.uint8)  # bit i of a packed byte holds the i-th of 8 tokens
+# byte value -> its 8 bits placed in the low bit of 8 byte lanes of an int64
+_SPREAD = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).mul(2 ** (8 * torch.arange(8))).sum(1)
 
 
 def _pack_planes(q: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -139,10 +142,15 @@ def _unpack_planes(stored: torch.Tensor, bits: torch.Tensor, shape: torch.Size) 
     layers, heads, groups, group, dim = shape
     packed = torch.zeros(MAX_KEY_BITS, layers, heads, dim, groups, group // 8, dtype=torch.uint8)
     packed[_plane_mask(bits)] = stored.view(-1, groups, group // 8)
-    codes = torch.zeros(layers, heads, dim, groups, group // 8, 8, dtype=torch.uint8)
+    # each packed byte spreads into one int64 holding its 8 tokens' bits in 8 byte lanes, so the planes
+    # combine 8 tokens at a time; the lanes are then read back as bytes (lane i = token i)
+    lanes = torch.zeros(layers, heads, dim, groups, group // 8, dtype=torch.int64)
     for plane in range(int(bits.max()) if bits.numel() else 0):
-        codes |= ((packed[plane].unsqueeze(-1) >> _BYTE_SHIFTS) & 1) << plane
-    return codes.view(layers, heads, dim, groups, group).permute(0, 1, 3, 4, 2)  # [L, H, groups, G, D]
+        lanes |= _SPREAD[packed[plane].long()] << plane
+    codes = lanes.view(torch.uint8).view(layers, heads, dim, groups, group // 8, 8)
+    if sys.byteorder == "big":
+        codes = codes.flip(-1)
+    return codes.flatten(-2).permute(0, 1, 3, 4, 2)  # [L, H, groups, G, D]
 
 
 def _plane_mask(bits: torch.Tensor) -> torch.Tensor:
