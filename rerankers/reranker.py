@@ -57,9 +57,10 @@ class Reranker:
         :param top_k: return at most this many documents (None: all).
         :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
         :param max_length: tokens per (query, passage) window; longer ragpress inputs are scored per window
-            (best window wins); CrossEncoders truncate.
+            (best window wins); CrossEncoders truncate. The fusion reranker ignores it: its embedder reads a
+            passage's first 256 tokens, as dense retrieval does, and each sentence on its own.
         :param batch_size: pairs per forward pass.
-        :param quantize: dynamic int8 quantization (ragpress model only).
+        :param quantize: dynamic int8 quantization (Provence model, also when a fusion file uses its logit).
         """
         if not model:
             raise ValueError("model must name the ragpress adapter, a weights directory or a CrossEncoder")
