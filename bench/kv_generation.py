@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
         loaders = {"xquad": ("XQuAD", xquad_examples), "hotpotqa": ("HotpotQA", hotpot_examples)}
         for name, loader in (loaders[d] for d in args.datasets.split(",")):
             rows = []
-            for index, item in enumerate(prepare(builders["none"], loader("eval", args.questions, seed=7))):
+            for index, example in enumerate(loader("eval", args.questions, seed=7)):
+                # one question at a time: the store's byte budget may evict earlier questions' entries
+                item = prepare(builders["none"], [example])[0]
                 results = run_example(builders, item, t, s, args.repeats, args.new_tokens, args.blend_share,
                                       variants)
                 row = record(item.example, results)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
@@ -25,6 +24,7 @@ from pruners import data, mining
 from pruners.component import ProvencePruner
 from pruners.model import DEFAULT_MODEL_NAME
 from pruners.scoring import kept_sentences
+from rerankers.fit_fusion import ndcg_at_10
 from rerankers.fusion import DEFAULT_FUSION_NAME
 from rerankers.reranker import Reranker
 
@@ -32,12 +32,6 @@ THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 # Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage, query's best score).
 PruneRecord = tuple[list[int], list[float], list[bool], bool, float]
-
-
-def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
-    dcg = sum(1 / math.log2(i + 2) for i, pid in enumerate(ranked[:10]) if pid in relevant)
-    ideal = sum(1 / math.log2(i + 2) for i in range(min(10, len(relevant))))
-    return dcg / ideal if ideal else 0.0
 
 
 def to_document(passage: data.Passage) -> Document:
