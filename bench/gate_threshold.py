@@ -2,7 +2,7 @@
 
     nice -n 5 python -m bench.gate_threshold --questions 60
 
-Questions are the held-out calibration share of the *train* side (``pruners.training.is_calibration``: never
+Questions are the held-out calibration share of the *train* side (``pruners.data.is_calibration``: never
 trained on, never dev), so the floor is not tuned on the dev questions the answer-quality benchmark reports.
 For each, ProvencePruner scores the top ``--pool`` MiniLM hits of the full corpus (answerable) and of the corpus
 without the question's gold passages (unanswerable); the gate sees the best score. Printed: for each candidate
@@ -25,7 +25,6 @@ import torch
 from bench.answer_quality import contexts
 from pruners import data
 from pruners.component import ProvencePruner
-from pruners.training import is_calibration
 from rerankers.relevance_gate import best_sentence_score
 
 FLOORS = tuple(round(0.02 * i, 2) for i in range(1, 31))
@@ -37,7 +36,7 @@ Scores = tuple[float, float]
 def best_scores(pruner: ProvencePruner, name: str, questions: int, pool: int, context: int,
                 root: Path | None) -> tuple[list[Scores], list[Scores]]:
     dataset = data.load(name, root)
-    queries = [q for q in data.split(dataset, dev=False) if is_calibration(q)][:questions]
+    queries = [q for q in data.split(dataset, dev=False) if data.is_calibration(q)][:questions]
     answerable, missing = [], []
     for query in queries:
         for scores, documents in zip((answerable, missing), contexts(dataset, query, pool), strict=True):

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python -m pruners.calibration --weights pruners/weights/provence-minilm
 
-The queries are the held-out calibration share of the *train* side (``pruners.training.is_calibration``:
+The queries are the held-out calibration share of the *train* side (``pruners.data.is_calibration``:
 never trained on, never dev). Each query's context is built as the pruning benchmark builds it
 (``bench.rerank_prune --part prune``): its gold passages plus the best MiniLM hits that are not relevant,
 ``--context`` passages in all, because a relative rule depends on every passage of the call. The saved
@@ -24,7 +24,6 @@ import torch
 from pruners import data, mining
 from pruners.model import CONFIG_FILE, ProvenceModel, load
 from pruners.scoring import score_passages
-from pruners.training import is_calibration
 
 logger = logging.getLogger("pruners.calibration")
 
@@ -34,7 +33,7 @@ Context = tuple[str, list[data.Passage], list[list[int]]]
 
 def calibration_contexts(dataset: data.Dataset, context: int) -> list[Context]:
     """Held-out train queries with sentence labels, each with its gold passages and hard negatives."""
-    queries = [q for q in data.split(dataset, dev=False) if q.gold and is_calibration(q)]
+    queries = [q for q in data.split(dataset, dev=False) if q.gold and data.is_calibration(q)]
     hits = mining.search(dataset, [q.text for q in queries], k=context + 10) if queries else []
     contexts = []
     for query, ranked in zip(queries, hits, strict=True):

@@ -25,6 +25,7 @@ from indexers.sentences import split_sentences
 
 DATASETS = ("scifact", "xquad", "hotpotqa", "musique")
 DEV_PERCENT = 20
+CALIBRATION_PERCENT = 10  # of the train queries (see is_calibration)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,12 @@ def split(dataset: Dataset, dev: bool) -> list[Query]:
 
 def _dev_of(query: Query) -> bool:
     return is_dev(query.dataset, group_key(query))
+
+
+def is_calibration(query: Query) -> bool:
+    """A fixed share of the train queries, held out of training to set the default sentence thresholds."""
+    digest = hashlib.sha256(f"calibration:{query.dataset}:{group_key(query)}".encode()).hexdigest()
+    return int(digest, 16) % 100 < CALIBRATION_PERCENT
 
 
 def group_key(query: Query) -> str:

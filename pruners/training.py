@@ -19,7 +19,6 @@ train queries is held out of training to calibrate the default sentence threshol
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import math
 import random
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from pruners import data, mining
+from pruners.calibration import calibrate_relative_threshold, recall_quantile
 from pruners.model import ADAPTER_FILE, ProvenceConfig, ProvenceModel, new_trainable, save
 from pruners.scoring import (
     build_sequence,
@@ -45,7 +45,6 @@ from pruners.scoring import (
 logger = logging.getLogger("pruners.training")
 IGNORE = -100.0
 SCALAR_LR_FACTOR = 30
-CALIBRATION_PERCENT = 10
 
 
 @dataclass
@@ -165,12 +164,6 @@ def param_groups(model: ProvenceModel, lr: float) -> list[dict]:
     return [{"params": rest, "lr": lr}, {"params": scalars, "lr": SCALAR_LR_FACTOR * lr, "weight_decay": 0.0}]
 
 
-def is_calibration(query: data.Query) -> bool:
-    """A fixed share of the train queries, held out of training to set the default sentence threshold."""
-    digest = hashlib.sha256(f"calibration:{query.dataset}:{data.group_key(query)}".encode()).hexdigest()
-    return int(digest, 16) % 100 < CALIBRATION_PERCENT
-
-
 def collect(args: argparse.Namespace, rng: random.Random) -> tuple[list[Item], list[Item]]:
     """Training items, and the gold passages (with sentence labels) of the held-out calibration queries."""
     items: list[Item] = []
@@ -181,10 +174,10 @@ def collect(args: argparse.Namespace, rng: random.Random) -> tuple[list[Item], l
         held_out += [
             Item(q.text, dataset.passages[pid], True, gold)
             for q in queries
-            if is_calibration(q)
+            if data.is_calibration(q)
             for pid, gold in q.gold.items()
         ]
-        queries = [q for q in queries if not is_calibration(q)]
+        queries = [q for q in queries if not data.is_calibration(q)]
         cap = args.max_queries.get(name)
         if cap and len(queries) > cap:
             queries = rng.sample(queries, cap)
@@ -208,8 +201,7 @@ def calibrate_threshold(
     for item in held_out:
         result = score_passages(model, tokenizer, item.query, [(item.passage.text, item.passage.spans())])[0]
         gold_scores += [result.sentence_scores[i] for i in item.gold or [] if i < len(result.sentence_scores)]
-    gold_scores.sort()
-    threshold = gold_scores[int((1 - recall) * len(gold_scores))]
+    threshold = recall_quantile(gold_scores, recall)
     logger.info("threshold %.4f keeps %.0f%% of %d held-out gold sentences", threshold, 100 * recall,
                 len(gold_scores))
     return threshold
@@ -272,9 +264,6 @@ def train(args: argparse.Namespace) -> None:
                 )
     model.config.max_length = 512  # trained on short windows; inference may use the full window
     model.config.default_threshold = calibrate_threshold(model, tokenizer, held_out, args.gold_recall)
-    # Imported here: pruners.calibration imports is_calibration from this module.
-    from pruners.calibration import calibrate_relative_threshold
-
     model.config.default_relative_threshold = calibrate_relative_threshold(
         model, tokenizer, args.data, args.gold_recall
     )
