@@ -55,11 +55,15 @@ class RelevanceGate:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document], abstain_reason=str)
-    def run(self, documents: list[Document], min_score: float | None = None) -> dict[str, Any]:
+    def run(
+        self, documents: list[Document], min_score: float | None = None, min_sentence_score: float | None = None
+    ) -> dict[str, Any]:
+        """Gate ``documents``; floors given here override the init values."""
         threshold = self.min_score if min_score is None else min_score
+        sentence_floor = self.min_sentence_score if min_sentence_score is None else min_sentence_score
         if not any((d.score or 0.0) >= threshold for d in documents):
             return {"documents": [], "abstain_reason": NO_RELEVANT_PASSAGE}
-        if self.min_sentence_score is not None and best_sentence_score(documents) < self.min_sentence_score:
+        if sentence_floor is not None and best_sentence_score(documents) < sentence_floor:
             return {"documents": [], "abstain_reason": NO_RELEVANT_SENTENCE}
         kept = documents if self.drop_below is None else [d for d in documents if (d.score or 0) >= self.drop_below]
         return {"documents": kept, "abstain_reason": ""}

@@ -69,6 +69,13 @@ def test_a_relevant_passage_without_a_relevant_sentence_is_refused_with_its_own_
     assert RelevanceGate(min_score=0.5).run(documents=PRUNED[::2])["documents"] == PRUNED[::2]
 
 
+def test_the_runtime_sentence_floor_overrides_the_configured_one() -> None:
+    assert RelevanceGate(min_score=0.5).run(documents=PRUNED[::2], min_sentence_score=0.1) == {
+        "documents": [], "abstain_reason": NO_RELEVANT_SENTENCE}
+    assert RelevanceGate(min_score=0.5, min_sentence_score=0.5).run(
+        documents=PRUNED, min_sentence_score=0.2)["documents"] == PRUNED
+
+
 def test_a_sentence_floor_outside_zero_to_one_is_refused_and_survives_yaml() -> None:
     with pytest.raises(ValueError, match="min_sentence_score"):
         RelevanceGate(min_sentence_score=-0.1)
