@@ -32,7 +32,7 @@ from generators.kv_scoring import f1
 from generators.local_generator import LocalGenerator
 from pruners import data, mining
 from pruners.component import ProvencePruner
-from rerankers.relevance_gate import RelevanceGate, best_sentence_score
+from rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
 
 
 @dataclass
@@ -64,12 +64,11 @@ class PrunedAnswer:
     f1: float
     declined: bool  # the model said the passages do not hold the answer
     context_tokens: int
-    best_score: float
+    best_score: float | None  # None: the pruner kept no passage
     best_sentence: float
 
     def gated(self, min_score: float, min_sentence_score: float | None) -> bool:
-        below = self.best_score < min_score
-        return below or (min_sentence_score is not None and self.best_sentence < min_sentence_score)
+        return bool(abstain_reason(self.best_score, self.best_sentence, min_score, min_sentence_score))
 
 
 def answer(generator: LocalGenerator, query: str, documents: list[Document], tally: Tally,
@@ -85,7 +84,7 @@ def pruned_answer(generator: LocalGenerator, query: str, kept: list[Document], a
     result = generator.run(query=query, documents=kept)
     meta = result["meta"][0]
     return PrunedAnswer(f1(result["replies"][0], answers), bool(meta.get("abstained")),
-                        int(meta.get("prompt_tokens", 0)), max((d.score or 0.0) for d in kept) if kept else 0.0,
+                        int(meta.get("prompt_tokens", 0)), max((d.score or 0.0) for d in kept) if kept else None,
                         best_sentence_score(kept))
 
 

@@ -25,12 +25,12 @@ import torch
 from bench.answer_quality import contexts
 from pruners import data
 from pruners.component import ProvencePruner
-from rerankers.relevance_gate import best_sentence_score
+from rerankers.relevance_gate import abstain_reason, best_sentence_score
 
 FLOORS = tuple(round(0.02 * i, 2) for i in range(1, 31))
 SENTENCE_FLOORS = tuple(round(0.005 * i, 3) for i in range(1, 41))
 # Per question: (best passage relevance, best sentence keep score among the passages read).
-Scores = tuple[float, float]
+Scores = tuple[float | None, float]
 
 
 def best_scores(pruner: ProvencePruner, name: str, questions: int, pool: int, context: int,
@@ -41,7 +41,7 @@ def best_scores(pruner: ProvencePruner, name: str, questions: int, pool: int, co
     for query in queries:
         for scores, documents in zip((answerable, missing), contexts(dataset, query, pool), strict=True):
             kept = pruner.run(query=query.text, documents=documents)["documents"]
-            best = max((d.score or 0.0) for d in kept) if kept else 0.0
+            best = max((d.score or 0.0) for d in kept) if kept else None
             scores.append((best, best_sentence_score(kept[:context])))
     return answerable, missing
 
@@ -50,7 +50,7 @@ def rates(answerable: list[Scores], missing: list[Scores], floor: float,
           sentence_floor: float = 0.0) -> tuple[float, float]:
     """(abstained on unanswerable, abstained on answerable) with these relevance and sentence floors."""
     def share(scores: list[Scores]) -> float:
-        return sum(r < floor or s < sentence_floor for r, s in scores) / len(scores)
+        return sum(bool(abstain_reason(r, s, floor, sentence_floor)) for r, s in scores) / len(scores)
 
     return share(missing), share(answerable)
 

@@ -61,12 +61,24 @@ class RelevanceGate:
         """Gate ``documents``; floors given here override the init values."""
         threshold = self.min_score if min_score is None else min_score
         sentence_floor = self.min_sentence_score if min_sentence_score is None else min_sentence_score
-        if not any((d.score or 0.0) >= threshold for d in documents):
-            return {"documents": [], "abstain_reason": NO_RELEVANT_PASSAGE}
-        if sentence_floor is not None and best_sentence_score(documents) < sentence_floor:
-            return {"documents": [], "abstain_reason": NO_RELEVANT_SENTENCE}
+        best = max((d.score or 0.0) for d in documents) if documents else None
+        reason = abstain_reason(best, best_sentence_score(documents), threshold, sentence_floor)
+        if reason:
+            return {"documents": [], "abstain_reason": reason}
         kept = documents if self.drop_below is None else [d for d in documents if (d.score or 0) >= self.drop_below]
         return {"documents": kept, "abstain_reason": ""}
+
+
+def abstain_reason(
+    best_score: float | None, best_sentence: float, min_score: float, min_sentence_score: float | None
+) -> str:
+    """The gate's decision from the evidence's best passage score (None: no passages) and best sentence keep
+    score: why it abstains, or "" when the evidence passes. The benchmarks replay it on recorded scores."""
+    if best_score is None or best_score < min_score:
+        return NO_RELEVANT_PASSAGE
+    if min_sentence_score is not None and best_sentence < min_sentence_score:
+        return NO_RELEVANT_SENTENCE
+    return ""
 
 
 def best_sentence_score(documents: list[Document]) -> float:
