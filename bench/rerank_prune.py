@@ -28,7 +28,7 @@ from rerankers.fit_fusion import ndcg_at_10
 from rerankers.fusion import DEFAULT_FUSION_NAME
 from rerankers.reranker import Reranker
 
-THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 # Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage, query's best score).
 PruneRecord = tuple[list[int], list[float], list[bool], bool, float]
@@ -164,8 +164,10 @@ def prune_table(
 
 
 def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
-    config = pruner._model.config
-    relative_default = config.default_relative_threshold
+    """Per dataset, the absolute and the relative threshold curves of the pruner's sentence scores (fused
+    with lexical evidence when its weights carry a fusion), the pruner's default rule marked."""
+    absolute_default, relative_default = pruner.default_rule()
+    print(f"\nsentence scores: {'lexical fusion' if pruner.fusion() else 'keep probabilities'}")
     for name in args.datasets:
         started = time.time()
         records = prune_records(args, name, pruner)
@@ -173,15 +175,13 @@ def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
         print(
             f"\n## prune: {name} dev ({len(records)} passages, {queries} gold, {time.time() - started:.0f}s)"
         )
-        absolute_mark = "calibrated absolute" if relative_default is not None else "default"
-        print_prune_table(records, "threshold", sorted({*THRESHOLDS, config.default_threshold}),
-                          config.default_threshold, absolute_mark, relative=False)
-        if relative_default is not None:
-            print_prune_table(records, "relative threshold", sorted({*RATIOS, relative_default}),
-                              relative_default, "default", relative=True)
+        print_prune_table(records, "threshold", sorted({*THRESHOLDS, *filter(None, [absolute_default])}),
+                          absolute_default, "default", relative=False)
+        print_prune_table(records, "relative threshold", sorted({*RATIOS, *filter(None, [relative_default])}),
+                          relative_default, "default", relative=True)
 
 
-def print_prune_table(records: list[PruneRecord], label: str, thresholds: list[float], marked: float,
+def print_prune_table(records: list[PruneRecord], label: str, thresholds: list[float], marked: float | None,
                       mark: str, relative: bool) -> None:
     print(f"\n| {label} | tokens removed (all context) | gold kept | tokens removed (gold passages) |")
     print("|---|---|---|---|")
@@ -248,6 +248,8 @@ def main() -> None:
     parser.add_argument("--latency-batch", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quantize", action="store_true", help="int8 model for the rerank/prune parts")
+    parser.add_argument("--no-sentence-fusion", action="store_true",
+                        help="prune by the raw keep probabilities (the rule before the lexical fusion)")
     add_rerank_arguments(parser)
     args = parser.parse_args()
     if args.data:
@@ -257,7 +259,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.part in ("rerank", "all"):
         bench_rerank(args)
-    pruner = ProvencePruner(quantize=args.quantize)
+    pruner = ProvencePruner(quantize=args.quantize, sentence_fusion=not args.no_sentence_fusion)
     pruner.warm_up()
     if args.part in ("prune", "all"):
         bench_prune(args, pruner)

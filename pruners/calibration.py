@@ -83,8 +83,9 @@ def calibrate_relative_threshold(
     return ratio
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def start(description: str, argv: list[str] | None) -> tuple[argparse.Namespace, ProvenceModel, object]:
+    """The calibration scripts' shared start: their arguments, logging, torch threads and the loaded weights."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=Path("pruners/weights/provence-minilm"))
     parser.add_argument("--data", type=Path, default=None, help="shared datasets directory")
     parser.add_argument("--gold-recall", type=float, default=0.97)
@@ -94,11 +95,23 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     model, tokenizer = load(args.weights)
-    ratio = calibrate_relative_threshold(model, tokenizer, args.data, args.gold_recall, args.context)
-    path = args.weights / CONFIG_FILE
+    model.eval()
+    return args, model, tokenizer
+
+
+def write_config_entry(weights: Path, key: str, value: object) -> Path:
+    """Set one entry of the weights' config.json (the calibrated defaults live beside the weights)."""
+    path = weights / CONFIG_FILE
     config = json.loads(path.read_text())
-    config["default_relative_threshold"] = ratio
+    config[key] = value
     path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, model, tokenizer = start(__doc__, argv)
+    ratio = calibrate_relative_threshold(model, tokenizer, args.data, args.gold_recall, args.context)
+    path = write_config_entry(args.weights, "default_relative_threshold", ratio)
     print(f"default_relative_threshold = {ratio:.4f} written to {path}")
 
 

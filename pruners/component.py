@@ -11,6 +11,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from indexers.sentences import split_sentences
 from pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
 from pruners.scoring import PassageScores, Span, kept_sentences, relative_cutoff, score_passages
+from pruners.sentence_fusion import SentenceFusion, fused_scores
 from ragpress.schema import SENTENCES
 
 PRUNED_TEXT = "pruned_text"
@@ -65,10 +66,12 @@ class ProvencePruner:
     and ``sentence_scores``. Documents are sorted by score; ``top_k`` keeps the best, ``score_threshold``
     drops documents below a relevance probability.
 
-    Sentences are kept by one of two rules: ``threshold`` (absolute: keep probability >= threshold) or
-    ``relative_threshold`` (keep probability >= ratio * the best sentence's among all documents of the call).
-    Without either, the rule calibrated with the weights applies: the relative one when their config.json has
-    ``default_relative_threshold``, else the absolute ``default_threshold``.
+    A sentence's score is its keep probability fused with lexical evidence (``pruners.sentence_fusion``)
+    when the weights carry a fitted fusion and ``sentence_fusion`` is on, else the model's mean token keep
+    probability. Sentences are kept by one of two rules on that score: ``threshold`` (absolute: score >=
+    threshold) or ``relative_threshold`` (score >= ratio * the best sentence's among all documents of the
+    call). Without either, the rule calibrated with the weights applies: the fusion's threshold, else
+    ``default_relative_threshold`` or ``default_threshold`` from their config.json.
 
     Usage::
 
@@ -88,21 +91,25 @@ class ProvencePruner:
         batch_size: int = 16,
         quantize: bool = False,
         relative_threshold: float | None = None,
+        sentence_fusion: bool = True,
     ) -> None:
         """
         :param model: ``"ragpress-provence-minilm"`` (shipped weights) or a directory of trained weights.
-        :param threshold: keep a sentence when its mean token keep probability is at least this.
+        :param threshold: keep a sentence when its score is at least this.
         :param relative_threshold: keep a sentence when its keep probability is at least this share of the
             best sentence's among all the documents of one call (so the best sentence is always kept).
-            At most one of the two; with neither, the weights' calibrated rule (``default_relative_threshold``
-            or ``default_threshold`` in their config.json, each set to keep 97% of the gold sentences of
-            held-out training queries; see pruners.calibration).
+            At most one of the two; with neither, the weights' calibrated rule (the fusion's threshold,
+            ``default_relative_threshold`` or ``default_threshold`` in their config.json, each set to keep 97%
+            of the gold sentences of held-out training queries; see pruners.fit_sentence_fusion and
+            pruners.calibration).
         :param top_k: return at most this many documents (None: all).
         :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
         :param max_length: tokens per window (query + passage + 3 specials); longer passages use more windows.
         :param batch_size: windows per forward pass.
         :param quantize: dynamic int8 quantization of the Linear layers (faster on CPU, scores
             differ slightly).
+        :param sentence_fusion: score sentences with the lexical fusion fitted for the weights (when their
+            config.json has one); False: the model's raw keep probabilities.
         """
         weights_path(model)
         check_rule(threshold, relative_threshold)
@@ -120,6 +127,7 @@ class ProvencePruner:
         self.max_length = max_length
         self.batch_size = batch_size
         self.quantize = quantize
+        self.sentence_fusion = sentence_fusion
         self._model: ProvenceModel | None = None
         self._tokenizer: Any = None
 
@@ -138,6 +146,7 @@ class ProvencePruner:
             max_length=self.max_length,
             batch_size=self.batch_size,
             quantize=self.quantize,
+            sentence_fusion=self.sentence_fusion,
         )
 
     @classmethod
@@ -167,14 +176,14 @@ class ProvencePruner:
             return {"documents": []}
         self.warm_up()
         spans = [document_spans(d) for d in documents]
+        passages = [(d.content or "", s) for d, s in zip(documents, spans, strict=True)]
         scores = score_passages(
-            self._model,
-            self._tokenizer,
-            query,
-            [(d.content or "", s) for d, s in zip(documents, spans, strict=True)],
-            batch_size=self.batch_size,
-            max_length=self.max_length,
+            self._model, self._tokenizer, query, passages, batch_size=self.batch_size, max_length=self.max_length
         )
+        fusion = self.fusion()
+        if fusion is not None:
+            fused = fused_scores(fusion, query, passages, scores)
+            scores = [replace(r, sentence_scores=f) for r, f in zip(scores, fused, strict=True)]
         cutoff = self._cutoff(scores, threshold, relative_threshold)
         pruned = [
             _pruned(d, s, result.score, result.sentence_scores, cutoff)
@@ -182,15 +191,27 @@ class ProvencePruner:
         ]
         return {"documents": select(pruned, top_k, score_threshold)}
 
+    def fusion(self) -> SentenceFusion | None:
+        """The sentence fusion in use: the weights' fitted one unless switched off (None without one)."""
+        self.warm_up()
+        return SentenceFusion.from_config(self._model.config.sentence_fusion) if self.sentence_fusion else None
+
+    def default_rule(self) -> tuple[float | None, float | None]:
+        """(absolute, relative) sentence threshold applied when none is given: exactly one is set."""
+        fusion = self.fusion()
+        if fusion is not None:
+            return fusion.threshold, None
+        config = self._model.config
+        if config.default_relative_threshold is not None:
+            return None, config.default_relative_threshold
+        return config.default_threshold, None
+
     def _cutoff(
         self, scores: list[PassageScores], threshold: float | None, relative_threshold: float | None
     ) -> float:
         """The absolute sentence threshold for this call: the given rule, else the weights' calibrated one."""
         if threshold is None and relative_threshold is None:
-            config = self._model.config
-            if config.default_relative_threshold is None:
-                return config.default_threshold
-            relative_threshold = config.default_relative_threshold
+            threshold, relative_threshold = self.default_rule()
         if relative_threshold is None:
             return threshold
         return relative_cutoff([r.sentence_scores for r in scores], relative_threshold)

@@ -36,6 +36,9 @@ class ProvenceConfig:
     # Share of the query's best sentence score a sentence needs (see pruners.calibration); when set, it is
     # the pruner's default rule instead of the absolute default_threshold.
     default_relative_threshold: float | None = None
+    # Weights and default threshold of pruners.sentence_fusion.SentenceFusion, fitted for these weights by
+    # pruners.fit_sentence_fusion; when present, the pruner keeps sentences by that fused score by default.
+    sentence_fusion: dict | None = None
     # Query isolation, interaction features and cosine fusion (see ProvenceModel); False: the plain heads.
     interaction: bool = True
 

@@ -103,20 +103,26 @@ def sentence_vectors(dataset: data.Dataset, pids: list[str]) -> dict[str, np.nda
 
 
 def fit(claims: list[Claim], names: tuple[str, ...], l2: float) -> fusion.FusionWeights:
-    """Logistic regression of relevance on the features (LBFGS, full batch; a few weights need no more).
-
-    The L2 penalty picks the direction (the ranking); a second, unpenalised fit of one scale and the bias
-    along it undoes the shrinkage, so the output stays a calibrated probability for ``score_threshold``."""
+    """Logistic regression of relevance on the features of every candidate of ``claims``."""
     x = torch.tensor([[c.features[n][i] for n in names] for c in claims for i in range(len(c.pids))])
     y = torch.tensor([float(p in c.relevant) for c in claims for p in c.pids])
+    weights, bias = fit_logistic(x, y, l2)
+    return fusion.FusionWeights(weights=dict(zip(names, weights, strict=True)), bias=bias)
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[list[float], float]:
+    """Weights and bias, on the raw feature scale, of a logistic regression of ``y`` on the columns of ``x``
+    (LBFGS, full batch; a few weights need no more).
+
+    Features are standardised so one L2 strength means the same for every one. The L2 penalty picks the
+    direction (the ranking); a second, unpenalised fit of one scale and the bias along it undoes the
+    shrinkage, so the output stays a calibrated probability a threshold can be set on."""
     mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
-    z = (x - mean) / std  # standardised so one L2 strength means the same for every feature
+    z = (x - mean) / std
     w, _ = _logistic(z, y, l2)
     (scale,), bias = _logistic(z @ w[:, None], y, 0.0)
     weights = scale * w / std
-    return fusion.FusionWeights(
-        weights=dict(zip(names, map(float, weights), strict=True)), bias=float(bias - (weights * mean).sum())
-    )
+    return [float(v) for v in weights], float(bias - (weights * mean).sum())
 
 
 def _logistic(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:

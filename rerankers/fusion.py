@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -101,8 +102,15 @@ def logit(probability: float) -> float:
     return math.log(p / (1 - p))
 
 
-def combine(weights: FusionWeights, features: dict[str, list[float]]) -> list[float]:
-    """The fused relevance probability of each passage."""
+class LogisticWeights(Protocol):
+    """A fitted logistic model: a weight per named feature and a bias."""
+
+    weights: dict[str, float]
+    bias: float
+
+
+def combine(weights: LogisticWeights, features: dict[str, list[float]]) -> list[float]:
+    """The fused probability of each item (passages here; sentences for ``pruners.sentence_fusion``)."""
     count = len(next(iter(features.values())))
     logits = [weights.bias + sum(w * features[f][i] for f, w in weights.weights.items()) for i in range(count)]
     return [1 / (1 + math.exp(-min(max(z, -50.0), 50.0))) for z in logits]

@@ -164,12 +164,15 @@ def test_the_relative_rule_keeps_each_query_best_sentence_and_matches_its_absolu
                 assert (s >= ratio * best - 1e-6) if (d.id, i) in kept else (s < ratio * best + 1e-6)
 
 
-def test_without_a_rule_the_weights_calibrated_relative_threshold_applies(pruner, xquad):
-    ratio = pruner._model.config.default_relative_threshold
+def test_on_raw_keep_scores_without_a_rule_the_weights_calibrated_relative_threshold_applies(xquad):
+    raw = ProvencePruner(sentence_fusion=False)  # with the fusion, tests/pruners/test_sentence_fusion.py
+    raw.warm_up()
+    ratio = raw._model.config.default_relative_threshold
     assert ratio is not None and 0.0 < ratio < 1.0
+    assert raw.default_rule() == (None, ratio)
     documents = [as_document(p, str(i)) for i, p in enumerate(xquad["passages"])]
-    default = pruner.run(query=xquad["query"], documents=documents)["documents"]
-    explicit = pruner.run(query=xquad["query"], documents=documents, relative_threshold=ratio)["documents"]
+    default = raw.run(query=xquad["query"], documents=documents)["documents"]
+    explicit = raw.run(query=xquad["query"], documents=documents, relative_threshold=ratio)["documents"]
     assert kept_pairs(default) == kept_pairs(explicit)
 
 
