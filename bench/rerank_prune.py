@@ -213,11 +213,12 @@ def latency_documents(args: argparse.Namespace, tokenizer: object) -> tuple[str,
 def bench_latency(args: argparse.Namespace) -> None:
     print(
         f"\n## latency: rerank+prune of 20 passages, median of {args.repeats}, "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads {torch.get_num_threads()}, sentence fusion {'off' if args.no_sentence_fusion else 'on'}"
     )
     print("| variant | passage tokens | median s | min s |\n|---|---|---|---|")
     for quantize in (False, True):
-        pruner = ProvencePruner(quantize=quantize, batch_size=args.latency_batch)
+        pruner = ProvencePruner(quantize=quantize, batch_size=args.latency_batch,
+                                sentence_fusion=not args.no_sentence_fusion)
         pruner.warm_up()
         query, documents = latency_documents(args, pruner._tokenizer)
         tokens = sum(
