@@ -4,12 +4,14 @@
 
 For every dev question (pruners/data.py's hash-carved dev splits) the corpus is searched with MiniLM twice:
 as it is (answerable) and with the question's gold passages removed (unanswerable: the answer is not in
-the corpus any more). Two systems answer both:
+the corpus any more). Two systems answer both, the second gated two ways:
 
 - ``retrieval``: the top ``--context`` passages go to the generator as they are (the baseline);
 - ``pruned``: the top ``--pool`` passages go through ProvencePruner (rerank, keep ``--context``, drop
   sentences by its rule), then RelevanceGate (abstain when no passage clears ``--min-score``, or no sentence
-  clears ``--min-sentence-score``), then the same generator, which reads only the kept sentences.
+  clears ``--min-sentence-score``), then the same generator, which reads only the kept sentences;
+- ``pruned+sufficiency``: the same, with the gate's learned sufficiency model (``--sufficiency``, at its
+  fitted threshold) abstaining too when it judges the kept passages do not answer.
 
 Reported per system and set: answer F1 (SQuAD normalisation, best over reference answers), how often it
 abstained (the gate, or the model saying the passages do not hold the answer), and context tokens read.
@@ -32,7 +34,9 @@ from generators.kv_scoring import f1
 from generators.local_generator import LocalGenerator
 from pruners import data, mining
 from pruners.component import ProvencePruner
+from ragpress.model_loading import sentence_transformer
 from rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
+from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 
 
 @dataclass
@@ -66,9 +70,11 @@ class PrunedAnswer:
     context_tokens: int
     best_score: float | None  # None: the pruner kept no passage
     best_sentence: float
+    sufficiency: float  # the sufficiency model's probability that the kept passages answer
 
-    def gated(self, min_score: float, min_sentence_score: float | None) -> bool:
-        return bool(abstain_reason(self.best_score, self.best_sentence, min_score, min_sentence_score))
+    def gated(self, min_score: float, min_sentence_score: float | None, min_sufficiency: float | None = None) -> bool:
+        return bool(abstain_reason(self.best_score, self.best_sentence, min_score, min_sentence_score,
+                                   self.sufficiency, min_sufficiency))
 
 
 def answer(generator: LocalGenerator, query: str, documents: list[Document], tally: Tally,
@@ -80,19 +86,22 @@ def answer(generator: LocalGenerator, query: str, documents: list[Document], tal
     tally.context_tokens.append(int(meta.get("prompt_tokens", 0)))
 
 
-def pruned_answer(generator: LocalGenerator, query: str, kept: list[Document], answers: list[str]) -> PrunedAnswer:
+def pruned_answer(generator: LocalGenerator, query: str, kept: list[Document], answers: list[str],
+                  weights: SufficiencyWeights) -> PrunedAnswer:
     result = generator.run(query=query, documents=kept)
     meta = result["meta"][0]
+    probability = weights.probability(evidence_features(sentence_transformer(weights.embedder), query, kept))
     return PrunedAnswer(f1(result["replies"][0], answers), bool(meta.get("abstained")),
                         int(meta.get("prompt_tokens", 0)), max((d.score or 0.0) for d in kept) if kept else None,
-                        best_sentence_score(kept))
+                        best_sentence_score(kept), probability)
 
 
-def tally_gated(answers: list[PrunedAnswer], min_score: float, min_sentence_score: float | None) -> Tally:
+def tally_gated(answers: list[PrunedAnswer], min_score: float, min_sentence_score: float | None,
+                min_sufficiency: float | None = None) -> Tally:
     """The pruned system's tally when the gate uses these floors (a gated question reads no context)."""
     tally = Tally()
     for a in answers:
-        gated = a.gated(min_score, min_sentence_score)
+        gated = a.gated(min_score, min_sentence_score, min_sufficiency)
         tally.f1.append(0.0 if gated else a.f1)
         tally.abstained.append(gated or a.declined)
         tally.context_tokens.append(0 if gated else a.context_tokens)
@@ -112,10 +121,12 @@ def run(args: argparse.Namespace) -> None:
     generator = LocalGenerator(max_new_tokens=args.new_tokens, max_context_tokens=args.max_context_tokens)
     pruner = ProvencePruner(threshold=args.threshold, top_k=args.context)
     gate = RelevanceGate(min_score=args.min_score, min_sentence_score=args.min_sentence_score)
+    weights = SufficiencyWeights.load(args.sufficiency)
     for name in args.datasets:
         dataset = data.load(name, args.data)
         queries = [q for q in data.split(dataset, dev=True) if q.answers][: args.questions]
-        tallies = {(system, ok): Tally() for system in ("retrieval", "pruned") for ok in (True, False)}
+        systems = ("retrieval", "pruned", "pruned+sufficiency")
+        tallies = {(system, ok): Tally() for system in systems for ok in (True, False)}
         pruned: dict[bool, list[PrunedAnswer]] = {True: [], False: []}
         started = time.time()
         for query in queries:
@@ -123,14 +134,16 @@ def run(args: argparse.Namespace) -> None:
                 answer(generator, query.text, documents[: args.context], tallies["retrieval", answerable],
                        query.answers)
                 kept = pruner.run(query=query.text, documents=documents)["documents"]
-                pruned[answerable].append(pruned_answer(generator, query.text, kept, query.answers))
+                pruned[answerable].append(pruned_answer(generator, query.text, kept, query.answers, weights))
         for answerable in (True, False):
             tallies["pruned", answerable] = tally_gated(pruned[answerable], gate.min_score, gate.min_sentence_score)
+            tallies["pruned+sufficiency", answerable] = tally_gated(
+                pruned[answerable], gate.min_score, gate.min_sentence_score, weights.threshold)
         print(f"\n## {name}: {len(queries)} dev questions, {time.time() - started:.0f}s")
         print("| system | set | answer F1 | abstained | context tokens |\n|---|---|---|---|---|")
         for (system, answerable), tally in tallies.items():
             print(tally.row(system, answerable))
-        for system in ("retrieval", "pruned"):
+        for system in systems:
             print(abstention_line(system, tallies[system, True], tallies[system, False]))
         print_gate_variants(args.gate_variants, pruned)
 
@@ -161,6 +174,8 @@ def main() -> None:
     parser.add_argument("--min-score", type=float, default=RelevanceGate().min_score, help="abstention floor")
     parser.add_argument("--min-sentence-score", type=float, default=RelevanceGate().min_sentence_score,
                         help="abstain also when no kept sentence's keep score reaches this")
+    parser.add_argument("--sufficiency", default=DEFAULT_SUFFICIENCY_NAME,
+                        help="the gate's sufficiency weights (name or file) for the pruned+sufficiency system")
     parser.add_argument("--gate-variants", nargs="*", default=[],
                         help="other gates scored on the same answers, as min_score:min_sentence_score")
     parser.add_argument("--new-tokens", type=int, default=32)

@@ -10,6 +10,10 @@ floor, the share of unanswerable questions it abstains on and of answerable ones
 pooled over the datasets, and the highest floor that wrongly abstains on at most ``--max-false`` of the
 answerable questions (a service that refuses answerable questions is worse than one that sometimes guesses).
 
+With ``--features`` it prints instead how well each signal of ``rerankers.sufficiency`` separates the two
+sets (AUC: the chance an answerable question scores above an unanswerable one; 0.5 is no separation), per
+dataset and pooled, on the examples ``rerankers.fit_sufficiency`` fits on (generated answers included).
+
 A second table does the same for ``RelevanceGate(min_sentence_score=...)``, the floor on the best pruner keep
 score of any sentence of the ``--context`` passages the generator would read, alone and on top of the picked
 relevance floor.
@@ -25,6 +29,8 @@ import torch
 from bench.answer_quality import contexts
 from pruners import data
 from pruners.component import ProvencePruner
+from rerankers import sufficiency
+from rerankers.fit_sufficiency import collect
 from rerankers.relevance_gate import abstain_reason, best_sentence_score
 
 FLOORS = tuple(round(0.02 * i, 2) for i in range(1, 31))
@@ -70,6 +76,17 @@ def print_sentence_floors(pooled: tuple[list[Scores], list[Scores]], floor: floa
               f"{base:.2f}: {best:.3f} ({100 * on_missing:.0f}% vs {100 * on_answerable:.0f}%)")
 
 
+def print_feature_aucs(args: argparse.Namespace) -> None:
+    examples = {name: collect(name, args.questions, args.pool, args.context, args.data) for name in args.datasets}
+    examples["pooled"] = [e for found in examples.values() for e in found]
+    print("| signal | " + " | ".join(f"{n} ({len(e) // 2})" for n, e in examples.items()) + " |")
+    print("|---" * (len(examples) + 1) + "|")
+    for feature in sufficiency.FEATURES:
+        aucs = [sufficiency.auc([x.features[feature] for x in e if x.answerable],
+                                [x.features[feature] for x in e if not x.answerable]) for e in examples.values()]
+        print(f"| {feature} | " + " | ".join(f"{a:.2f}" for a in aucs) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="shared datasets directory")
@@ -79,8 +96,12 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=5, help="passages the generator reads (sentence floor)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-false", type=float, default=0.05, help="tolerated abstention on answerable ones")
+    parser.add_argument("--features", action="store_true", help="AUC of each sufficiency signal instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.features:
+        print_feature_aucs(args)
+        return
     pruner = ProvencePruner(top_k=args.pool)
     pooled: tuple[list[Scores], list[Scores]] = ([], [])
     for name in args.datasets:

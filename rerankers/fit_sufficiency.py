@@ -1,0 +1,206 @@
+"""Fit the sufficiency model of RelevanceGate on held-out calibration TRAIN questions; dev is never read.
+
+    OMP_NUM_THREADS=1 nice -n 5 python -m rerankers.fit_sufficiency --threads 1
+
+Questions are ``pruners.data.is_calibration`` train questions (the pruner never trained on them). Each is
+answered twice, as ``bench.answer_quality`` does: from the full corpus (answerable, label 1) and from the
+corpus without its gold passages (unanswerable, label 0). ProvencePruner reranks the top ``--pool`` MiniLM
+hits to ``--context`` and prunes them, LocalGenerator answers from the kept sentences, and the signals of
+``rerankers.sufficiency`` are recorded (cached on disk: generating is the slow part).
+
+A logistic model of answerability is fitted on each candidate feature set (standardised, light L2). Its
+threshold follows the service rule: the highest cut on the probability that wrongly refuses at most
+``--max-false`` of the answerable questions, read off out-of-fold probabilities (folds by question, so a
+question's two versions stay together), so it is not picked on the very fit. The evidence-only set refusing
+most unanswerable questions at its threshold is refitted on all questions and saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from bench.answer_quality import contexts
+from generators.kv_scoring import f1
+from generators.local_generator import NO_ANSWER, LocalGenerator
+from pruners import data
+from pruners.calibration import recall_quantile
+from pruners.component import ProvencePruner
+from ragpress.model_loading import sentence_transformer
+from ragpress.settings import get_settings
+from rerankers import sufficiency
+from rerankers.fit_fusion import _logistic
+from rerankers.relevance_gate import RelevanceGate
+
+logger = logging.getLogger(__name__)
+
+FOLDS = 5
+L2 = 1e-2  # few features, a few hundred examples: a light penalty only steadies correlated weights
+CANDIDATES = [
+    ("relevance",),
+    ("sentence",),
+    ("cosine",),
+    ("lexical",),
+    ("relevance", "sentence"),
+    ("relevance", "lexical"),
+    ("sentence", "lexical"),
+    ("cosine", "lexical"),
+    ("relevance", "cosine"),
+    ("relevance", "sentence", "cosine"),
+    ("relevance", "sentence", "cosine", "lexical"),
+    sufficiency.EVIDENCE_FEATURES,
+    ("answer_logprob", "answer_min_logprob", "decline_logprob"),
+    sufficiency.FEATURES,
+]
+
+
+@dataclass
+class Example:
+    """One question answered from one corpus (full: answerable), with the gate's signals."""
+
+    qid: str
+    dataset: str
+    answerable: bool
+    declined: bool  # the generator said the passages do not hold the answer
+    f1: float
+    features: dict[str, float]
+
+
+def collect(name: str, questions: int, pool: int, context: int, root: Path | None) -> list[Example]:
+    """The calibration examples of one dataset (cached by the questions and settings)."""
+    dataset = data.load(name, root)
+    queries = [q for q in data.split(dataset, dev=False) if data.is_calibration(q)][:questions]
+    settings = f"{[q.qid for q in queries]}:{pool}:{context}:{sufficiency.FEATURES}"
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
+    path = get_settings().home / "cache" / "sufficiency" / f"{name}-{digest}.json"
+    if path.is_file():
+        return [Example(**record) for record in json.loads(path.read_text())]
+    pruner = ProvencePruner(top_k=context)
+    generator = LocalGenerator(max_new_tokens=32)
+    generator.warm_up()
+    embedder = sentence_transformer("all-MiniLM-L6-v2")
+    examples = []
+    for query in queries:
+        for answerable, documents in zip((True, False), contexts(dataset, query, pool), strict=True):
+            kept = pruner.run(query=query.text, documents=documents)["documents"]
+            result = generator.run(query=query.text, documents=kept)
+            reply, meta = result["replies"][0], result["meta"][0]
+            features = sufficiency.evidence_features(embedder, query.text, kept)
+            prompt = generator.fit_to_budget(query.text, kept).sequential()
+            features |= sufficiency.answer_features(generator._lm, generator._tokenizer, prompt, reply, NO_ANSWER)
+            examples.append(Example(query.qid, name, answerable, bool(meta.get("abstained")),
+                                    f1(reply, query.answers) if query.answers else 0.0, features))
+        logger.info("%s: %d/%d questions", name, len(examples) // 2, len(queries))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(e) for e in examples]))
+    return examples
+
+
+def matrix(examples: list[Example], names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.tensor([[e.features[n] for n in names] for e in examples], dtype=torch.float32)
+    return x, torch.tensor([float(e.answerable) for e in examples])
+
+
+def fit(examples: list[Example], names: tuple[str, ...], l2: float) -> sufficiency.SufficiencyWeights:
+    """Logistic regression of answerability on the features, standardised so one L2 strength means the same
+    for each (the penalty is light, so the output stays close to a calibrated probability)."""
+    x, y = matrix(examples, names)
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
+    w, b = _logistic((x - mean) / std, y, l2)
+    weights = w / std
+    return sufficiency.SufficiencyWeights(weights=dict(zip(names, map(float, weights), strict=True)),
+                                          bias=float(b - (weights * mean).sum()), threshold=0.5)
+
+
+def fold(example: Example) -> int:
+    return int(hashlib.sha256(f"sufficiency-fold:{example.dataset}:{example.qid}".encode()).hexdigest(), 16) % FOLDS
+
+
+def out_of_fold(examples: list[Example], names: tuple[str, ...], l2: float, min_score: float) -> list[float]:
+    """Each example's answerability probability from a model fitted without its question's fold; examples
+    the gate's relevance floor ``min_score`` refuses anyway get -inf (below every cut)."""
+    probabilities = [0.0] * len(examples)
+    for k in range(FOLDS):
+        model = fit([e for e in examples if fold(e) != k], names, l2)
+        for i, e in enumerate(examples):
+            if fold(e) == k:
+                probabilities[i] = model.probability(e.features)
+    return [p if e.features["relevance"] >= min_score else -math.inf
+            for p, e in zip(probabilities, examples, strict=True)]
+
+
+def threshold_for(probabilities: list[float], examples: list[Example], max_false: float) -> float:
+    """The highest cut that, with the relevance floor, wrongly refuses at most ``max_false`` of the answerable
+    examples (0.0 when the floor alone refuses more)."""
+    answerable = [p for p, e in zip(probabilities, examples, strict=True) if e.answerable]
+    return max(0.0, recall_quantile(answerable, 1 - max_false))
+
+
+def refusal_rates(probabilities: list[float], examples: list[Example], cut: float) -> tuple[float, float]:
+    """(refused unanswerable, refused answerable) at ``cut``."""
+    def share(answerable: bool) -> float:
+        chosen = [p for p, e in zip(probabilities, examples, strict=True) if e.answerable == answerable]
+        return sum(p < cut for p in chosen) / len(chosen)
+
+    return share(False), share(True)
+
+
+def choose(examples: list[Example], max_false: float, min_score: float) -> tuple[str, ...]:
+    """The candidate feature set that refuses most unanswerable examples out of fold at the service threshold
+    (ties: fewer features); every candidate's out-of-fold AUC and refusal rates are logged."""
+    best: tuple[float, int, tuple[str, ...]] | None = None
+    for names in CANDIDATES:
+        probabilities = out_of_fold(examples, names, L2, 0.0)
+        oof_auc = sufficiency.auc(*([p for p, e in zip(probabilities, examples, strict=True) if e.answerable == ok]
+                                    for ok in (True, False)))
+        gated = out_of_fold(examples, names, L2, min_score)
+        cut = threshold_for(gated, examples, max_false)
+        missing, answerable = refusal_rates(gated, examples, cut)
+        logger.info("%s: out-of-fold AUC %.3f; with relevance floor %.2f, cut %.3f refuses %.0f%% unanswerable vs "
+                    "%.0f%% answerable", "+".join(names), oof_auc, min_score, cut, 100 * missing, 100 * answerable)
+        key = (round(missing, 3), -len(names), names)
+        # Only a gate before generation can report "gated" in the response: answer-side sets are measured, not kept.
+        if not set(names) & set(sufficiency.ANSWER_FEATURES) and (best is None or key[:2] > best[:2]):
+            best = key
+    assert best is not None
+    return best[2]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=sufficiency.DEFAULT_SUFFICIENCY_FILE)
+    parser.add_argument("--data", type=Path, default=None, help="shared datasets directory")
+    parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa", "musique", "scifact"])
+    parser.add_argument("--questions", type=int, default=45, help="calibration questions per dataset")
+    parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--context", type=int, default=5)
+    parser.add_argument("--max-false", type=float, default=0.10,
+                        help="tolerated refusal of answerable questions by the whole gate (relevance floor and model)")
+    parser.add_argument("--min-score", type=float, default=RelevanceGate().min_score,
+                        help="the gate's relevance floor, which the model's threshold is chosen on top of")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    examples = [e for name in args.datasets for e in collect(name, args.questions, args.pool, args.context, args.data)]
+    names = choose(examples, args.max_false, args.min_score)
+    cut = threshold_for(out_of_fold(examples, names, L2, args.min_score), examples, args.max_false)
+    model = fit(examples, names, L2)
+    note = (f"logistic fit (L2={L2:g}) on {len(examples) // 2} held-out calibration train questions of "
+            f"{', '.join(args.datasets)}, each with and without its gold passages; threshold: highest cut that with "
+            f"relevance floor {args.min_score:g} refuses at most {100 * args.max_false:.0f}% of answerable ones "
+            f"out of {FOLDS}-fold; dev never read")
+    model = sufficiency.SufficiencyWeights(weights=model.weights, bias=model.bias, threshold=cut, fitted_on=note)
+    model.save(args.out)
+    logger.info("saved %s: %s bias %.3f threshold %.3f", args.out, model.weights, model.bias, model.threshold)
+
+
+if __name__ == "__main__":
+    main()

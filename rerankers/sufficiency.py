@@ -1,0 +1,149 @@
+"""Per-question signals of whether the passages a generator reads hold the answer ("sufficient context").
+
+A relevance score says a passage is on topic; it does not say the passage answers. These signals look at the
+evidence and at the generator from other angles, each computed once per question from what the generator
+reads (the pruned, reranked, gated passages) and, for the answer-side ones, from the generator's own reply:
+
+- ``relevance``, ``margin``: the best passage score and how far it stands above the second;
+- ``sentence``, ``mass``: the best pruner keep score of a sentence, and the summed keep scores of the kept ones;
+- ``cosine``: the best bi-encoder cosine of the query with one sentence of the passages read;
+- ``lexical``: how much of the query's rare vocabulary the best-covering passage holds (``rerankers.lexical``);
+- ``answer_logprob``, ``answer_min_logprob``: the generator's mean and lowest token log-probability of its
+  own reply, re-scored under the prompt it answered from (its self-confidence);
+- ``decline_logprob``: the mean token log-probability of the abstention reply under the same prompt (how
+  ready the model was to say the passages do not hold the answer).
+
+``bench.gate_threshold --features`` measures how well each separates answerable questions from the same
+questions with their gold passages removed; ``rerankers.fit_sufficiency`` fits a logistic model on some.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from haystack import Document
+
+from pruners.component import KEPT_SENTENCES, SENTENCE_SCORES, document_spans
+from rerankers import lexical
+from rerankers.fusion import embedding_features
+
+EVIDENCE_FEATURES = ("relevance", "margin", "sentence", "mass", "cosine", "lexical")
+ANSWER_FEATURES = ("answer_logprob", "answer_min_logprob", "decline_logprob")
+FEATURES = EVIDENCE_FEATURES + ANSWER_FEATURES
+
+
+SUFFICIENCY_FILE_KIND = "ragpress-sufficiency"
+DEFAULT_SUFFICIENCY_NAME = "ragpress-sufficiency-minilm"
+DEFAULT_SUFFICIENCY_FILE = Path(__file__).resolve().parent / "weights" / "sufficiency-minilm.json"
+
+
+@dataclass(frozen=True)
+class SufficiencyWeights:
+    """``sigmoid(bias + sum(weights[f] * feature f))`` is the probability that the evidence answers; the gate
+    abstains below ``threshold``. Features absent from ``weights`` are not computed."""
+
+    weights: dict[str, float]
+    bias: float
+    threshold: float
+    embedder: str = "all-MiniLM-L6-v2"
+    fitted_on: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(FEATURES)
+        if unknown or not self.weights:
+            raise ValueError(f"sufficiency features must be a non-empty subset of {FEATURES}, "
+                             f"got {sorted(self.weights)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be within [0, 1], got {self.threshold}")
+
+    @property
+    def needs_answer(self) -> bool:
+        """Whether a feature is read from the generator's reply (the gate must then sit after the generator)."""
+        return bool(set(self.weights) & set(ANSWER_FEATURES))
+
+    def probability(self, features: dict[str, float]) -> float:
+        z = self.bias + sum(w * features[f] for f, w in self.weights.items())
+        return 1 / (1 + math.exp(-min(max(z, -50.0), 50.0)))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": SUFFICIENCY_FILE_KIND, **asdict(self)}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, name: str) -> SufficiencyWeights:
+        """The shipped weights' name or a path to a weights file."""
+        path = DEFAULT_SUFFICIENCY_FILE if name == DEFAULT_SUFFICIENCY_NAME else Path(name).expanduser()
+        record = json.loads(path.read_text())
+        if record.pop("kind", None) != SUFFICIENCY_FILE_KIND:
+            raise ValueError(f"{path} is not a ragpress sufficiency file")
+        return cls(**record)
+
+
+def _sentence_scores(document: Document) -> list[float]:
+    return [float(x) for x in (document.meta or {}).get(SENTENCE_SCORES) or []]
+
+
+def evidence_features(embedder: Any, query: str, documents: list[Document]) -> dict[str, float]:
+    """The evidence-side signals of ``documents`` (best first; all 0.0 without documents)."""
+    if not documents:
+        return dict.fromkeys(EVIDENCE_FEATURES, 0.0)
+    scores = sorted(((d.score or 0.0) for d in documents), reverse=True)
+    keep = [_sentence_scores(d) for d in documents]
+    kept = [(d.meta or {}).get(KEPT_SENTENCES) for d in documents]
+    mass = sum(s[i] for s, k in zip(keep, kept, strict=True) if k for i in k if i < len(s))
+    texts = [d.content or "" for d in documents]
+    cosines = embedding_features(embedder, query, texts, [document_spans(d) for d in documents], sentences=True)
+    return {
+        "relevance": scores[0],
+        "margin": scores[0] - (scores[1] if len(scores) > 1 else 0.0),
+        "sentence": max((x for s in keep for x in s), default=0.0),
+        "mass": mass,
+        "cosine": max(cosines["sentence"]),
+        "lexical": max(lexical.bm25_coverage(query, texts)),
+    }
+
+
+@torch.inference_mode()
+def continuation_logprobs(lm: Any, prompt_ids: list[int], continuations: list[list[int]]) -> list[list[float]]:
+    """Each continuation's token log-probabilities after the prompt (the prompt is run once; its cache is
+    copied per continuation, since a forward pass extends the cache in place)."""
+    out = lm(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+    results = []
+    for ids in continuations:
+        if not ids:
+            results.append([])
+            continue
+        step = lm(input_ids=torch.tensor([ids[:-1]]), past_key_values=copy.deepcopy(out.past_key_values),
+                  use_cache=True) if len(ids) > 1 else None
+        logits = out.logits[0, -1:] if step is None else torch.cat([out.logits[0, -1:], step.logits[0]])
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        results.append(logp.gather(1, torch.tensor(ids)[:, None])[:, 0].tolist())
+    return results
+
+
+def answer_features(lm: Any, tokenizer: Any, prompt_ids: list[int], reply: str, decline: str) -> dict[str, float]:
+    """The generator's confidence in ``reply`` and its readiness to ``decline`` under ``prompt_ids``."""
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    answer, declined = continuation_logprobs(lm, prompt_ids, [encode(reply), encode(decline)])
+    # An empty reply is the model stopping at once: as unsure as it can be, not "certain".
+    return {
+        "answer_logprob": statistics.mean(answer) if answer else float(np.log(1e-6)),
+        "answer_min_logprob": min(answer) if answer else float(np.log(1e-6)),
+        "decline_logprob": statistics.mean(declined),
+    }
+
+
+def auc(positives: list[float], negatives: list[float]) -> float:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney statistic)."""
+    if not positives or not negatives:
+        return float("nan")
+    pos, neg = np.asarray(positives)[:, None], np.asarray(negatives)[None, :]
+    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
