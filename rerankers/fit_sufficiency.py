@@ -36,7 +36,7 @@ from pruners.component import ProvencePruner
 from ragpress.model_loading import sentence_transformer
 from ragpress.settings import get_settings
 from rerankers import sufficiency
-from rerankers.fit_fusion import _logistic
+from rerankers.fit_fusion import fit_logistic
 from rerankers.relevance_gate import RelevanceGate
 
 logger = logging.getLogger(__name__)
@@ -109,14 +109,11 @@ def matrix(examples: list[Example], names: tuple[str, ...]) -> tuple[torch.Tenso
 
 
 def fit(examples: list[Example], names: tuple[str, ...], l2: float) -> sufficiency.SufficiencyWeights:
-    """Logistic regression of answerability on the features, standardised so one L2 strength means the same
-    for each (the penalty is light, so the output stays close to a calibrated probability)."""
+    """Logistic regression of answerability on the features (``rerankers.fit_fusion.fit_logistic``: the output
+    stays a calibrated probability, which the threshold is set on)."""
     x, y = matrix(examples, names)
-    mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
-    w, b = _logistic((x - mean) / std, y, l2)
-    weights = w / std
-    return sufficiency.SufficiencyWeights(weights=dict(zip(names, map(float, weights), strict=True)),
-                                          bias=float(b - (weights * mean).sum()), threshold=0.5)
+    weights, bias = fit_logistic(x, y, l2)
+    return sufficiency.SufficiencyWeights(weights=dict(zip(names, weights, strict=True)), bias=bias, threshold=0.5)
 
 
 def fold(example: Example) -> int:
