@@ -37,12 +37,7 @@ class SentenceFusion:
     fitted_on: str = ""
 
     def __post_init__(self) -> None:
-        unknown = set(self.weights) - set(FEATURES)
-        if unknown or not self.weights:
-            raise ValueError(f"sentence fusion features must be a non-empty subset of {FEATURES}, got "
-                             f"{sorted(self.weights)}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"sentence fusion threshold must be within [0, 1], got {self.threshold}")
+        fusion.check_logistic("sentence fusion", self.weights, FEATURES, self.threshold)
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)

@@ -37,9 +37,7 @@ class FusionWeights:
     fitted_on: str = ""
 
     def __post_init__(self) -> None:
-        unknown = set(self.weights) - set(FEATURES)
-        if unknown or not self.weights:
-            raise ValueError(f"fusion features must be a non-empty subset of {FEATURES}, got {sorted(self.weights)}")
+        check_logistic("fusion", self.weights, FEATURES)
 
     @property
     def needs_relevance(self) -> bool:
@@ -72,25 +70,30 @@ def fusion_path(model: str) -> Path:
 
 
 def embedding_features(
-    embedder: object, query: str, texts: list[str], spans: list[list[tuple[int, int]]], sentences: bool
+    embedder: object, query: str, texts: list[str], spans: list[list[tuple[int, int]]], sentences: bool,
+    dense: bool = True,
 ) -> dict[str, list[float]]:
-    """``dense``: cosine of the bi-encoder embeddings of query and passage (what dense retrieval ranks by);
-    ``sentence`` (when asked): the best cosine of the query with one sentence of the passage, which a
-    passage-level embedding blurs when one sentence of a long passage holds the match. Empty passages: 0."""
+    """``dense`` (when asked): cosine of the bi-encoder embeddings of query and passage (what dense retrieval
+    ranks by); ``sentence`` (when asked): the best cosine of the query with one sentence of the passage, which
+    a passage-level embedding blurs when one sentence of a long passage holds the match. Only what is asked
+    for is embedded. Empty passages: 0."""
+    # A passage without sentence spans is its own single sentence.
     pieces = [
-        [t[s:e] for s, e in sp if t[s:e].strip()] if sentences else [] for t, sp in zip(texts, spans, strict=True)
+        ([t[s:e] for s, e in sp if t[s:e].strip()] or ([t] if t.strip() else [])) if sentences else []
+        for t, sp in zip(texts, spans, strict=True)
     ]
-    flat = [query, *texts, *(p for piece in pieces for p in piece)]
+    flat = [query, *(texts if dense else []), *(p for piece in pieces for p in piece)]
     vectors = np.asarray(embedder.encode(flat, normalize_embeddings=True, show_progress_bar=False))
     cosines = vectors[1:] @ vectors[0]
-    dense = [float(c) if t.strip() else 0.0 for c, t in zip(cosines[: len(texts)], texts, strict=True)]
-    features = {"dense": dense}
+    features, start = {}, 0
+    if dense:
+        features["dense"] = [float(c) if t.strip() else 0.0 for c, t in zip(cosines[: len(texts)], texts, strict=True)]
+        start = len(texts)
     if sentences:
-        best, start = [], len(texts)
-        for piece, whole in zip(pieces, dense, strict=True):
+        best = []
+        for piece in pieces:
             found = cosines[start : start + len(piece)]
-            # A passage without sentence spans is its own single sentence.
-            best.append(float(found.max()) if len(found) else whole)
+            best.append(float(found.max()) if len(found) else 0.0)
             start += len(piece)
         features["sentence"] = best
     return features
@@ -100,6 +103,15 @@ def logit(probability: float) -> float:
     """The relevance logit back from a probability (clipped: float32 sigmoids saturate near 1e-7)."""
     p = min(max(probability, 1e-7), 1 - 1e-7)
     return math.log(p / (1 - p))
+
+
+def check_logistic(kind: str, weights: dict[str, float], allowed: tuple[str, ...],
+                   threshold: float | None = None) -> None:
+    """What every fitted logistic model here must hold: known, non-empty features and a threshold in [0, 1]."""
+    if not weights or set(weights) - set(allowed):
+        raise ValueError(f"{kind} features must be a non-empty subset of {allowed}, got {sorted(weights)}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"{kind} threshold must be within [0, 1], got {threshold}")
 
 
 class LogisticWeights(Protocol):

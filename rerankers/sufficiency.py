@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from haystack import Document
 
 from pruners.component import KEPT_SENTENCES, SENTENCE_SCORES, document_spans
 from rerankers import lexical
-from rerankers.fusion import embedding_features
+from rerankers.fusion import check_logistic, combine, embedding_features
 
 EVIDENCE_FEATURES = ("relevance", "margin", "sentence", "mass", "cosine", "lexical")
 ANSWER_FEATURES = ("answer_logprob", "answer_min_logprob", "decline_logprob")
@@ -57,12 +57,7 @@ class SufficiencyWeights:
     fitted_on: str = ""
 
     def __post_init__(self) -> None:
-        unknown = set(self.weights) - set(FEATURES)
-        if unknown or not self.weights:
-            raise ValueError(f"sufficiency features must be a non-empty subset of {FEATURES}, "
-                             f"got {sorted(self.weights)}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be within [0, 1], got {self.threshold}")
+        check_logistic("sufficiency", self.weights, FEATURES, self.threshold)
 
     @property
     def needs_answer(self) -> bool:
@@ -70,8 +65,7 @@ class SufficiencyWeights:
         return bool(set(self.weights) & set(ANSWER_FEATURES))
 
     def probability(self, features: dict[str, float]) -> float:
-        z = self.bias + sum(w * features[f] for f, w in self.weights.items())
-        return 1 / (1 + math.exp(-min(max(z, -50.0), 50.0)))
+        return combine(self, {f: [features[f]] for f in self.weights})[0]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,24 +85,29 @@ def _sentence_scores(document: Document) -> list[float]:
     return [float(x) for x in (document.meta or {}).get(SENTENCE_SCORES) or []]
 
 
-def evidence_features(embedder: Any, query: str, documents: list[Document]) -> dict[str, float]:
-    """The evidence-side signals of ``documents`` (best first; all 0.0 without documents)."""
+def evidence_features(
+    embedder: Any, query: str, documents: list[Document], names: Iterable[str] = EVIDENCE_FEATURES
+) -> dict[str, float]:
+    """The evidence-side signals ``names`` of ``documents`` (all 0.0 without documents). Only those asked for
+    are computed: the gate needs two, and ``cosine`` embeds every sentence."""
+    names = set(names)
     if not documents:
-        return dict.fromkeys(EVIDENCE_FEATURES, 0.0)
+        return dict.fromkeys(names, 0.0)
+    texts = [d.content or "" for d in documents]
     scores = sorted(((d.score or 0.0) for d in documents), reverse=True)
     keep = [_sentence_scores(d) for d in documents]
-    kept = [(d.meta or {}).get(KEPT_SENTENCES) for d in documents]
-    mass = sum(s[i] for s, k in zip(keep, kept, strict=True) if k for i in k if i < len(s))
-    texts = [d.content or "" for d in documents]
-    cosines = embedding_features(embedder, query, texts, [document_spans(d) for d in documents], sentences=True)
-    return {
-        "relevance": scores[0],
-        "margin": scores[0] - (scores[1] if len(scores) > 1 else 0.0),
-        "sentence": max((x for s in keep for x in s), default=0.0),
-        "mass": mass,
-        "cosine": max(cosines["sentence"]),
-        "lexical": max(lexical.bm25_coverage(query, texts)),
+    kept = [(d.meta or {}).get(KEPT_SENTENCES) or [] for d in documents]
+    signals = {
+        "relevance": lambda: scores[0],
+        "margin": lambda: scores[0] - (scores[1] if len(scores) > 1 else 0.0),
+        "sentence": lambda: max((x for s in keep for x in s), default=0.0),
+        "mass": lambda: sum(s[i] for s, k in zip(keep, kept, strict=True) for i in k if i < len(s)),
+        "cosine": lambda: max(embedding_features(
+            embedder, query, texts, [document_spans(d) for d in documents], sentences=True, dense=False
+        )["sentence"]),
+        "lexical": lambda: max(lexical.bm25_coverage(query, texts)),
     }
+    return {name: signals[name]() for name in names if name in signals}
 
 
 @torch.inference_mode()
