@@ -90,7 +90,8 @@ def pruned_answer(generator: LocalGenerator, query: str, kept: list[Document], a
                   weights: SufficiencyWeights) -> PrunedAnswer:
     result = generator.run(query=query, documents=kept)
     meta = result["meta"][0]
-    probability = weights.probability(evidence_features(sentence_transformer(weights.embedder), query, kept))
+    evidence = evidence_features(sentence_transformer(weights.embedder), query, kept, weights.weights)
+    probability = weights.probability(evidence)
     return PrunedAnswer(f1(result["replies"][0], answers), bool(meta.get("abstained")),
                         int(meta.get("prompt_tokens", 0)), max((d.score or 0.0) for d in kept) if kept else None,
                         best_sentence_score(kept), probability)

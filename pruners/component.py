@@ -130,10 +130,12 @@ class ProvencePruner:
         self.sentence_fusion = sentence_fusion
         self._model: ProvenceModel | None = None
         self._tokenizer: Any = None
+        self._fitted_fusion: SentenceFusion | None = None
 
     def warm_up(self) -> None:
         if self._model is None:
             self._model, self._tokenizer = load_shared(weights_path(self.model), self.quantize)
+            self._fitted_fusion = SentenceFusion.from_config(self._model.config.sentence_fusion)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -194,7 +196,7 @@ class ProvencePruner:
     def fusion(self) -> SentenceFusion | None:
         """The sentence fusion in use: the weights' fitted one unless switched off (None without one)."""
         self.warm_up()
-        return SentenceFusion.from_config(self._model.config.sentence_fusion) if self.sentence_fusion else None
+        return self._fitted_fusion if self.sentence_fusion else None
 
     def default_rule(self) -> tuple[float | None, float | None]:
         """(absolute, relative) sentence threshold applied when none is given: exactly one is set."""

@@ -115,7 +115,8 @@ class RelevanceGate:
             return None, None
         if query is None:
             raise ValueError("a gate with sufficiency needs the query")
-        features = evidence_features(sentence_transformer(self._weights.embedder), query, documents)
+        embedder = sentence_transformer(self._weights.embedder)
+        features = evidence_features(embedder, query, documents, self._weights.weights)
         cut = next(c for c in (floor, self.min_sufficiency, self._weights.threshold) if c is not None)
         return self._weights.probability(features), cut
 
