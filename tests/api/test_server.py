@@ -191,3 +191,14 @@ def test_the_pruned_pipeline_abstains_when_nothing_is_relevant(client: httpx.Cli
         "query": "What is the recommended torque for bicycle pedal threads?", "pipeline": "pruned"}).json()
     assert body["abstained"] is True
     assert body["abstain_reason"] == "no_relevant_passage"
+
+
+def test_the_pruned_pipeline_abstains_when_on_topic_passages_do_not_hold_the_answer(
+    client: httpx.Client, indexed: dict[str, Any]
+) -> None:
+    # The Warsaw passages are relevant to the question (they clear the relevance floor), but none gives a
+    # population for 1800: the sufficiency model, not the floor, must refuse.
+    body = client.post("/v1/collections/xquad/query", json={
+        "query": "What is the population of Warsaw in 1800?", "pipeline": "pruned"}).json()
+    assert body["abstained"] is True
+    assert body["abstain_reason"] == "insufficient_evidence"
