@@ -219,7 +219,7 @@ class Service:
         self.collection(tenant, collection)
         started = time.perf_counter()
         if not request.generate:
-            pipeline = with_retrieval_only(pipeline)["retrieval"] if _generators(pipeline) else pipeline
+            pipeline = with_retrieval_only(pipeline)["retrieval"] if _answer_stages(pipeline) else pipeline
         values: dict[str, Any] = {"query": request.query, "text": request.query,
                                   "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
         if request.filters is not None:
@@ -279,16 +279,18 @@ def _free_kv_states(tenant: str, collection: str, doc_id: str) -> None:
         logger.warning("could not free cached KV states of %s: %s", doc_id, exc.__class__.__name__)
 
 
-def _generators(pipeline: Any) -> set[str]:
-    names = {n for n, outputs in pipeline.outputs().items() if "replies" in outputs}
+def _answer_stages(pipeline: Any) -> set[str]:
+    """The components only an answer needs: generators, and the gates that decide whether to answer at all
+    (a ``generate: false`` query asks for the ranked documents, which a refusal would empty)."""
+    names = {n for n, outputs in pipeline.outputs().items() if {"replies", "abstain_reason"} & set(outputs)}
     return names | {n for n, c in pipeline.walk() if hasattr(c, "fit_to_budget")}
 
 
 def with_retrieval_only(pipeline: Any) -> dict[str, Any]:
-    """The pipeline, warmed up, and its variant without generators (for ``generate: false``)."""
+    """The pipeline, warmed up, and its variant without its answer stages (for ``generate: false``)."""
     pipeline.warm_up()
-    generators = _generators(pipeline)
-    return {"full": pipeline, "retrieval": without(pipeline, generators) if generators else pipeline}
+    stages = _answer_stages(pipeline)
+    return {"full": pipeline, "retrieval": without(pipeline, stages) if stages else pipeline}
 
 
 def _final_rankers(pipeline: Any) -> list[str]:

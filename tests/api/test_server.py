@@ -202,3 +202,11 @@ def test_the_pruned_pipeline_abstains_when_on_topic_passages_do_not_hold_the_ans
         "query": "What is the population of Warsaw in 1800?", "pipeline": "pruned"}).json()
     assert body["abstained"] is True
     assert body["abstain_reason"] == "insufficient_evidence"
+
+
+def test_a_retrieval_only_query_returns_what_a_gate_would_refuse(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    # generate: false asks for the ranked, pruned passages; whether to answer from them is not its question.
+    body = client.post("/v1/collections/xquad/query", json={
+        "query": "What is the population of Warsaw in 1800?", "pipeline": "pruned", "generate": False}).json()
+    assert body["documents"] and all("pruned_text" in d for d in body["documents"])
+    assert "answer" not in body and "abstained" not in body
