@@ -4,14 +4,16 @@
 
 For every dev question (pruners/data.py's hash-carved dev splits) the corpus is searched with MiniLM twice:
 as it is (answerable) and with the question's gold passages removed (unanswerable: the answer is not in
-the corpus any more). Two systems answer both, the second gated two ways:
+the corpus any more). Each system (``--systems``) picks from the top ``--pool`` hits what the generator reads:
 
-- ``retrieval``: the top ``--context`` passages go to the generator as they are (the baseline);
-- ``pruned``: the top ``--pool`` passages go through ProvencePruner (rerank, keep ``--context``, drop
-  sentences by its rule), then RelevanceGate (abstain when no passage clears ``--min-score``, or no sentence
-  clears ``--min-sentence-score``), then the same generator, which reads only the kept sentences;
-- ``pruned+sufficiency``: the same, with the gate's learned sufficiency model (``--sufficiency``, at its
-  fitted threshold) abstaining too when it judges the kept passages do not answer.
+- ``retrieval``: the top ``--context`` passages as they are (the baseline);
+- ``reranked``: the ``--context`` best by the fusion reranker (``rerankers.reranker.Reranker``'s default);
+- ``pruned``: ProvencePruner's ``--context`` best, with only the sentences its rule keeps, then RelevanceGate
+  (abstain when no passage clears ``--min-score``, or no sentence clears ``--min-sentence-score``).
+
+Each is also scored as ``<system>+sufficiency``: the gate's learned sufficiency model (``--sufficiency``, at
+its fitted threshold) abstains too when it judges the passages read do not answer (retrieval and reranked get
+no relevance floor: their scores are not the pruner's probabilities the floors were calibrated on).
 
 Reported per system and set: answer F1 (SQuAD normalisation, best over reference answers), how often it
 abstained (the gate, or the model saying the passages do not hold the answer), and context tokens read.
@@ -22,8 +24,10 @@ The pruned system's answer is generated even where the gate abstains, so ``--gat
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -36,7 +40,10 @@ from pruners import data, mining
 from pruners.component import ProvencePruner
 from ragpress.model_loading import sentence_transformer
 from rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
+from rerankers.reranker import Reranker
 from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
+
+SYSTEMS = ("retrieval", "reranked", "pruned")
 
 
 @dataclass
@@ -62,44 +69,36 @@ def contexts(dataset: data.Dataset, query: data.Query, pool: int) -> tuple[list[
 
 
 @dataclass
-class PrunedAnswer:
-    """The pruned system's answer to one question before the gate, with what the gate reads."""
+class GatedAnswer:
+    """One system's answer to one question before the gate, with what the gate reads."""
 
     f1: float
     declined: bool  # the model said the passages do not hold the answer
     context_tokens: int
-    best_score: float | None  # None: the pruner kept no passage
+    best_score: float | None  # None: no passage reached the generator
     best_sentence: float
-    sufficiency: float  # the sufficiency model's probability that the kept passages answer
+    sufficiency: float  # the sufficiency model's probability that the passages answer
 
     def gated(self, min_score: float, min_sentence_score: float | None, min_sufficiency: float | None = None) -> bool:
         return bool(abstain_reason(self.best_score, self.best_sentence, min_score, min_sentence_score,
                                    self.sufficiency, min_sufficiency))
 
 
-def answer(generator: LocalGenerator, query: str, documents: list[Document], tally: Tally,
-           answers: list[str]) -> None:
+def gated_answer(generator: LocalGenerator, query: str, documents: list[Document], answers: list[str],
+                 weights: SufficiencyWeights) -> GatedAnswer:
     result = generator.run(query=query, documents=documents)
     meta = result["meta"][0]
-    tally.f1.append(f1(result["replies"][0], answers))
-    tally.abstained.append(bool(meta.get("abstained")))
-    tally.context_tokens.append(int(meta.get("prompt_tokens", 0)))
+    evidence = evidence_features(sentence_transformer(weights.embedder), query, documents, weights.weights)
+    best = max((d.score or 0.0) for d in documents) if documents else None
+    return GatedAnswer(f1(result["replies"][0], answers), bool(meta.get("abstained")),
+                       int(meta.get("prompt_tokens", 0)), best, best_sentence_score(documents),
+                       weights.probability(evidence))
 
 
-def pruned_answer(generator: LocalGenerator, query: str, kept: list[Document], answers: list[str],
-                  weights: SufficiencyWeights) -> PrunedAnswer:
-    result = generator.run(query=query, documents=kept)
-    meta = result["meta"][0]
-    evidence = evidence_features(sentence_transformer(weights.embedder), query, kept, weights.weights)
-    probability = weights.probability(evidence)
-    return PrunedAnswer(f1(result["replies"][0], answers), bool(meta.get("abstained")),
-                        int(meta.get("prompt_tokens", 0)), max((d.score or 0.0) for d in kept) if kept else None,
-                        best_sentence_score(kept), probability)
-
-
-def tally_gated(answers: list[PrunedAnswer], min_score: float, min_sentence_score: float | None,
+def tally_gated(answers: list[GatedAnswer], min_score: float, min_sentence_score: float | None,
                 min_sufficiency: float | None = None) -> Tally:
-    """The pruned system's tally when the gate uses these floors (a gated question reads no context)."""
+    """A system's tally when the gate uses these floors (a gated question reads no context; ``-inf`` and two
+    Nones: no gate)."""
     tally = Tally()
     for a in answers:
         gated = a.gated(min_score, min_sentence_score, min_sufficiency)
@@ -120,36 +119,50 @@ def abstention_line(system: str, answerable: Tally, missing: Tally) -> str:
 
 def run(args: argparse.Namespace) -> None:
     generator = LocalGenerator(max_new_tokens=args.new_tokens, max_context_tokens=args.max_context_tokens)
-    pruner = ProvencePruner(threshold=args.threshold, top_k=args.context)
     gate = RelevanceGate(min_score=args.min_score, min_sentence_score=args.min_sentence_score)
     weights = SufficiencyWeights.load(args.sufficiency)
+    readers = {name: reader for name, reader in context_readers(args).items() if name in args.systems}
+    # Only the pruner's scores are the probabilities the relevance floors were calibrated on.
+    floors = {name: (gate.min_score, gate.min_sentence_score) if name == "pruned" else (-math.inf, None)
+              for name in readers}
     for name in args.datasets:
         dataset = data.load(name, args.data)
         queries = [q for q in data.split(dataset, dev=True) if q.answers][: args.questions]
-        systems = ("retrieval", "pruned", "pruned+sufficiency")
-        tallies = {(system, ok): Tally() for system in systems for ok in (True, False)}
-        pruned: dict[bool, list[PrunedAnswer]] = {True: [], False: []}
+        answered: dict[tuple[str, bool], list[GatedAnswer]] = {(s, ok): [] for s in readers for ok in (True, False)}
         started = time.time()
         for query in queries:
             for answerable, documents in zip((True, False), contexts(dataset, query, args.pool), strict=True):
-                answer(generator, query.text, documents[: args.context], tallies["retrieval", answerable],
-                       query.answers)
-                kept = pruner.run(query=query.text, documents=documents)["documents"]
-                pruned[answerable].append(pruned_answer(generator, query.text, kept, query.answers, weights))
-        for answerable in (True, False):
-            tallies["pruned", answerable] = tally_gated(pruned[answerable], gate.min_score, gate.min_sentence_score)
-            tallies["pruned+sufficiency", answerable] = tally_gated(
-                pruned[answerable], gate.min_score, gate.min_sentence_score, weights.threshold)
+                for system, reader in readers.items():
+                    answered[system, answerable].append(gated_answer(
+                        generator, query.text, reader(query.text, documents), query.answers, weights))
+        tallies = {}
+        for (system, answerable), answers in answered.items():
+            tallies[system, answerable] = tally_gated(answers, *floors[system])
+            tallies[f"{system}+sufficiency", answerable] = tally_gated(answers, *floors[system], weights.threshold)
+        systems = list(dict.fromkeys(system for system, _ in tallies))
         print(f"\n## {name}: {len(queries)} dev questions, {time.time() - started:.0f}s")
         print("| system | set | answer F1 | abstained | context tokens |\n|---|---|---|---|---|")
-        for (system, answerable), tally in tallies.items():
-            print(tally.row(system, answerable))
+        for system in systems:
+            for answerable in (True, False):
+                print(tallies[system, answerable].row(system, answerable))
         for system in systems:
             print(abstention_line(system, tallies[system, True], tallies[system, False]))
-        print_gate_variants(args.gate_variants, pruned)
+        if "pruned" in readers:
+            print_gate_variants(args.gate_variants, {ok: answered["pruned", ok] for ok in (True, False)})
 
 
-def print_gate_variants(variants: list[str], pruned: dict[bool, list[PrunedAnswer]]) -> None:
+def context_readers(args: argparse.Namespace) -> dict[str, Callable[[str, list[Document]], list[Document]]]:
+    """Each system's choice, from the retrieved pool, of what the generator reads."""
+    pruner = ProvencePruner(threshold=args.threshold, top_k=args.context)
+    reranker = Reranker(top_k=args.context)
+    return {
+        "retrieval": lambda query, pool: pool[: args.context],
+        "reranked": lambda query, pool: reranker.run(query=query, documents=pool)["documents"],
+        "pruned": lambda query, pool: pruner.run(query=query, documents=pool)["documents"],
+    }
+
+
+def print_gate_variants(variants: list[str], pruned: dict[bool, list[GatedAnswer]]) -> None:
     if not variants:
         return
     print("\n| gate (min_score : min_sentence_score) | answer F1 | abstains on unanswerable | on answerable |")
@@ -166,6 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="shared datasets directory (default ../shared/datasets)")
     parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa"])
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--questions", type=int, default=30, help="first N dev questions per dataset")
     parser.add_argument("--pool", type=int, default=10, help="retrieved passages the pruner reranks")
     parser.add_argument("--context", type=int, default=5, help="passages the generator reads")
