@@ -3,10 +3,11 @@
     OMP_NUM_THREADS=1 nice -n 5 python -m bench.gate_transfer --threads 1
 
 The gate's sufficiency model (``rerankers/weights/sufficiency-minilm.json``) was fitted on SciFact, XQuAD,
-HotpotQA and MuSiQue questions. L-Eval (``leval_dev``: ``scientific_qa``, Qasper-style NLP papers, and
-``multidoc_qa``, long reports) is none of those: other domains, long documents, questions written about one
-document. Every document is chunked as ingestion chunks it (``MultiScaleSplitter``, chunk level) and embedded
-with MiniLM; each question then retrieves its ``--pool`` best chunks by cosine
+HotpotQA and MuSiQue questions. L-Eval (``leval_dev``: ``scientific_qa``, questions about NLP papers, and
+``multidoc_qa``, dialogue turns about public-service web pages) is none of those: other domains, long documents,
+questions written about one document. Every document is chunked as ingestion chunks it
+(``MultiScaleSplitter``, chunk level) and embedded with MiniLM; each question then retrieves its ``--pool``
+best chunks by cosine
 
 - from its own document's chunks (answerable, except the few questions L-Eval itself marks unanswerable,
   which are left out), and
@@ -16,9 +17,9 @@ with MiniLM; each question then retrieves its ``--pool`` best chunks by cosine
 Two gates are scored on what their pipeline would hand them:
 
 - ``sufficiency`` alone on the ``--top-k`` best chunks (a ``query`` pipeline with the gate added);
-- the ``pruned`` pipeline's gate: ProvencePruner reranks the pool and keeps 5 (``pipelines/pruned.yaml``,
-  without its neighbour-merging expander),
-  then the relevance floor (``min_score`` 0.16) alone, and the floor with the sufficiency model.
+- the ``pruned`` pipeline's gate: ProvencePruner reranks the pool and keeps 5 (``pipelines/pruned.yaml``
+  without its neighbour-merging expander), then the relevance floor (``min_score`` 0.16) alone, and the floor
+  with the sufficiency model.
 
 Printed per dataset: how often each abstains on each set (the sufficiency model at its fitted threshold and at
 a few others). No answer is generated: the gate decides before the generator.
