@@ -40,7 +40,7 @@ from indexers.multi_scale_splitter import MultiScaleSplitter
 from pruners.component import ProvencePruner
 from ragpress import schema
 from ragpress.model_loading import sentence_transformer
-from rerankers.relevance_gate import RelevanceGate
+from rerankers.relevance_gate import RelevanceGate, abstain_reason
 from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 
 DATASETS = ("scientific_qa", "multidoc_qa")
@@ -72,7 +72,7 @@ def chunks(texts: list[str]) -> list[list[Document]]:
 
 def gate_inputs(
     name: str, root: Path, weights: SufficiencyWeights, pool: int, top_k: int
-) -> dict[tuple[str, bool], list[tuple[float, float]]]:
+) -> dict[tuple[str, bool], list[tuple[float | None, float]]]:
     """Per (pipeline, answerable): each question's (best passage score, sufficiency probability)."""
     embedder = sentence_transformer(weights.embedder)
     pruner = ProvencePruner(top_k=PRUNED_TOP_K)
@@ -82,7 +82,7 @@ def gate_inputs(
     owner = np.array([i for i, per in enumerate(units) for _ in per])
     vectors = np.asarray(embedder.encode([u.content for u in flat], normalize_embeddings=True,
                                          show_progress_bar=False))
-    found: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+    found: dict[tuple[str, bool], list[tuple[float | None, float]]] = {}
     for index, (_, pairs) in enumerate(documents):
         for question, _answer in pairs:
             query = np.asarray(embedder.encode([question], normalize_embeddings=True, show_progress_bar=False))[0]
@@ -93,13 +93,14 @@ def gate_inputs(
                 kept = pruner.run(query=question, documents=ranked)["documents"]
                 for pipeline, read in (("query", ranked[:top_k]), ("pruned", kept)):
                     features = evidence_features(embedder, question, read, weights.weights)
-                    best = max((d.score or 0.0) for d in read) if read else 0.0
+                    best = max((d.score or 0.0) for d in read) if read else None
                     found.setdefault((pipeline, answerable), []).append((best, weights.probability(features)))
     return found
 
 
-def abstention(inputs: list[tuple[float, float]], floor: float, cut: float) -> float:
-    return statistics.mean(best < floor or probability < cut for best, probability in inputs)
+def abstention(inputs: list[tuple[float | None, float]], floor: float, cut: float) -> float:
+    """The share of questions the gate refuses, decided as RelevanceGate decides (no sentence floor)."""
+    return statistics.mean(bool(abstain_reason(best, 0.0, floor, None, p, cut)) for best, p in inputs)
 
 
 def main() -> None:
