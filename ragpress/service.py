@@ -245,14 +245,14 @@ class Service:
 
     def _response(self, pipeline: Any, result: dict[str, Any], timings: dict[str, float],
                   started: float) -> dict[str, Any]:
-        documents = _final_documents(result)
+        read = _final_documents(result)
         tokenizer = causal_lm(self.settings.generator)[1]
         count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
         response: dict[str, Any] = {
-            "documents": [_document_out(d) for d in documents],
+            "documents": [_document_out(d) for d in _final_documents(result, past_refusals=True)],
             "usage": {
-                "context_tokens": sum(count(d.content or "") for d in documents),
-                "context_tokens_after_pruning": sum(count(passage_text(d)) for d in documents),
+                "context_tokens": sum(count(d.content or "") for d in read),
+                "context_tokens_after_pruning": sum(count(passage_text(d)) for d in read),
             },
             "timings_ms": _stage_timings(pipeline, timings),
         }
@@ -310,11 +310,16 @@ def _first_output(result: dict[str, Any], key: str) -> Any:
     return None
 
 
-def _final_documents(result: dict[str, Any]) -> list[Document]:
-    """The documents the generator read: the last stage's documents output (retriever, reranker, pruner)."""
+def _final_documents(result: dict[str, Any], past_refusals: bool = False) -> list[Document]:
+    """The documents the generator read: the last stage's documents output (retriever, reranker, pruner).
+
+    With ``past_refusals`` a gate that abstained is looked through, giving the documents it judged, so a
+    refusal still shows the caller what was found and why it was not enough."""
     found: list[Document] = []
     for outputs in result.values():
-        if isinstance(outputs, dict) and isinstance(outputs.get("documents"), list):
+        if not isinstance(outputs, dict) or not isinstance(outputs.get("documents"), list):
+            continue
+        if not (past_refusals and outputs.get("abstain_reason")):
             found = outputs["documents"]  # include_outputs_from yields components in run order
     return found
 

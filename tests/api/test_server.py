@@ -191,6 +191,7 @@ def test_the_pruned_pipeline_abstains_when_nothing_is_relevant(client: httpx.Cli
         "query": "What is the recommended torque for bicycle pedal threads?", "pipeline": "pruned"}).json()
     assert body["abstained"] is True
     assert body["abstain_reason"] == "no_relevant_passage"
+    assert body["documents"] and body["usage"]["context_tokens"] == 0
 
 
 def test_the_pruned_pipeline_abstains_when_on_topic_passages_do_not_hold_the_answer(
@@ -202,6 +203,10 @@ def test_the_pruned_pipeline_abstains_when_on_topic_passages_do_not_hold_the_ans
         "query": "What is the population of Warsaw in 1800?", "pipeline": "pruned"}).json()
     assert body["abstained"] is True
     assert body["abstain_reason"] == "insufficient_evidence"
+    # the refusal shows the pruned passages it judged, which the generator never read
+    assert "Warsaw" in " ".join(d["text"] for d in body["documents"])
+    assert all("pruned_text" in d for d in body["documents"])
+    assert body["usage"]["context_tokens"] == body["usage"]["context_tokens_after_pruning"] == 0
 
 
 def test_a_retrieval_only_query_returns_what_a_gate_would_refuse(client: httpx.Client, indexed: dict[str, Any]) -> None:
