@@ -349,7 +349,10 @@ def query(text: str = typer.Argument(..., help="The question."),
         console.print_json(json.dumps(result))
         return
     if "answer" in result:
-        label = "answer (abstained)" if result.get("abstained") else "answer"
+        label = "answer"
+        if result.get("abstained"):
+            reason = result.get("abstain_reason", "model_declined")
+            label = f"answer (abstained: {reason}; the passages below were judged, not used)"
         console.print(f"[bold]{label}:[/bold] {result['answer']}\n")
     for rank, doc in enumerate(result["documents"], start=1):
         snippet = " ".join((doc.get("pruned_text") or doc["text"]).split())[:300]

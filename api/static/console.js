@@ -419,7 +419,7 @@ function showResult(result) {
   answer.className = "answer done";
   if (result.answer !== undefined && result.answer !== null) answer.textContent = result.answer;
   else answer.textContent = "(retrieval only — no answer generated)";
-  status.textContent = result.abstained ? "abstained" : "done";
+  status.textContent = result.abstained ? `abstained${result.abstain_reason ? `: ${result.abstain_reason}` : ""}` : "done";
   status.className = `badge ${result.abstained ? "warn" : "ok"}`;
 
   const timings = result.timings_ms || {};
