@@ -22,7 +22,6 @@ from api.body_limit import BodySizeLimit
 from api.limits import Admission, RateLimiter
 from api.routes_pipelines import pipeline_routes
 from api.schemas import NAME_PATTERN, CollectionIn, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
-from generators.remote_generator import RemoteGeneratorError
 from ragpress.service import IncomingDocument, QueryRequest, Service
 from ragpress.settings import Settings, get_settings
 
@@ -155,7 +154,8 @@ def _v1_routes(settings: Settings) -> APIRouter:
         await run_in_threadpool(service.collection, tenant, collection)  # 404 before any streaming starts
         call = QueryRequest(query=body.query, top_k=body.top_k, generate=body.generate, params=body.params,
                             filters=body.filters, pipeline=body.pipeline or "query")
-        await run_in_threadpool(service.pipelines.get, tenant, call.pipeline)  # 404 for an unknown pipeline
+        # 404 for an unknown pipeline, 422 for params it cannot take, before any streaming starts
+        await run_in_threadpool(service.check_query, tenant, call)
         admission: Admission = request.app.state.admission[body.generate]
         if body.stream:
             return StreamingResponse(_sse(service, admission, tenant, collection, call),
@@ -200,11 +200,13 @@ def _sse(service: Service, admission: Admission, tenant: str, collection: str, c
             events.put(("result", result))
         except errors.ApiError as exc:
             events.put(("error", {"code": exc.code, "message": exc.message}))
-        except RemoteGeneratorError as exc:  # its message names the server (never the key) and what failed
-            events.put(("error", {"code": "generator_unavailable", "message": str(exc)}))
         except Exception as exc:  # reported as an event: the stream has already started
-            logger.error("streaming query failed: %s", exc.__class__.__name__, exc_info=exc)
-            events.put(("error", {"code": "internal_error", "message": "ragpress hit an internal error."}))
+            code = errors.known_error_code(exc)
+            if code is None:
+                logger.error("streaming query failed: %s", exc.__class__.__name__, exc_info=exc)
+                events.put(("error", {"code": "internal_error", "message": "ragpress hit an internal error."}))
+            else:  # messages written for the caller (a remote generator's names the server, never the key)
+                events.put(("error", {"code": code, "message": str(exc)}))
         events.put(("done", {}))
 
     threading.Thread(target=produce, daemon=True).start()

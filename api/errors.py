@@ -17,7 +17,7 @@ from pipelines.loader import PipelineInvalid
 from pipelines.registry import PipelineNotFound
 from ragpress.document_stores import IndexUnavailable
 from ragpress.models import ModelError
-from ragpress.service import NotFound
+from ragpress.service import InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
@@ -67,11 +67,17 @@ async def parse_body(request: Request, model: type[Model]) -> Model:
 # Errors whose message is already written for the user: only the status and code differ.
 _SIMPLE: dict[type[Exception], tuple[int, str]] = {
     NotFound: (404, "not_found"),
+    InvalidRequest: (422, "invalid_request"),
     PipelineNotFound: (404, "not_found"),
     ModelError: (503, "model_unavailable"),
     IndexUnavailable: (503, "index_unavailable"),
     RemoteGeneratorError: (502, "generator_unavailable"),
 }
+
+
+def known_error_code(exc: Exception) -> str | None:
+    """The error code of an exception whose message is written for the caller, None for any other."""
+    return next((code for kind, (_, code) in _SIMPLE.items() if isinstance(exc, kind)), None)
 
 
 def _simple_handler(status: int, code: str) -> Any:

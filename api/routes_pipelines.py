@@ -11,7 +11,7 @@ from api import auth, errors
 from api.schemas import NAME_PATTERN, RollbackIn
 from pipelines.loader import PipelineInvalid
 from pipelines.registry import validate
-from ragpress.service import QueryRequest, Service
+from ragpress.service import QueryRequest, Service, with_retrieval_only
 
 PipelineName = Path(..., pattern=NAME_PATTERN)
 
@@ -79,7 +79,8 @@ def pipeline_routes() -> APIRouter:
             service = _service(request)
             call = QueryRequest(query=query, generate=False)
             try:
-                result["dry_run"] = await run_in_threadpool(service.run_pipeline, tenant, collection, pipeline, call)
+                result["dry_run"] = await run_in_threadpool(service.run_pipeline, tenant, collection,
+                                                               with_retrieval_only(pipeline), call)
             except Exception as exc:  # a dry run reports what failed instead of failing the request
                 result.update(valid=False, problems=[{"message": f"dry run failed: {exc}", "line": None,
                                                       "field": None}])

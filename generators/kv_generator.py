@@ -21,7 +21,13 @@ from generators.kv_context import (
 )
 from generators.kv_store import KVEntry, KVStore
 from generators.local_generator import LocalGenerator, _stream_to, abstention_result, says_no_answer
-from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt, order_for_generation, passage_text
+from generators.prompting import (
+    DEFAULT_SYSTEM_PROMPT,
+    build_prompt,
+    new_token_limit,
+    order_for_generation,
+    passage_text,
+)
 from ragpress.schema import DOC_ID
 
 logger = logging.getLogger(__name__)
@@ -166,6 +172,7 @@ class KVCacheGenerator:
         blend_share: float | None = None,
     ) -> dict[str, Any]:
         share = _check_share(self.blend_share if blend_share is None else blend_share)
+        max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
         documents = [d for d in (documents or []) if passage_text(d).strip()]
         if not documents:
             return abstention_result(streaming_callback)
@@ -212,7 +219,7 @@ class KVCacheGenerator:
         # most relevant last, as in the sequential prompt (APE's merge is order-free; the fallback is not)
         return order_for_generation(chunks), list(reversed(entries)), encoded
 
-    def _answer(self, query: str, context: ParallelContext, started: float, max_new_tokens: int | None,
+    def _answer(self, query: str, context: ParallelContext, started: float, max_new_tokens: int,
                 streaming_callback: Callable[[StreamingChunk], None] | None) -> dict[str, Any]:
         assert self._builder is not None
         lm, tokenizer = self._builder.lm, self._builder.tokenizer
@@ -229,7 +236,7 @@ class KVCacheGenerator:
             )
         decoded = greedy_decode(
             lm, tokenizer, out.past_key_values, out.logits[0, -1], position + len(suffix),
-            max_new_tokens or self.max_new_tokens, started, _stream_to(streaming_callback), kwargs,
+            max_new_tokens, started, _stream_to(streaming_callback), kwargs,
         )
         meta = {
             "model": self.model,
@@ -250,7 +257,7 @@ class KVCacheGenerator:
         }
         return {"replies": [decoded.text], "meta": [meta]}
 
-    def _fallback(self, query: str, documents: list[Document], max_new_tokens: int | None,
+    def _fallback(self, query: str, documents: list[Document], max_new_tokens: int,
                   streaming_callback: Callable[[StreamingChunk], None] | None, why: str) -> dict[str, Any]:
         logger.warning("KVCacheGenerator falls back to sequential prefill: %s.", why)
         result = self._sequential.run(query, documents, max_new_tokens, streaming_callback)

@@ -15,6 +15,7 @@ from generators.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     PromptPieces,
     build_prompt,
+    new_token_limit,
     passage_text,
     passages_for_prompt,
 )
@@ -82,6 +83,7 @@ class LocalGenerator:
         max_new_tokens: int | None = None,
         streaming_callback: Callable[[StreamingChunk], None] | None = None,
     ) -> dict[str, Any]:
+        max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
         documents = [d for d in (documents or []) if passage_text(d).strip()]
         if not documents:
             return abstention_result(streaming_callback)
@@ -97,7 +99,7 @@ class LocalGenerator:
             out.past_key_values,
             out.logits[0, -1],
             next_position=ids.shape[1],
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             started_at=started,
             on_text=_stream_to(streaming_callback),
         )

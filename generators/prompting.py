@@ -115,3 +115,11 @@ def build_prompt(
         passages=[encode(passage_block(i, text)) for i, text in enumerate(passages)],
         suffix=encode(suffix_text),
     )
+
+
+def new_token_limit(requested: int | None, default: int) -> int:
+    """How many tokens to generate: a run's ``max_new_tokens`` override, else the component's own."""
+    limit = default if requested is None else requested
+    if limit < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, not {limit}.")
+    return limit

@@ -21,7 +21,13 @@ from haystack.dataclasses import StreamingChunk
 from haystack.utils import Secret, deserialize_secrets_inplace
 
 from generators.local_generator import abstention_result, says_no_answer
-from generators.prompting import DEFAULT_SYSTEM_PROMPT, passage_text, passages_for_prompt, user_message
+from generators.prompting import (
+    DEFAULT_SYSTEM_PROMPT,
+    new_token_limit,
+    passage_text,
+    passages_for_prompt,
+    user_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +150,14 @@ class RemoteGenerator:
         streaming_callback: Callable[[StreamingChunk], None] | None = None,
         temperature: float | None = None,
     ) -> dict[str, Any]:
+        max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
         documents = [d for d in (documents or []) if passage_text(d).strip()]
         if not documents:
             return abstention_result(streaming_callback)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": self.messages(query, documents),
-            "max_tokens": max_new_tokens or self.max_new_tokens,
+            "max_tokens": max_new_tokens,
             "temperature": self.temperature if temperature is None else temperature,
             "stream": streaming_callback is not None,
         }

@@ -15,6 +15,7 @@ from typing import Any
 
 from haystack import Document
 from haystack.core.errors import PipelineRuntimeError
+from haystack.errors import FilterError
 
 from generators.prompting import passage_text
 from generators.remote_generator import RemoteGeneratorError
@@ -41,6 +42,10 @@ RESERVED_INPUTS = frozenset({"query", "text", "scope", "streaming_callback"})
 
 class NotFound(LookupError):
     """The named resource does not exist for this tenant."""
+
+
+class InvalidRequest(ValueError):
+    """A query the pipeline cannot run as asked (unknown params, malformed filters); the message says what to fix."""
 
 
 @dataclass
@@ -207,19 +212,22 @@ class Service:
             cache[key] = with_retrieval_only(load_pipeline(saved["yaml"]))
         return cache[key]
 
+    def check_query(self, tenant: str, request: QueryRequest) -> None:
+        """Refuse a query its pipeline cannot run (unknown pipeline, params it cannot take) before it starts."""
+        check_params(self._pipelines(tenant, request.pipeline)["full"], request.params)
+
     def query(self, tenant: str, collection: str, request: QueryRequest,
               on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
-        variants = self._pipelines(tenant, request.pipeline)
-        return self.run_pipeline(tenant, collection, variants["full" if request.generate else "retrieval"],
-                                 request, on_token)
+        return self.run_pipeline(tenant, collection, self._pipelines(tenant, request.pipeline), request, on_token)
 
-    def run_pipeline(self, tenant: str, collection: str, pipeline: Any, request: QueryRequest,
+    def run_pipeline(self, tenant: str, collection: str, variants: dict[str, Any], request: QueryRequest,
                      on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """Run a query pipeline with the server's inputs bound: the scope can never come from the request."""
+        """Run a query pipeline (``with_retrieval_only``'s variants) with the server's inputs bound: the scope
+        can never come from the request."""
         self.collection(tenant, collection)
         started = time.perf_counter()
-        if not request.generate:
-            pipeline = with_retrieval_only(pipeline)["retrieval"] if _answer_stages(pipeline) else pipeline
+        check_params(variants["full"], request.params)
+        pipeline = variants["full" if request.generate else "retrieval"]
         values: dict[str, Any] = {"query": request.query, "text": request.query,
                                   "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
         if request.filters is not None:
@@ -230,17 +238,15 @@ class Service:
         if request.top_k is not None:
             for name in _final_rankers(pipeline):
                 data.setdefault(name, {})["top_k"] = request.top_k
+        running = {n for n, _ in pipeline.walk()}
         for component, params in request.params.items():
-            clean = {k: v for k, v in params.items() if k not in RESERVED_INPUTS}
-            data.setdefault(component, {}).update(clean)
+            if component in running:  # a generate: false run drops the answer stages, and their params
+                data.setdefault(component, {}).update(params)
         with timed_run() as timings:
             try:
-                result = pipeline.run(data, include_outputs_from={n for n, _ in pipeline.walk()})
+                result = pipeline.run(data, include_outputs_from=running)
             except PipelineRuntimeError as exc:
-                # a remote generator's failure is the server's to report (502), not an internal error
-                if isinstance(exc.__cause__, RemoteGeneratorError):
-                    raise exc.__cause__ from None
-                raise
+                raise _caller_error(exc, request) from None
         return self._response(pipeline, result, timings, started)
 
     def _response(self, pipeline: Any, result: dict[str, Any], timings: dict[str, float],
@@ -277,6 +283,37 @@ def _free_kv_states(tenant: str, collection: str, doc_id: str) -> None:
         free_document_kv(tenant, collection, doc_id)
     except Exception as exc:
         logger.warning("could not free cached KV states of %s: %s", doc_id, exc.__class__.__name__)
+
+
+def check_params(pipeline: Any, params: dict[str, dict[str, Any]]) -> None:
+    """Refuse ``params`` naming a component the pipeline lacks, or an input that is connected, unknown or the
+    server's to set, saying what could be set instead."""
+    components = [n for n, _ in pipeline.walk()]
+    sockets = pipeline.inputs()
+    for name, values in params.items():
+        if name not in components:
+            raise InvalidRequest(f"params: the pipeline has no component '{name}'; "
+                                 f"its components are {', '.join(components)}.")
+        settable = sorted(set(sockets.get(name, {})) - RESERVED_INPUTS)
+        for key in values:
+            if key in RESERVED_INPUTS:
+                raise InvalidRequest(f"params.{name}.{key} is set by the server and cannot be overridden.")
+            if key not in settable:
+                raise InvalidRequest(f"params.{name}.{key}: '{name}' takes no such input at query time; "
+                                     f"it takes {', '.join(settable) or 'none'}.")
+
+
+def _caller_error(exc: PipelineRuntimeError, request: QueryRequest) -> Exception:
+    """The error to report for a failed run: the caller's own mistake (a malformed filter, a runtime value a
+    component refuses) as such, a remote generator's failure as the server's (502), anything else as is."""
+    cause = exc.__cause__
+    if isinstance(cause, RemoteGeneratorError):
+        return cause
+    if isinstance(cause, FilterError):
+        return InvalidRequest(f"filters: {cause}")
+    if isinstance(cause, ValueError) and exc.component_name in request.params:
+        return InvalidRequest(f"params.{exc.component_name}: {cause}")
+    return exc
 
 
 def _answer_stages(pipeline: Any) -> set[str]:

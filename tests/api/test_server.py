@@ -63,6 +63,41 @@ def test_a_query_answers_from_the_retrieved_passages(client: httpx.Client, index
     assert {"retrieve", "rerank", "prune", "ttft", "total"} <= body["timings_ms"].keys()
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ({"params": {"rerankr": {"top_k": 3}}}, "no component 'rerankr'; its components are embedder, retriever"),
+    ({"params": {"generator": {"max_tokens": 8}}}, "params.generator.max_tokens: 'generator' takes no such input"),
+    ({"params": {"retriever": {"scope": {}}}}, "params.retriever.scope is set by the server"),
+    ({"params": {"generator": {"max_new_tokens": -5}}}, "params.generator: max_new_tokens must be at least 1"),
+    ({"filters": {"operator": "==", "value": "x"}}, "filters: "),
+])
+def test_a_query_the_pipeline_cannot_run_as_asked_gets_a_422_saying_what_to_fix(
+    client: httpx.Client, indexed: dict[str, Any], body: dict[str, Any], message: str
+) -> None:
+    response = client.post("/v1/collections/xquad/query", json={"query": "Who won in 2000?", **body})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert message in response.json()["error"]["message"]
+
+
+def test_a_streamed_query_reports_the_callers_mistake_as_such(client: httpx.Client, indexed: dict[str, Any]) -> None:
+    # params are checked before the stream starts; a malformed filter shows up only while retrieving
+    refused = client.post("/v1/collections/xquad/query", json={
+        "query": "Who won in 2000?", "stream": True, "params": {"generator": {"max_tokens": 8}}})
+    assert refused.status_code == 422
+    with client.stream("POST", "/v1/collections/xquad/query", json={
+            "query": "Who won in 2000?", "stream": True, "filters": {"operator": "==", "value": "x"}}) as resp:
+        text = "".join(resp.iter_text())
+    assert "event: error" in text and '"code": "invalid_request"' in text and "filters: " in text
+
+
+def test_a_retrieval_only_query_ignores_params_for_the_stages_it_skips(
+    client: httpx.Client, indexed: dict[str, Any]
+) -> None:
+    body = client.post("/v1/collections/xquad/query", json={
+        "query": "Who won in 2000?", "generate": False, "params": {"generator": {"max_new_tokens": 8}}}).json()
+    assert body["documents"] and "answer" not in body
+
+
 def test_streaming_sends_tokens_then_the_result(client: httpx.Client, indexed: dict[str, Any]) -> None:
     events: list[str] = []
     with client.stream("POST", "/v1/collections/xquad/query",

@@ -59,3 +59,15 @@ def test_yaml_round_trip_keeps_the_parameters() -> None:
     pipeline = Pipeline()
     pipeline.add_component("g", LocalGenerator(max_new_tokens=7, max_context_tokens=99))
     assert load_pipeline(pipeline.dumps()).get_component("g").to_dict() == pipeline.get_component("g").to_dict()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind", ["local", "kv", "remote"])
+def test_a_run_time_max_new_tokens_is_checked_like_the_init_value(kind: str) -> None:
+    from generators.kv_generator import KVCacheGenerator
+    from generators.remote_generator import RemoteGenerator
+
+    make = {"local": LocalGenerator, "kv": KVCacheGenerator,
+            "remote": lambda: RemoteGenerator(base_url="http://127.0.0.1:9/v1", model="m")}[kind]
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 1, not 0"):
+        make().run(query="q", documents=PASSAGES, max_new_tokens=0)
