@@ -246,7 +246,10 @@ class Service:
             try:
                 result = pipeline.run(data, include_outputs_from=running)
             except PipelineRuntimeError as exc:
-                raise _caller_error(exc, request) from None
+                reported = _reported_error(exc, request)
+                if reported is None:
+                    raise
+                raise reported from None
         return self._response(pipeline, result, timings, started)
 
     def _response(self, pipeline: Any, result: dict[str, Any], timings: dict[str, float],
@@ -303,9 +306,10 @@ def check_params(pipeline: Any, params: dict[str, dict[str, Any]]) -> None:
                                      f"it takes {', '.join(settable) or 'none'}.")
 
 
-def _caller_error(exc: PipelineRuntimeError, request: QueryRequest) -> Exception:
-    """The error to report for a failed run: the caller's own mistake (a malformed filter, a runtime value a
-    component refuses) as such, a remote generator's failure as the server's (502), anything else as is."""
+def _reported_error(exc: PipelineRuntimeError, request: QueryRequest) -> Exception | None:
+    """What to report for a failed run: the caller's own mistake (a malformed filter, a runtime value a
+    component refuses) as such, a remote generator's failure as the server's (502); None for anything else,
+    which stays an internal error with its full cause in the log."""
     cause = exc.__cause__
     if isinstance(cause, RemoteGeneratorError):
         return cause
@@ -313,7 +317,7 @@ def _caller_error(exc: PipelineRuntimeError, request: QueryRequest) -> Exception
         return InvalidRequest(f"filters: {cause}")
     if isinstance(cause, ValueError) and exc.component_name in request.params:
         return InvalidRequest(f"params.{exc.component_name}: {cause}")
-    return exc
+    return None
 
 
 def _answer_stages(pipeline: Any) -> set[str]:
