@@ -2,14 +2,19 @@
 
     nice -n 10 python -m bench.answer_quality --datasets xquad hotpotqa --questions 30
 
-For every dev question (pruners/data.py's hash-carved dev splits) the corpus is searched with MiniLM twice:
+For every dev question (pruners/data.py's hash-carved dev splits) the corpus is searched (MiniLM, or
+hybrid MiniLM + BM25 with ``--candidates hybrid``) twice:
 as it is (answerable) and with the question's gold passages removed (unanswerable: the answer is not in
 the corpus any more). Each system (``--systems``) picks from the top ``--pool`` hits what the generator reads:
 
 - ``retrieval``: the top ``--context`` passages as they are (the baseline);
 - ``reranked``: the ``--context`` best by the fusion reranker (``rerankers.reranker.Reranker``'s default);
 - ``pruned``: ProvencePruner's ``--context`` best, with only the sentences its rule keeps, then RelevanceGate
-  (abstain when no passage clears ``--min-score``, or no sentence clears ``--min-sentence-score``).
+  (abstain when no passage clears ``--min-score``, or no sentence clears ``--min-sentence-score``);
+- ``pruned_input``: the same passages as ``retrieval`` (its top ``--context``), pruned and gated as ``pruned``
+  is (the pruner's ``ranking="input"``), which separates what pruning does from what its reranking does;
+- ``pruned_fused``: as ``pruned``, but the ``--context`` kept are chosen by reciprocal-rank fusion of the
+  retrieval order and the pruner's relevance (``ranking="fused"``).
 
 Each is also scored as ``<system>+sufficiency``: the gate's learned sufficiency model (``--sufficiency``, at
 its fitted threshold) abstains too when it judges the passages read do not answer (retrieval and reranked get
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from haystack import Document
 
-from bench.rerank_prune import to_document
+from bench.rerank_prune import hybrid_rankings, to_document
 from generators.kv_scoring import f1
 from generators.local_generator import LocalGenerator
 from pruners import data, mining
@@ -43,7 +48,8 @@ from rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentenc
 from rerankers.reranker import Reranker
 from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 
-SYSTEMS = ("retrieval", "reranked", "pruned")
+SYSTEMS = ("retrieval", "reranked", "pruned", "pruned_input", "pruned_fused")
+PRUNED = ("pruned", "pruned_input", "pruned_fused")  # scored by the pruner, whose scores the floors were set on
 
 
 @dataclass
@@ -59,10 +65,17 @@ class Tally:
         return f"| {name} | {'answerable' if answerable else 'unanswerable'} | {score} | {rate:.0f}% | {tokens:.0f} |"
 
 
-def contexts(dataset: data.Dataset, query: data.Query, pool: int) -> tuple[list[Document], list[Document]]:
+def rankings(dataset: data.Dataset, queries: list[data.Query], k: int, candidates: str) -> list[list[str]]:
+    """Each question's top-k passage ids by MiniLM dense retrieval or ragpress's hybrid (dense + BM25, RRF)."""
+    if candidates == "hybrid":
+        return hybrid_rankings(dataset, queries, k)
+    return [[pid for pid, _ in hits] for hits in mining.search(dataset, [q.text for q in queries], k=k)]
+
+
+def contexts(dataset: data.Dataset, query: data.Query, ranked: list[str],
+             pool: int) -> tuple[list[Document], list[Document]]:
     """The top ``pool`` hits for the question, from the full corpus and from the corpus without its gold."""
     relevant = set(query.relevant)
-    ranked = [pid for pid, _ in mining.search(dataset, [query.text], k=pool + len(relevant))[0]]
     full = [to_document(dataset.passages[pid]) for pid in ranked[:pool]]
     without = [to_document(dataset.passages[pid]) for pid in ranked if pid not in relevant][:pool]
     return full, without
@@ -123,15 +136,16 @@ def run(args: argparse.Namespace) -> None:
     weights = SufficiencyWeights.load(args.sufficiency)
     readers = {name: reader for name, reader in context_readers(args).items() if name in args.systems}
     # Only the pruner's scores are the probabilities the relevance floors were calibrated on.
-    floors = {name: (gate.min_score, gate.min_sentence_score) if name == "pruned" else (-math.inf, None)
+    floors = {name: (gate.min_score, gate.min_sentence_score) if name in PRUNED else (-math.inf, None)
               for name in readers}
     for name in args.datasets:
         dataset = data.load(name, args.data)
         queries = [q for q in data.split(dataset, dev=True) if q.answers][: args.questions]
         answered: dict[tuple[str, bool], list[GatedAnswer]] = {(s, ok): [] for s in readers for ok in (True, False)}
         started = time.time()
-        for query in queries:
-            for answerable, documents in zip((True, False), contexts(dataset, query, args.pool), strict=True):
+        ranked = rankings(dataset, queries, args.pool + max(len(q.relevant) for q in queries), args.candidates)
+        for query, hits in zip(queries, ranked, strict=True):
+            for answerable, documents in zip((True, False), contexts(dataset, query, hits, args.pool), strict=True):
                 for system, reader in readers.items():
                     answered[system, answerable].append(gated_answer(
                         generator, query.text, reader(query.text, documents), query.answers, weights))
@@ -155,11 +169,14 @@ def context_readers(args: argparse.Namespace) -> dict[str, Callable[[str, list[D
     """Each system's choice, from the retrieved pool, of what the generator reads."""
     pruner = ProvencePruner(threshold=args.threshold, top_k=args.context)
     reranker = Reranker(top_k=args.context)
-    return {
+    readers: dict[str, Callable[[str, list[Document]], list[Document]]] = {
         "retrieval": lambda query, pool: pool[: args.context],
         "reranked": lambda query, pool: reranker.run(query=query, documents=pool)["documents"],
-        "pruned": lambda query, pool: pruner.run(query=query, documents=pool)["documents"],
     }
+    for system, ranking in zip(PRUNED, ("relevance", "input", "fused"), strict=True):
+        readers[system] = lambda query, pool, r=ranking: pruner.run(query=query, documents=pool, ranking=r)[
+            "documents"]
+    return readers
 
 
 def print_gate_variants(variants: list[str], pruned: dict[bool, list[GatedAnswer]]) -> None:
@@ -183,6 +200,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=30, help="first N dev questions per dataset")
     parser.add_argument("--pool", type=int, default=10, help="retrieved passages the pruner reranks")
     parser.add_argument("--context", type=int, default=5, help="passages the generator reads")
+    parser.add_argument("--candidates", choices=("dense", "hybrid"), default="dense",
+                        help="the retrieval that fills the pool: MiniLM dense, or hybrid dense + BM25 (RRF)")
     parser.add_argument(
         "--threshold", type=float, default=None, help="pruner sentence threshold (default: the weights' calibrated one)"
     )

@@ -14,6 +14,10 @@ from pruners.scoring import PassageScores, Span, kept_sentences, relative_cutoff
 from pruners.sentence_fusion import SentenceFusion, fused_scores
 from ragpress.schema import SENTENCES
 
+# How documents are ordered, and so which top_k are kept: by the pruner's relevance, in the order they came in
+# (retrieval's), or by reciprocal-rank fusion of the two (RRF_K as in Cormack et al.'s RRF).
+RANKINGS = ("relevance", "input", "fused")
+RRF_K = 60
 PRUNED_TEXT = "pruned_text"
 KEPT_SENTENCES = "kept_sentences"
 SENTENCE_SCORES = "sentence_scores"
@@ -46,6 +50,11 @@ def check_rule(threshold: float | None, relative_threshold: float | None) -> Non
 def check_top_k(top_k: int | None) -> None:
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
+
+
+def check_ranking(ranking: str) -> None:
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
 
 
 def document_spans(document: Document) -> list[Span]:
@@ -92,6 +101,7 @@ class ProvencePruner:
         quantize: bool = False,
         relative_threshold: float | None = None,
         sentence_fusion: bool = True,
+        ranking: str = "relevance",
     ) -> None:
         """
         :param model: ``"ragpress-provence-minilm"`` (shipped weights) or a directory of trained weights.
@@ -110,11 +120,15 @@ class ProvencePruner:
             differ slightly).
         :param sentence_fusion: score sentences with the lexical fusion fitted for the weights (when their
             config.json has one); False: the model's raw keep probabilities.
+        :param ranking: the order documents come out in, and so which ``top_k`` are kept: ``"relevance"``
+            (the pruner's relevance head), ``"input"`` (the order they came in, e.g. retrieval's; only the first
+            ``top_k`` are scored, so it is also faster) or ``"fused"`` (reciprocal-rank fusion of the two).
         """
         weights_path(model)
         check_rule(threshold, relative_threshold)
         check_range("score_threshold", score_threshold, 0.0, 1.0)
         check_top_k(top_k)
+        check_ranking(ranking)
         if not 16 <= max_length <= 512:
             raise ValueError(f"max_length must be within [16, 512] (MiniLM's positions), got {max_length}")
         if batch_size < 1:
@@ -128,6 +142,7 @@ class ProvencePruner:
         self.batch_size = batch_size
         self.quantize = quantize
         self.sentence_fusion = sentence_fusion
+        self.ranking = ranking
         self._model: ProvenceModel | None = None
         self._tokenizer: Any = None
         self._fitted_fusion: SentenceFusion | None = None
@@ -149,6 +164,7 @@ class ProvencePruner:
             batch_size=self.batch_size,
             quantize=self.quantize,
             sentence_fusion=self.sentence_fusion,
+            ranking=self.ranking,
         )
 
     @classmethod
@@ -164,6 +180,7 @@ class ProvencePruner:
         top_k: int | None = None,
         score_threshold: float | None = None,
         relative_threshold: float | None = None,
+        ranking: str | None = None,
     ) -> dict[str, list[Document]]:
         """Rerank and prune ``documents`` for ``query``; arguments given here override the init values (a
         sentence rule given here, absolute or relative, replaces the init one)."""
@@ -174,6 +191,10 @@ class ProvencePruner:
         score_threshold = self.score_threshold if score_threshold is None else score_threshold
         check_range("score_threshold", score_threshold, 0.0, 1.0)
         check_top_k(top_k)
+        ranking = self.ranking if ranking is None else ranking
+        check_ranking(ranking)
+        if ranking == "input":
+            documents = documents[:top_k]
         if not documents:
             return {"documents": []}
         self.warm_up()
@@ -191,7 +212,7 @@ class ProvencePruner:
             _pruned(d, s, result.score, result.sentence_scores, cutoff)
             for d, s, result in zip(documents, spans, scores, strict=True)
         ]
-        return {"documents": select(pruned, top_k, score_threshold)}
+        return {"documents": select(pruned, top_k, score_threshold, ranking)}
 
     def fusion(self) -> SentenceFusion | None:
         """The sentence fusion in use: the weights' fitted one unless switched off (None without one)."""
@@ -219,9 +240,19 @@ class ProvencePruner:
         return relative_cutoff([r.sentence_scores for r in scores], relative_threshold)
 
 
-def select(documents: list[Document], top_k: int | None, score_threshold: float | None) -> list[Document]:
-    """Sort by score (stable, so ties keep retrieval order), then apply the score floor and top_k."""
-    ranked = sorted(documents, key=lambda d: -(d.score or 0.0))
+def select(documents: list[Document], top_k: int | None, score_threshold: float | None,
+           ranking: str = "relevance") -> list[Document]:
+    """Order as ``ranking`` says (sorts are stable, so ties keep the input order), then apply the score floor
+    and top_k."""
+    by_score = sorted(range(len(documents)), key=lambda i: -(documents[i].score or 0.0))
+    if ranking == "relevance":
+        order = by_score
+    elif ranking == "input":
+        order = list(range(len(documents)))
+    else:
+        fused = {i: 1 / (RRF_K + i) + 1 / (RRF_K + rank) for rank, i in enumerate(by_score)}
+        order = sorted(fused, key=lambda i: (-fused[i], i))
+    ranked = [documents[i] for i in order]
     if score_threshold is not None:
         ranked = [d for d in ranked if (d.score or 0.0) >= score_threshold]
     return ranked[:top_k] if top_k is not None else ranked

@@ -7,7 +7,7 @@ import pytest
 from haystack import Document
 
 from indexers.sentences import split_sentences
-from pruners.component import ProvencePruner
+from pruners.component import ProvencePruner, select
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,30 @@ def test_documents_come_back_best_first_and_runtime_top_k_overrides_init(xquad):
     assert len(pruner.run(query=xquad["query"], documents=documents)["documents"]) == 4
 
 
+def test_ranking_by_input_order_keeps_and_scores_only_the_first_top_k(xquad):
+    documents = [as_document(p, str(i)) for i, p in enumerate(xquad["passages"])]
+    by_relevance = ProvencePruner().run(query=xquad["query"], documents=documents)["documents"]
+    by_input = ProvencePruner(top_k=2, ranking="input").run(query=xquad["query"], documents=documents)["documents"]
+    assert [d.id for d in by_input] == ["0", "1"]
+    scores = {d.id: d.score for d in by_relevance}
+    assert [d.score for d in by_input] == pytest.approx([scores["0"], scores["1"]])
+
+
+@pytest.mark.unit
+def test_fused_ranking_puts_a_document_first_in_one_order_and_last_in_the_other_in_between():
+    # input order a, b, c; relevance order c, a, b: reciprocal ranks a 1/60+1/61, b 1/61+1/62, c 1/62+1/60
+    documents = [Document(id=i, content=i, score=s) for i, s in (("a", 0.5), ("b", 0.2), ("c", 0.9))]
+    assert [d.id for d in select(documents, None, None, "relevance")] == ["c", "a", "b"]
+    assert [d.id for d in select(documents, None, None, "input")] == ["a", "b", "c"]
+    assert [d.id for d in select(documents, None, None, "fused")] == ["a", "c", "b"]
+    assert [d.id for d in select(documents, 2, 0.3, "fused")] == ["a", "c"]
+
+
 def test_invalid_parameters_are_rejected_at_init_and_at_run(pruner):
+    with pytest.raises(ValueError, match="ranking must be one of relevance, input, fused"):
+        ProvencePruner(ranking="bm25")
+    with pytest.raises(ValueError, match="ranking must be one of"):
+        pruner.run(query="q", documents=[Document(content="x")], ranking="score")
     with pytest.raises(ValueError):
         ProvencePruner(threshold=1.5)
     with pytest.raises(ValueError):

@@ -21,7 +21,7 @@ EXAMPLE = next(
 def test_yaml_round_trip_keeps_parameters_and_outputs():
     pipeline = Pipeline()
     pipeline.add_component(
-        "pruner", ProvencePruner(threshold=0.2, top_k=3, score_threshold=0.01, max_length=256)
+        "pruner", ProvencePruner(threshold=0.2, top_k=3, score_threshold=0.01, max_length=256, ranking="fused")
     )
     text = pipeline.dumps()
     loaded = Pipeline.loads(text, allowed_modules=ALLOWED)
@@ -34,6 +34,7 @@ def test_yaml_round_trip_keeps_parameters_and_outputs():
         0.01,
         256,
     )
+    assert restored.ranking == "fused"
 
     documents = [Document(id=str(i), content=" ".join(p)) for i, p in enumerate(EXAMPLE["passages"])]
     inputs = {"pruner": {"query": EXAMPLE["query"], "documents": documents}}
