@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 from haystack import Document
 
 from pruners import data, mining
-from pruners.component import ProvencePruner
+from pruners.component import RANKINGS, ProvencePruner, select
 from pruners.model import DEFAULT_MODEL_NAME
 from pruners.scoring import kept_sentences
 from rerankers.fit_fusion import ndcg_at_10
@@ -47,6 +48,8 @@ def add_rerank_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dev queries of these datasets for the rerank part (the criterion: scifact)")
     parser.add_argument("--rerankers", nargs="+", default=[DEFAULT_FUSION_NAME, DEFAULT_MODEL_NAME],
                         help="Reranker models compared (names, fusion files, weights dirs or CrossEncoders)")
+    parser.add_argument("--rankings", nargs="+", default=["relevance"], choices=RANKINGS,
+                        help="orders scored per reranker: its own (relevance), or fused with retrieval's (fused)")
     parser.add_argument("--no-hybrid", action="store_true", help="skip the hybrid retrieval baseline")
     parser.add_argument("--candidates", choices=("dense", "hybrid"), default="dense",
                         help="which retrieval's top --depth the rerankers reorder (the criterion: dense)")
@@ -96,9 +99,12 @@ def bench_rerank(args: argparse.Namespace) -> None:
         retrieval = "MiniLM" if args.candidates == "dense" else "hybrid"
         for model in args.rerankers:
             started = time.time()
-            reranked = rerank_all(model, dataset, queries, rankings, args.depth)
-            rows.append((f"{retrieval} top {args.depth} + Reranker({model})", mean_ndcg(queries, reranked),
-                         time.time() - started))
+            reranked = rerank_all(model, dataset, queries, rankings, args.depth, args.rankings)
+            seconds = time.time() - started
+            for ranking, orders in reranked.items():
+                fused = "" if ranking == "relevance" else f", {ranking} with retrieval's order"
+                rows.append((f"{retrieval} top {args.depth} + Reranker({model}){fused}", mean_ndcg(queries, orders),
+                             seconds))
         print(f"\n## rerank: {name} dev queries (n={len(queries)}), depth {args.depth}")
         print("| system | nDCG@10 | seconds |\n|---|---|---|")
         for system, score, seconds in rows:
@@ -110,15 +116,19 @@ def mean_ndcg(queries: list[data.Query], rankings: list[list[str]]) -> float:
 
 
 def rerank_all(
-    model: str, dataset: data.Dataset, queries: list[data.Query], rankings: list[list[str]], depth: int
-) -> list[list[str]]:
+    model: str, dataset: data.Dataset, queries: list[data.Query], rankings: list[list[str]], depth: int,
+    orders: list[str] = ("relevance",),
+) -> dict[str, list[list[str]]]:
+    """Per ordering (pruners.component.RANKINGS), each query's ranking with its top ``depth`` reordered."""
     reranker = Reranker(model=model)
     reranker.warm_up()
-    reranked = []
+    reranked: dict[str, list[list[str]]] = {ranking: [] for ranking in orders}
     for query, pids in zip(queries, rankings, strict=True):
         documents = [to_document(dataset.passages[pid]) for pid in pids[:depth]]
-        order = [d.id for d in reranker.run(query=query.text, documents=documents)["documents"]]
-        reranked.append(order + pids[depth:])
+        scores = {d.id: d.score for d in reranker.run(query=query.text, documents=documents)["documents"]}
+        scored = [replace(d, score=scores[d.id]) for d in documents]
+        for ranking in orders:
+            reranked[ranking].append([d.id for d in select(scored, None, None, ranking)] + pids[depth:])
     return reranked
 
 
