@@ -17,9 +17,9 @@ best chunks by cosine
 Two gates are scored on what their pipeline would hand them:
 
 - ``sufficiency`` alone on the ``--top-k`` best chunks (a ``query`` pipeline with the gate added);
-- the ``pruned`` pipeline's gate: ProvencePruner reranks the pool and keeps 5 (``pipelines/pruned.yaml``
-  without its neighbour-merging expander), then the relevance floor (``min_score`` 0.16) alone, and the floor
-  with the sufficiency model.
+- the ``pruned`` pipeline's gate: ProvencePruner as ``pipelines/pruned.yaml`` sets it (the pool's first 5,
+  pruned), without the pipeline's neighbour-merging expander, then the relevance floor (``min_score`` 0.16)
+  alone, and the floor with the sufficiency model.
 
 Printed per dataset: how often each abstains on each set (the sufficiency model at its fitted threshold and at
 a few others). No answer is generated: the gate decides before the generator.
@@ -37,6 +37,7 @@ import torch
 from haystack import Document
 
 from indexers.multi_scale_splitter import MultiScaleSplitter
+from pipelines.loader import builtin_yaml, parse_yaml
 from pruners.component import ProvencePruner
 from ragpress import schema
 from ragpress.model_loading import sentence_transformer
@@ -44,7 +45,6 @@ from rerankers.relevance_gate import RelevanceGate, abstain_reason
 from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 
 DATASETS = ("scientific_qa", "multidoc_qa")
-PRUNED_TOP_K = 5  # pipelines/pruned.yaml
 THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.4)
 
 
@@ -75,7 +75,7 @@ def gate_inputs(
 ) -> dict[tuple[str, bool], list[tuple[float | None, float]]]:
     """Per (pipeline, answerable): each question's (best passage score, sufficiency probability)."""
     embedder = sentence_transformer(weights.embedder)
-    pruner = ProvencePruner(top_k=PRUNED_TOP_K)
+    pruner = ProvencePruner.from_dict(parse_yaml(builtin_yaml("pruned"))["components"]["pruner"])
     documents = load(root, name)
     units = chunks([text for text, _ in documents])
     flat = [u for per in units for u in per]
