@@ -9,7 +9,8 @@ the corpus any more). Each system (``--systems``) picks from the top ``--pool`` 
 
 - ``retrieval``: the top ``--context`` passages as they are (the baseline);
 - ``reranked``: the ``--context`` best by the fusion reranker (``rerankers.reranker.Reranker``'s default);
-- ``pruned``: ProvencePruner's ``--context`` best, with only the sentences its rule keeps, then RelevanceGate
+- ``pruned``: ProvencePruner's ``--context`` best by its relevance head (``ranking="relevance"``; the shipped
+  pipeline now keeps retrieval's order, ``pruned_input``), with only the sentences its rule keeps, then RelevanceGate
   (abstain when no passage clears ``--min-score``, or no sentence clears ``--min-sentence-score``);
 - ``pruned_input``: the same passages as ``retrieval`` (its top ``--context``), pruned and gated as ``pruned``
   is (the pruner's ``ranking="input"``), which separates what pruning does from what its reranking does;
@@ -42,7 +43,7 @@ from bench.rerank_prune import hybrid_rankings, to_document
 from generators.kv_scoring import f1
 from generators.local_generator import LocalGenerator
 from pruners import data, mining
-from pruners.component import ProvencePruner
+from pruners.component import RANKINGS, ProvencePruner
 from ragpress.model_loading import sentence_transformer
 from rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
 from rerankers.reranker import Reranker
@@ -173,7 +174,7 @@ def context_readers(args: argparse.Namespace) -> dict[str, Callable[[str, list[D
         "retrieval": lambda query, pool: pool[: args.context],
         "reranked": lambda query, pool: reranker.run(query=query, documents=pool)["documents"],
     }
-    for system, ranking in zip(PRUNED, ("relevance", "input", "fused"), strict=True):
+    for system, ranking in zip(PRUNED, RANKINGS, strict=True):
         readers[system] = lambda query, pool, r=ranking: pruner.run(query=query, documents=pool, ranking=r)[
             "documents"]
     return readers

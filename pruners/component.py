@@ -72,8 +72,8 @@ class ProvencePruner:
 
     Output documents keep their ``content``; ``score`` is the relevance probability and ``meta`` gains
     ``pruned_text`` (kept sentences, original order), ``kept_sentences`` (indices into the sentence spans)
-    and ``sentence_scores``. Documents are sorted by score; ``top_k`` keeps the best, ``score_threshold``
-    drops documents below a relevance probability.
+    and ``sentence_scores``. Documents are ordered as ``ranking`` says (by default by score); ``top_k``
+    keeps the first, ``score_threshold`` drops documents below a relevance probability.
 
     A sentence's score is its keep probability fused with lexical evidence (``pruners.sentence_fusion``)
     when the weights carry a fitted fusion and ``sentence_fusion`` is on, else the model's mean token keep
