@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -117,7 +118,7 @@ def mean_ndcg(queries: list[data.Query], rankings: list[list[str]]) -> float:
 
 def rerank_all(
     model: str, dataset: data.Dataset, queries: list[data.Query], rankings: list[list[str]], depth: int,
-    orders: list[str] = ("relevance",),
+    orders: Sequence[str] = ("relevance",),
 ) -> dict[str, list[list[str]]]:
     """Per ordering (pruners.component.RANKINGS), each query's ranking with its top ``depth`` reordered."""
     reranker = Reranker(model=model)

@@ -45,8 +45,7 @@ class LocalGenerator:
         max_context_tokens: int = 1536,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     ) -> None:
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1.")
+        new_token_limit(None, max_new_tokens)  # the same check as a run's override
         if max_context_tokens < 16:
             raise ValueError("max_context_tokens must be at least 16.")
         if not system_prompt.strip():

@@ -76,8 +76,7 @@ class RemoteGenerator:
             raise ValueError("model must name the model the server should run.")
         if api_key is not None and not isinstance(api_key, Secret):
             raise ValueError("api_key must be a haystack Secret (e.g. Secret.from_env_var(...)), never a plain string.")
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1.")
+        new_token_limit(None, max_new_tokens)  # the same check as a run's override
         if not 0.0 <= temperature <= 2.0:
             raise ValueError("temperature must be in [0, 2].")
         if max_context_chars < 100:
