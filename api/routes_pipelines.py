@@ -69,7 +69,7 @@ def pipeline_routes() -> APIRouter:
                                 tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         text = await _yaml_body(request)
         try:
-            pipeline, graph = await run_in_threadpool(validate, text)
+            pipeline, graph = await run_in_threadpool(validate, text, _service(request).pipelines.limits)
         except PipelineInvalid as exc:
             return {"valid": False, "problems": [p.as_dict() for p in exc.problems], "graph": None, "dry_run": None}
         result: dict[str, Any] = {"valid": True, "problems": [], "graph": graph, "dry_run": None}

@@ -81,9 +81,12 @@ def parse_yaml(text: str) -> dict[str, Any]:
     return data
 
 
-def line_of(text: str, needle: str) -> int | None:
+def line_of(text: str, needle: str, after: str | None = None) -> int | None:
+    """The first line holding ``needle`` (after the first line holding ``after``, when given: a parameter's line
+    inside its component's block)."""
+    start = (line_of(text, after) or 0) if after is not None else 0
     for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
+        if number > start and needle in line:
             return number
     return None
 

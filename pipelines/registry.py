@@ -7,6 +7,7 @@ stored, so a bad edit never replaces a working version. Readers key their cached
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from pipelines.loader import (
     parse_yaml,
 )
 from ragpress.database import metadata
+from ragpress.limits import over_ceiling
 
 pipeline_versions = sa.Table(
     "pipeline_versions", metadata,
@@ -64,24 +66,32 @@ SERVER_DEFAULT_VALUES: dict[str, list[Any]] = {
 }
 
 
-def _server_bound(text: str) -> list[PipelineProblem]:
+def _parameter_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
+    """Init parameters a tenant's pipeline may not set: the server's own bindings, and values above the
+    server's cost ceilings (``ragpress.limits``)."""
     problems = []
     for name, spec in parse_yaml(text)["components"].items():
         given = spec.get("init_parameters") or {}
-        for parameter in sorted(SERVER_BOUND_PARAMETERS & set(given.keys())):
-            if given[parameter] is None or given[parameter] in SERVER_DEFAULT_VALUES.get(parameter, []):
-                continue
-            problems.append(PipelineProblem(
-                f"'{parameter}' is set by the server and cannot be given in a pipeline",
-                line_of(text, f"{parameter}:"), f"components.{name}.init_parameters.{parameter}"))
+        for parameter, value in sorted(given.items()):
+            if parameter in SERVER_BOUND_PARAMETERS:
+                if value is None or value in SERVER_DEFAULT_VALUES.get(parameter, []):
+                    continue
+                message = f"'{parameter}' is set by the server and cannot be given in a pipeline"
+            else:
+                message = over_ceiling(parameter, value, limits)
+                if message is None:
+                    continue
+            problems.append(PipelineProblem(message, line_of(text, f"{parameter}:", after=f"{name}:"),
+                                            f"components.{name}.init_parameters.{parameter}"))
     return problems
 
 
-def validate(text: str) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
-    """Build the pipeline from YAML (nothing is saved); raise PipelineInvalid with line and field."""
+def validate(text: str, limits: Mapping[str, int] | None = None) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
+    """Build the pipeline from YAML (nothing is saved); raise PipelineInvalid with line and field. ``limits``:
+    the server's ceilings on cost parameters (none when only the YAML's validity is asked)."""
     if not text.strip():
         raise PipelineInvalid([PipelineProblem("the pipeline YAML is empty", 1)])
-    problems = _server_bound(text)
+    problems = _parameter_problems(text, limits or {})
     if problems:
         raise PipelineInvalid(problems)
     pipeline = load_pipeline(text)
@@ -91,8 +101,11 @@ def validate(text: str) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
 
 
 class PipelineRegistry:
-    def __init__(self, engine: Engine) -> None:
+    """``limits``: the server's ceilings on cost parameters, which a saved pipeline must stay under."""
+
+    def __init__(self, engine: Engine, limits: Mapping[str, int] | None = None) -> None:
         self.engine = engine
+        self.limits = dict(limits or {})
         metadata.create_all(engine, tables=[pipeline_versions])
 
     def get(self, tenant: str, name: str, version: int | None = None) -> dict[str, Any]:
@@ -104,7 +117,7 @@ class PipelineRegistry:
         raise PipelineNotFound(f"No pipeline '{name}'" + (f" version {version}" if version is not None else "") + ".")
 
     def save(self, tenant: str, name: str, text: str) -> dict[str, Any]:
-        validate(text)
+        validate(text, self.limits)
         with self.engine.begin() as conn:
             latest = conn.execute(sa.select(sa.func.max(pipeline_versions.c.version)).where(
                 pipeline_versions.c.tenant == tenant, pipeline_versions.c.name == name)).scalar() or 0

@@ -205,13 +205,15 @@ def _print_problems(problems: list[dict[str, Any]]) -> None:
 
 @pipeline_app.command("validate")
 def pipeline_validate(file: Path) -> None:
-    """Validate a YAML file (syntax, allowed components, connections) without saving it."""
+    """Validate a YAML file (syntax, allowed components, connections, this configuration's cost ceilings)
+    without saving it."""
     from pipelines.loader import PipelineInvalid
     from pipelines.registry import validate
+    from ragpress.limits import ceilings
 
     text = file.read_text(encoding="utf-8")
     try:
-        validate(text)
+        validate(text, ceilings(get_settings()))
     except PipelineInvalid as exc:
         _print_problems([p.as_dict() for p in exc.problems])
         raise typer.Exit(1) from None

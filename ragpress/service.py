@@ -27,6 +27,7 @@ from pipelines.subgraph import inputs_for, without
 from ragpress import schema
 from ragpress.api_keys import KeyStore
 from ragpress.document_stores import scope_filters, shared_store
+from ragpress.limits import ceilings, over_ceiling
 from ragpress.model_loading import causal_lm
 from ragpress.settings import Settings
 from workers import runtime
@@ -80,7 +81,7 @@ class Service:
         runtime.declare_index_owner(True)
         shared_store(self.settings)  # fail fast if another process owns the index
         self.jobs = runtime.job_store()
-        self.pipelines = PipelineRegistry(self.jobs.engine)
+        self.pipelines = PipelineRegistry(self.jobs.engine, ceilings(self.settings))
         self.keys = KeyStore(self.jobs.engine)
         if self.start_worker:
             queues = [INDEX_QUEUE]
@@ -213,8 +214,16 @@ class Service:
         return cache[key]
 
     def check_query(self, tenant: str, request: QueryRequest) -> None:
-        """Refuse a query its pipeline cannot run (unknown pipeline, params it cannot take) before it starts."""
-        check_params(self._pipelines(tenant, request.pipeline)["full"], request.params)
+        """Refuse a query its pipeline cannot run (unknown pipeline, params it cannot take) or that asks for more
+        than the server's ceilings, before it starts."""
+        self._check_request(self._pipelines(tenant, request.pipeline)["full"], request)
+
+    def _check_request(self, pipeline: Any, request: QueryRequest) -> None:
+        limits = ceilings(self.settings)
+        problem = over_ceiling("top_k", request.top_k, limits)
+        if problem is not None:
+            raise InvalidRequest(f"top_k: {problem}")
+        check_params(pipeline, request.params, limits)
 
     def query(self, tenant: str, collection: str, request: QueryRequest,
               on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -226,7 +235,7 @@ class Service:
         can never come from the request."""
         self.collection(tenant, collection)
         started = time.perf_counter()
-        check_params(variants["full"], request.params)
+        self._check_request(variants["full"], request)
         pipeline = variants["full" if request.generate else "retrieval"]
         values: dict[str, Any] = {"query": request.query, "text": request.query,
                                   "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
@@ -288,9 +297,9 @@ def _free_kv_states(tenant: str, collection: str, doc_id: str) -> None:
         logger.warning("could not free cached KV states of %s: %s", doc_id, exc.__class__.__name__)
 
 
-def check_params(pipeline: Any, params: dict[str, dict[str, Any]]) -> None:
-    """Refuse ``params`` naming a component the pipeline lacks, or an input that is connected, unknown or the
-    server's to set, saying what could be set instead."""
+def check_params(pipeline: Any, params: dict[str, dict[str, Any]], limits: dict[str, int]) -> None:
+    """Refuse ``params`` naming a component the pipeline lacks, an input that is connected, unknown or the
+    server's to set (saying what could be set instead), or a value above the server's ceiling for it."""
     components = [n for n, _ in pipeline.walk()]
     sockets = pipeline.inputs()
     for name, values in params.items():
@@ -304,6 +313,9 @@ def check_params(pipeline: Any, params: dict[str, dict[str, Any]]) -> None:
             if key not in settable:
                 raise InvalidRequest(f"params.{name}.{key}: '{name}' takes no such input at query time; "
                                      f"it takes {', '.join(settable) or 'none'}.")
+            problem = over_ceiling(key, values[key], limits)
+            if problem is not None:
+                raise InvalidRequest(f"params.{name}.{key}: {problem}")
 
 
 def _reported_error(exc: PipelineRuntimeError, request: QueryRequest) -> Exception | None:

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     max_concurrent_queries: int = Field(4, ge=1, description="Queries computed at once; the rest wait in line.")
     max_queued_queries: int = Field(64, ge=0, description="Queries waiting beyond that get 503 with Retry-After.")
     max_queue_wait_s: float = Field(15.0, gt=0, description="Longest wait for a query slot before 503.")
+    max_top_k: int = Field(100, ge=1, description="Most passages a query or a saved pipeline may ask a stage for.")
+    max_context_tokens_limit: int = Field(
+        8192, ge=1, description="Largest context budget (token_budget, max_context_tokens) a query may set."
+    )
+    max_new_tokens_limit: int = Field(1024, ge=1, description="Most tokens a query may ask the generator for.")
     log_level: str = "INFO"
 
     @model_validator(mode="after")

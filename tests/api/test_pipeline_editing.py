@@ -66,3 +66,13 @@ def test_a_pipeline_cannot_name_server_resources(client: httpx.Client) -> None:
     response = client.put("/v1/pipelines/wipe", content=yaml_text, headers=YAML)
     assert response.status_code == 422
     assert response.json()["error"]["problems"][0]["field"] == "components.retriever.init_parameters.document_store"
+
+
+def test_a_pipeline_asking_more_than_the_servers_ceilings_is_refused_before_it_is_saved(client: httpx.Client) -> None:
+    yaml_text = client.get("/v1/pipelines/query").json()["yaml"].replace("max_new_tokens: 64", "max_new_tokens: 90000")
+    check = client.post("/v1/pipelines/costly/validate", content=yaml_text, headers=YAML).json()
+    assert check["valid"] is False
+    assert check["problems"][0]["field"] == "components.generator.init_parameters.max_new_tokens"
+    response = client.put("/v1/pipelines/costly", content=yaml_text, headers=YAML)
+    assert response.status_code == 422 and "limit of 1024" in response.json()["error"]["problems"][0]["message"]
+    assert client.get("/v1/pipelines/costly").status_code == 404

@@ -1,0 +1,40 @@
+"""Saving a pipeline: a tenant's YAML stays under the server's cost ceilings, and a refusal points to the line."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.loader import PipelineInvalid, builtin_yaml
+from pipelines.registry import validate
+
+pytestmark = pytest.mark.unit
+
+LIMITS = {"top_k": 20, "token_budget": 4096, "max_context_tokens": 4096, "max_new_tokens": 256}
+
+
+@pytest.mark.parametrize("name", ["query", "pruned", "kv", "remote"])
+def test_the_builtin_pipelines_fit_the_default_ceilings(name: str) -> None:
+    validate(builtin_yaml(name), LIMITS)
+
+
+def test_a_value_above_a_ceiling_is_refused_at_its_own_components_line() -> None:
+    text = builtin_yaml("pruned").replace("top_k: 5", "top_k: 500")  # the pruner's, the second top_k
+    with pytest.raises(PipelineInvalid) as info:
+        validate(text, LIMITS)
+    [problem] = info.value.problems
+    assert problem.field == "components.pruner.init_parameters.top_k"
+    assert "top_k: 500" in text.splitlines()[problem.line - 1]
+    assert "limit of 20" in problem.message
+
+
+def test_every_value_over_a_ceiling_is_reported_at_once() -> None:
+    text = builtin_yaml("pruned").replace("max_new_tokens: 64", "max_new_tokens: 100000").replace(
+        "token_budget: 1536", "token_budget: 99999")
+    with pytest.raises(PipelineInvalid) as info:
+        validate(text, LIMITS)
+    assert {p.field for p in info.value.problems} == {"components.generator.init_parameters.max_new_tokens",
+                                                      "components.expander.init_parameters.token_budget"}
+
+
+def test_without_ceilings_only_validity_is_checked() -> None:
+    validate(builtin_yaml("pruned").replace("max_new_tokens: 64", "max_new_tokens: 100000"))
