@@ -15,7 +15,8 @@ the corpus any more). Each system (``--systems``) picks from the top ``--pool`` 
 - ``pruned_input``: the same passages as ``retrieval`` (its top ``--context``), pruned and gated as ``pruned``
   is (the pruner's ``ranking="input"``), which separates what pruning does from what its reranking does;
 - ``pruned_fused``: as ``pruned``, but the ``--context`` kept are chosen by reciprocal-rank fusion of the
-  retrieval order and the pruner's relevance (``ranking="fused"``).
+  retrieval order and the pruner's relevance (``ranking="fused"``);
+- ``pruned_bridge``: as ``pruned_input``, also keeping the second-hop sentences of ``pruners.bridge``.
 
 Each is also scored as ``<system>+sufficiency``: the gate's learned sufficiency model (``--sufficiency``, at
 its fitted threshold) abstains too when it judges the passages read do not answer (retrieval and reranked get
@@ -43,14 +44,16 @@ from bench.rerank_prune import hybrid_rankings, to_document
 from generators.kv_scoring import f1
 from generators.local_generator import LocalGenerator
 from pruners import data, mining
-from pruners.component import RANKINGS, ProvencePruner
+from pruners.component import ProvencePruner
 from ragpress.model_loading import sentence_transformer
 from rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
 from rerankers.reranker import Reranker
 from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 
-SYSTEMS = ("retrieval", "reranked", "pruned", "pruned_input", "pruned_fused")
-PRUNED = ("pruned", "pruned_input", "pruned_fused")  # scored by the pruner, whose scores the floors were set on
+# The systems the pruner scores (whose scores the floors were set on): its ranking and bridge rule.
+PRUNED = {"pruned": ("relevance", False), "pruned_input": ("input", False), "pruned_fused": ("fused", False),
+          "pruned_bridge": ("input", True)}
+SYSTEMS = ("retrieval", "reranked", *PRUNED)
 
 
 @dataclass
@@ -174,9 +177,9 @@ def context_readers(args: argparse.Namespace) -> dict[str, Callable[[str, list[D
         "retrieval": lambda query, pool: pool[: args.context],
         "reranked": lambda query, pool: reranker.run(query=query, documents=pool)["documents"],
     }
-    for system, ranking in zip(PRUNED, RANKINGS, strict=True):
-        readers[system] = lambda query, pool, r=ranking: pruner.run(query=query, documents=pool, ranking=r)[
-            "documents"]
+    for system, (ranking, bridge) in PRUNED.items():
+        readers[system] = lambda query, pool, r=ranking, b=bridge: pruner.run(
+            query=query, documents=pool, ranking=r, bridge=b)["documents"]
     return readers
 
 

@@ -24,7 +24,8 @@ import torch
 from haystack import Document
 
 from pruners import data, mining
-from pruners.component import RANKINGS, ProvencePruner, select
+from pruners.bridge import bridged_sentences
+from pruners.component import RANKINGS, ProvencePruner, document_spans, select
 from pruners.model import DEFAULT_MODEL_NAME
 from pruners.scoring import kept_sentences
 from rerankers.fit_fusion import ndcg_at_10
@@ -33,8 +34,9 @@ from rerankers.reranker import Reranker
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
-# Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage, query's best score).
-PruneRecord = tuple[list[int], list[float], list[bool], bool, float]
+# Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage, query's best score,
+# sentences the bridge rule adds at the pruner's default cutoff).
+PruneRecord = tuple[list[int], list[float], list[bool], bool, float, list[int]]
 
 
 def to_document(passage: data.Passage) -> Document:
@@ -146,27 +148,38 @@ def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -
         documents = [to_document(dataset.passages[pid]) for pid in pids]
         scored = pruner.run(query=query.text, documents=documents, threshold=0.0)["documents"]
         best = max((s for d in scored for s in d.meta["sentence_scores"]), default=0.0)
-        for document in scored:
+        bridged = bridged_sentences(query.text, [(d.content or "", document_spans(d)) for d in scored],
+                                    [d.meta["sentence_scores"] for d in scored], default_cutoff(pruner, best))
+        for document, added in zip(scored, bridged, strict=True):
             passage = dataset.passages[document.id]
             gold = set(query.gold.get(document.id, []))
             lengths = [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in passage.sentences]
             flags = [i in gold for i in range(len(passage.sentences))]
-            records.append((lengths, document.meta["sentence_scores"], flags, bool(gold), best))
+            records.append((lengths, document.meta["sentence_scores"], flags, bool(gold), best, added))
     return records
 
 
+def default_cutoff(pruner: ProvencePruner, best: float) -> float:
+    """The absolute cut-off the pruner's default rule sets for a query whose best sentence scores ``best``."""
+    absolute, relative = pruner.default_rule()
+    return absolute if relative is None else relative * best
+
+
 def prune_table(
-    records: list[PruneRecord], gold_only: bool, thresholds: list[float], relative: bool = False
+    records: list[PruneRecord], gold_only: bool, thresholds: list[float], relative: bool = False,
+    bridge: bool = False,
 ) -> list[tuple[float, float, float]]:
     """(threshold, tokens removed, gold kept) per threshold; ``relative``: thresholds are shares of the
-    query's best sentence score (ProvencePruner's ``relative_threshold``)."""
+    query's best sentence score (ProvencePruner's ``relative_threshold``); ``bridge``: with the sentences the
+    bridge rule adds at the default cut-off (so only meaningful at the default threshold)."""
     rows = []
     for threshold in thresholds:
         total = kept_tokens = gold_total = gold_kept = 0
-        for lengths, scores, flags, is_gold, best in records:
+        for lengths, scores, flags, is_gold, best, added in records:
             if gold_only and not is_gold:
                 continue
             kept = set(kept_sentences(scores, threshold * best if relative else threshold))
+            kept |= set(added) if bridge else set()
             total += sum(lengths)
             kept_tokens += sum(n for i, n in enumerate(lengths) if i in kept)
             gold_total += sum(flags)
@@ -191,6 +204,10 @@ def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
                           absolute_default, "default", relative=False)
         print_prune_table(records, "relative threshold", sorted({*RATIOS, *filter(None, [relative_default])}),
                           relative_default, "default", relative=True)
+        default = [absolute_default if relative_default is None else relative_default]
+        (_, removed, kept), = prune_table(records, False, default, relative_default is not None, bridge=True)
+        print(f"\ndefault rule + bridge sentences (ProvencePruner(bridge=True)): {100 * removed:.1f}% of context "
+              f"tokens removed, {100 * kept:.1f}% of gold sentences kept")
 
 
 def print_prune_table(records: list[PruneRecord], label: str, thresholds: list[float], marked: float | None,

@@ -9,6 +9,7 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 
 from indexers.sentences import split_sentences
+from pruners.bridge import bridged_sentences
 from pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
 from pruners.scoring import PassageScores, Span, kept_sentences, relative_cutoff, score_passages
 from pruners.sentence_fusion import SentenceFusion, fused_scores
@@ -102,6 +103,7 @@ class ProvencePruner:
         relative_threshold: float | None = None,
         sentence_fusion: bool = True,
         ranking: str = "relevance",
+        bridge: bool = False,
     ) -> None:
         """
         :param model: ``"ragpress-provence-minilm"`` (shipped weights) or a directory of trained weights.
@@ -123,6 +125,8 @@ class ProvencePruner:
         :param ranking: the order documents come out in, and so which ``top_k`` are kept: ``"relevance"``
             (the pruner's relevance head), ``"input"`` (the order they came in, e.g. retrieval's; only the first
             ``top_k`` are scored, so it is also faster) or ``"fused"`` (reciprocal-rank fusion of the two).
+        :param bridge: also keep a dropped sentence of another document that shares a name or number with the
+            call's best sentence, absent from the query (a multi-hop question's second hop; pruners.bridge).
         """
         weights_path(model)
         check_rule(threshold, relative_threshold)
@@ -143,6 +147,7 @@ class ProvencePruner:
         self.quantize = quantize
         self.sentence_fusion = sentence_fusion
         self.ranking = ranking
+        self.bridge = bridge
         self._model: ProvenceModel | None = None
         self._tokenizer: Any = None
         self._fitted_fusion: SentenceFusion | None = None
@@ -165,6 +170,7 @@ class ProvencePruner:
             quantize=self.quantize,
             sentence_fusion=self.sentence_fusion,
             ranking=self.ranking,
+            bridge=self.bridge,
         )
 
     @classmethod
@@ -181,6 +187,7 @@ class ProvencePruner:
         score_threshold: float | None = None,
         relative_threshold: float | None = None,
         ranking: str | None = None,
+        bridge: bool | None = None,
     ) -> dict[str, list[Document]]:
         """Rerank and prune ``documents`` for ``query``; arguments given here override the init values (a
         sentence rule given here, absolute or relative, replaces the init one)."""
@@ -208,9 +215,13 @@ class ProvencePruner:
             fused = fused_scores(fusion, query, passages, scores)
             scores = [replace(r, sentence_scores=f) for r, f in zip(scores, fused, strict=True)]
         cutoff = self._cutoff(scores, threshold, relative_threshold)
+        kept = [kept_sentences(r.sentence_scores, cutoff) for r in scores]
+        if (self.bridge if bridge is None else bridge):
+            extra = bridged_sentences(query, passages, [r.sentence_scores for r in scores], cutoff)
+            kept = [sorted([*k, *e]) for k, e in zip(kept, extra, strict=True)]
         pruned = [
-            _pruned(d, s, result.score, result.sentence_scores, cutoff)
-            for d, s, result in zip(documents, spans, scores, strict=True)
+            _pruned(d, s, result.score, result.sentence_scores, k)
+            for d, s, result, k in zip(documents, spans, scores, kept, strict=True)
         ]
         return {"documents": select(pruned, top_k, score_threshold, ranking)}
 
@@ -259,9 +270,8 @@ def select(documents: list[Document], top_k: int | None, score_threshold: float 
 
 
 def _pruned(
-    document: Document, spans: list[Span], score: float, sentence_scores: list[float], threshold: float
+    document: Document, spans: list[Span], score: float, sentence_scores: list[float], kept: list[int]
 ) -> Document:
-    kept = kept_sentences(sentence_scores, threshold)
     text = document.content or ""
     meta = {
         **(document.meta or {}),

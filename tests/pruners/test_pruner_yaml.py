@@ -21,7 +21,8 @@ EXAMPLE = next(
 def test_yaml_round_trip_keeps_parameters_and_outputs():
     pipeline = Pipeline()
     pipeline.add_component(
-        "pruner", ProvencePruner(threshold=0.2, top_k=3, score_threshold=0.01, max_length=256, ranking="fused")
+        "pruner", ProvencePruner(threshold=0.2, top_k=3, score_threshold=0.01, max_length=256, ranking="fused",
+                                 bridge=True)
     )
     text = pipeline.dumps()
     loaded = Pipeline.loads(text, allowed_modules=ALLOWED)
@@ -34,7 +35,7 @@ def test_yaml_round_trip_keeps_parameters_and_outputs():
         0.01,
         256,
     )
-    assert restored.ranking == "fused"
+    assert restored.ranking == "fused" and restored.bridge is True
 
     documents = [Document(id=str(i), content=" ".join(p)) for i, p in enumerate(EXAMPLE["passages"])]
     inputs = {"pruner": {"query": EXAMPLE["query"], "documents": documents}}
