@@ -407,7 +407,7 @@ def _with_backend(server: str | None, action: Any) -> Any:
     """Use the server when one answers (it owns the index); otherwise run embedded in this process."""
     from ragpress.client import ServerError
     from ragpress.document_stores import IndexUnavailable
-    from ragpress.service import NotFound
+    from ragpress.service import InvalidRequest, NotFound
 
     remote = _Remote(_server_url(server))
     if remote.client.alive():
@@ -423,7 +423,7 @@ def _with_backend(server: str | None, action: Any) -> Any:
         return action(backend)
     except ServerError as exc:
         _fail(exc.message)
-    except (NotFound, models.ModelError) as exc:
+    except (NotFound, InvalidRequest, models.ModelError) as exc:
         _fail(str(exc))
     finally:
         if isinstance(backend, _Embedded):

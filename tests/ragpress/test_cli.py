@@ -1,14 +1,45 @@
 """The command line: clear errors that say what to do."""
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
 from ragpress.cli import app
+from ragpress.settings import get_settings
 
-pytestmark = pytest.mark.unit
+
+def free_port() -> int:
+    """A port nothing listens on, so the CLI runs embedded instead of finding a server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
+@pytest.mark.unit
 def test_calibration_without_its_dev_data_says_where_to_point_it(tmp_path):
     result = CliRunner().invoke(app, ["models", "calibrate", "--data", str(tmp_path)])
     assert result.exit_code == 1
     assert "point --data at that folder" in " ".join(result.output.split())
+
+
+@pytest.mark.integration
+def test_an_embedded_query_above_the_servers_ceiling_says_which_setting_bounds_it(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "museum.txt").write_text("The museum opens at nine in the morning.")
+    env = {**os.environ, "RAGPRESS_HOME": str(tmp_path / "home"), "RAGPRESS_PORT": str(free_port()),
+           "RAGPRESS_MODELS_DIR": str(get_settings().models_path), "RAGPRESS_MAX_TOP_K": "2"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ragpress", *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    assert cli("ingest", str(tmp_path / "docs"), "-c", "c").returncode == 0
+    refused = cli("query", "When does the museum open?", "-c", "c", "--top-k", "5", "--no-generate")
+    assert refused.returncode == 1
+    assert "above this server's limit of 2" in " ".join(refused.stderr.split())
+    assert "Traceback" not in refused.stderr
+    assert cli("query", "When does the museum open?", "-c", "c", "--top-k", "2", "--no-generate").returncode == 0
