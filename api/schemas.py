@@ -70,7 +70,7 @@ class JobAccepted(BaseModel):
 
 class QueryIn(Strict):
     query: StrictStr = Field(..., min_length=1, max_length=4000)
-    top_k: int | None = Field(None, ge=1, le=100)
+    top_k: int | None = Field(None, ge=1)  # the ceiling is the server's setting (ragpress.limits)
     pipeline: str | None = Field(None, pattern=NAME_PATTERN)
     generate: bool = True
     stream: bool = False

@@ -66,7 +66,7 @@ SERVER_DEFAULT_VALUES: dict[str, list[Any]] = {
 }
 
 
-def _parameter_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
+def parameter_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
     """Init parameters a tenant's pipeline may not set: the server's own bindings, and values above the
     server's cost ceilings (``ragpress.limits``)."""
     problems = []
@@ -91,7 +91,7 @@ def validate(text: str, limits: Mapping[str, int] | None = None) -> tuple[Pipeli
     the server's ceilings on cost parameters (none when only the YAML's validity is asked)."""
     if not text.strip():
         raise PipelineInvalid([PipelineProblem("the pipeline YAML is empty", 1)])
-    problems = _parameter_problems(text, limits or {})
+    problems = parameter_problems(text, limits or {})
     if problems:
         raise PipelineInvalid(problems)
     pipeline = load_pipeline(text)

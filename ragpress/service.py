@@ -21,7 +21,7 @@ from generators.prompting import passage_text
 from generators.remote_generator import RemoteGeneratorError
 from indexers.chunk_writer import retire_units
 from pipelines.loader import load_pipeline
-from pipelines.registry import PipelineRegistry
+from pipelines.registry import PipelineRegistry, parameter_problems
 from pipelines.stage_timer import timed_run
 from pipelines.subgraph import inputs_for, without
 from ragpress import schema
@@ -210,6 +210,11 @@ class Service:
         cache: dict[tuple[str, str, int], dict[str, Any]] = self._local.__dict__.setdefault("pipelines", {})
         key = (tenant, name, saved["version"])
         if key not in cache:
+            # A version saved before the ceilings existed, or were lowered, must not run above them either.
+            over = [] if saved["builtin"] else parameter_problems(saved["yaml"], self.pipelines.limits)
+            if over:
+                raise InvalidRequest(f"pipeline '{name}' version {saved['version']} asks more than this server "
+                                     f"allows ({over[0].field}: {over[0].message}); save a version within it.")
             cache[key] = with_retrieval_only(load_pipeline(saved["yaml"]))
         return cache[key]
 

@@ -76,3 +76,26 @@ def test_a_pipeline_asking_more_than_the_servers_ceilings_is_refused_before_it_i
     response = client.put("/v1/pipelines/costly", content=yaml_text, headers=YAML)
     assert response.status_code == 422 and "limit of 1024" in response.json()["error"]["problems"][0]["message"]
     assert client.get("/v1/pipelines/costly").status_code == 404
+
+
+def test_a_version_saved_under_higher_ceilings_is_refused_once_they_are_lowered(tmp_path: Any) -> None:
+    def serve(limit: int) -> tuple[ServerProcess, httpx.Client]:
+        server = ServerProcess(tmp_path / "home", env={"RAGPRESS_MAX_NEW_TOKENS_LIMIT": str(limit)})
+        server.wait_ready()
+        return server, httpx.Client(base_url=server.url, timeout=120)
+
+    server, http = serve(4000)
+    yaml_text = http.get("/v1/pipelines/query").json()["yaml"].replace("max_new_tokens: 64", "max_new_tokens: 3000")
+    assert http.put("/v1/pipelines/long", content=yaml_text, headers=YAML).status_code == 200
+    assert http.put("/v1/collections/c", json={}).status_code == 200
+    server.stop()
+
+    server, http = serve(1024)
+    try:
+        response = http.post("/v1/collections/c/query", json={"query": "x", "pipeline": "long"})
+        assert response.status_code == 422
+        message = response.json()["error"]["message"]
+        assert "pipeline 'long' version 1" in message and "limit of 1024" in message
+        assert http.post("/v1/collections/c/query", json={"query": "x", "generate": False}).status_code == 200
+    finally:
+        server.stop()

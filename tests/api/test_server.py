@@ -71,6 +71,7 @@ def test_a_query_answers_from_the_retrieved_passages(client: httpx.Client, index
     ({"params": {"generator": {"max_new_tokens": 5000}}}, "params.generator.max_new_tokens: 5000 is above this "
                                                           "server's limit of 1024"),
     ({"params": {"retriever": {"top_k": 10_000}}}, "params.retriever.top_k: 10000 is above this server's limit"),
+    ({"top_k": 500}, "top_k: 500 is above this server's limit of 100"),
     ({"filters": {"operator": "==", "value": "x"}}, "filters: "),
 ])
 def test_a_query_the_pipeline_cannot_run_as_asked_gets_a_422_saying_what_to_fix(

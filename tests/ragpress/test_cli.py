@@ -1,22 +1,14 @@
 """The command line: clear errors that say what to do."""
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+from support import free_port, models_dir
 from typer.testing import CliRunner
 
 from ragpress.cli import app
-from ragpress.settings import get_settings
-
-
-def free_port() -> int:
-    """A port nothing listens on, so the CLI runs embedded instead of finding a server."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.unit
@@ -31,7 +23,7 @@ def test_an_embedded_query_above_the_servers_ceiling_says_which_setting_bounds_i
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "museum.txt").write_text("The museum opens at nine in the morning.")
     env = {**os.environ, "RAGPRESS_HOME": str(tmp_path / "home"), "RAGPRESS_PORT": str(free_port()),
-           "RAGPRESS_MODELS_DIR": str(get_settings().models_path), "RAGPRESS_MAX_TOP_K": "2"}
+           "RAGPRESS_MODELS_DIR": str(models_dir()), "RAGPRESS_MAX_TOP_K": "2"}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "ragpress", *args], env=env, capture_output=True, text=True,
