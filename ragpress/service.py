@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,11 +224,10 @@ class Service:
         self._check_request(self._pipelines(tenant, request.pipeline)["full"], request)
 
     def _check_request(self, pipeline: Any, request: QueryRequest) -> None:
-        limits = ceilings(self.settings)
-        problem = over_ceiling("top_k", request.top_k, limits)
+        problem = over_ceiling("top_k", request.top_k, self.pipelines.limits)
         if problem is not None:
             raise InvalidRequest(f"top_k: {problem}")
-        check_params(pipeline, request.params, limits)
+        check_params(pipeline, request.params, self.pipelines.limits)
 
     def query(self, tenant: str, collection: str, request: QueryRequest,
               on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -302,7 +301,7 @@ def _free_kv_states(tenant: str, collection: str, doc_id: str) -> None:
         logger.warning("could not free cached KV states of %s: %s", doc_id, exc.__class__.__name__)
 
 
-def check_params(pipeline: Any, params: dict[str, dict[str, Any]], limits: dict[str, int]) -> None:
+def check_params(pipeline: Any, params: dict[str, dict[str, Any]], limits: Mapping[str, int]) -> None:
     """Refuse ``params`` naming a component the pipeline lacks, an input that is connected, unknown or the
     server's to set (saying what could be set instead), or a value above the server's ceiling for it."""
     components = [n for n, _ in pipeline.walk()]

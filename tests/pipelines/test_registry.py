@@ -6,6 +6,8 @@ import pytest
 
 from pipelines.loader import PipelineInvalid, builtin_yaml
 from pipelines.registry import validate
+from ragpress.limits import ceilings
+from ragpress.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -14,7 +16,7 @@ LIMITS = {"top_k": 20, "token_budget": 4096, "max_context_tokens": 4096, "max_ne
 
 @pytest.mark.parametrize("name", ["query", "pruned", "kv", "remote"])
 def test_the_builtin_pipelines_fit_the_default_ceilings(name: str) -> None:
-    validate(builtin_yaml(name), LIMITS)
+    validate(builtin_yaml(name), ceilings(Settings()))
 
 
 def test_a_value_above_a_ceiling_is_refused_at_its_own_components_line() -> None:

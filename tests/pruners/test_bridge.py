@@ -9,8 +9,6 @@ from haystack import Document
 from pruners.bridge import bridged_sentences, entity_terms
 from pruners.component import ProvencePruner
 
-pytestmark = pytest.mark.unit
-
 QUERY = "Where was the director of Inception born?"
 FIRST_HOP = "Inception is a 2010 film directed by Christopher Nolan."
 SECOND_HOP = "Christopher Nolan was born in Westminster, London."
@@ -29,11 +27,13 @@ def passages(*texts: str) -> list[tuple[str, list[tuple[int, int]]]]:
     return result
 
 
+@pytest.mark.unit
 def test_a_dropped_sentence_naming_what_the_best_sentence_introduced_is_kept() -> None:
     found = bridged_sentences(QUERY, passages(FIRST_HOP, f"{UNRELATED}|{SECOND_HOP}"), [[0.9], [0.01, 0.02]], 0.5)
     assert found == [[], [1]]
 
 
+@pytest.mark.unit
 def test_names_the_question_already_holds_and_capitalised_stopwords_are_no_bridge() -> None:
     # The best sentence shares only "Inception" (in the question) and "The" (a stopword) with the others.
     best = "The film Inception premiered in cinemas."
@@ -42,6 +42,7 @@ def test_names_the_question_already_holds_and_capitalised_stopwords_are_no_bridg
     assert not entity_terms("The It This")
 
 
+@pytest.mark.unit
 def test_only_other_passages_are_bridged_and_only_from_a_kept_best_sentence() -> None:
     same_passage = passages(f"{FIRST_HOP}|{SECOND_HOP}")
     assert bridged_sentences(QUERY, same_passage, [[0.9, 0.01]], 0.5) == [[]]
@@ -49,6 +50,7 @@ def test_only_other_passages_are_bridged_and_only_from_a_kept_best_sentence() ->
     assert bridged_sentences(QUERY, nothing_kept, [[0.4], [0.01]], 0.5) == [[], []]
 
 
+@pytest.mark.unit
 def test_numbers_bridge_too() -> None:
     texts = passages("The tower opened in 1889.", "In 1889 Paris hosted a fair.")
     assert bridged_sentences("When did the tower open?", texts, [[0.9], [0.01]], 0.5) == [[], [0]]
