@@ -34,7 +34,7 @@ import argparse
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -83,6 +83,14 @@ def contexts(dataset: data.Dataset, query: data.Query, ranked: list[str],
     full = [to_document(dataset.passages[pid]) for pid in ranked[:pool]]
     without = [to_document(dataset.passages[pid]) for pid in ranked if pid not in relevant][:pool]
     return full, without
+
+
+def question_contexts(dataset: data.Dataset, queries: list[data.Query], pool: int, candidates: str = "dense",
+                      ) -> Iterator[tuple[data.Query, tuple[list[Document], list[Document]]]]:
+    """Each question with its answerable and gold-removed contexts (``contexts``), ranked in one search."""
+    depth = pool + max((len(q.relevant) for q in queries), default=0)
+    for query, hits in zip(queries, rankings(dataset, queries, depth, candidates), strict=True):
+        yield query, contexts(dataset, query, hits, pool)
 
 
 @dataclass
@@ -147,9 +155,8 @@ def run(args: argparse.Namespace) -> None:
         queries = [q for q in data.split(dataset, dev=True) if q.answers][: args.questions]
         answered: dict[tuple[str, bool], list[GatedAnswer]] = {(s, ok): [] for s in readers for ok in (True, False)}
         started = time.time()
-        ranked = rankings(dataset, queries, args.pool + max(len(q.relevant) for q in queries), args.candidates)
-        for query, hits in zip(queries, ranked, strict=True):
-            for answerable, documents in zip((True, False), contexts(dataset, query, hits, args.pool), strict=True):
+        for query, pair in question_contexts(dataset, queries, args.pool, args.candidates):
+            for answerable, documents in zip((True, False), pair, strict=True):
                 for system, reader in readers.items():
                     answered[system, answerable].append(gated_answer(
                         generator, query.text, reader(query.text, documents), query.answers, weights))

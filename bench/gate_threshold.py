@@ -4,8 +4,10 @@
 
 Questions are the held-out calibration share of the *train* side (``pruners.data.is_calibration``: never
 trained on, never dev), so the floor is not tuned on the dev questions the answer-quality benchmark reports.
-For each, ProvencePruner scores the top ``--pool`` MiniLM hits of the full corpus (answerable) and of the corpus
-without the question's gold passages (unanswerable); the gate sees the best score. Printed: for each candidate
+For each, ProvencePruner scores the MiniLM hits of the full corpus (answerable) and of the corpus without the
+question's gold passages (unanswerable) as ``pipelines/pruned.yaml`` sets it up (``--ranking input``: the first
+``--context`` hits; ``relevance``: its head's best ``--context`` of the top ``--pool``); the gate sees the best
+score. Printed: for each candidate
 floor, the share of unanswerable questions it abstains on and of answerable ones it wrongly abstains on,
 pooled over the datasets, and the highest floor that wrongly abstains on at most ``--max-false`` of the
 answerable questions (a service that refuses answerable questions is worse than one that sometimes guesses).
@@ -26,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from bench.answer_quality import contexts
+from bench.answer_quality import question_contexts
 from pruners import data
-from pruners.component import ProvencePruner
+from pruners.component import RANKINGS, ProvencePruner
 from rerankers import sufficiency
 from rerankers.fit_sufficiency import collect
 from rerankers.relevance_gate import abstain_reason, best_sentence_score
@@ -44,8 +46,8 @@ def best_scores(pruner: ProvencePruner, name: str, questions: int, pool: int, co
     dataset = data.load(name, root)
     queries = [q for q in data.split(dataset, dev=False) if data.is_calibration(q)][:questions]
     answerable, missing = [], []
-    for query in queries:
-        for scores, documents in zip((answerable, missing), contexts(dataset, query, pool), strict=True):
+    for query, pair in question_contexts(dataset, queries, pool):
+        for scores, documents in zip((answerable, missing), pair, strict=True):
             kept = pruner.run(query=query.text, documents=documents)["documents"]
             best = max((d.score or 0.0) for d in kept) if kept else None
             scores.append((best, best_sentence_score(kept[:context])))
@@ -97,12 +99,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-false", type=float, default=0.05, help="tolerated abstention on answerable ones")
     parser.add_argument("--features", action="store_true", help="AUC of each sufficiency signal instead")
+    parser.add_argument("--ranking", choices=RANKINGS, default="input",
+                        help="the pruner's ordering (pipelines/pruned.yaml: input, so the gate reads the best of "
+                             "the first --context hits; relevance: of the --pool hits its head ranks first)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.features:
         print_feature_aucs(args)
         return
-    pruner = ProvencePruner(top_k=args.pool)
+    pruner = ProvencePruner(top_k=args.context, ranking=args.ranking)
     pooled: tuple[list[Scores], list[Scores]] = ([], [])
     for name in args.datasets:
         answerable, missing = best_scores(pruner, name, args.questions, args.pool, args.context, args.data)

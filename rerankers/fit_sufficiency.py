@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench.answer_quality import contexts
+from bench.answer_quality import question_contexts
 from generators.kv_scoring import f1
 from generators.local_generator import NO_ANSWER, LocalGenerator
 from pruners import data
@@ -87,8 +87,8 @@ def collect(name: str, questions: int, pool: int, context: int, root: Path | Non
     generator.warm_up()
     embedder = sentence_transformer("all-MiniLM-L6-v2")
     examples = []
-    for query in queries:
-        for answerable, documents in zip((True, False), contexts(dataset, query, pool), strict=True):
+    for query, pair in question_contexts(dataset, queries, pool):
+        for answerable, documents in zip((True, False), pair, strict=True):
             kept = pruner.run(query=query.text, documents=documents)["documents"]
             result = generator.run(query=query.text, documents=kept)
             reply, meta = result["replies"][0], result["meta"][0]
