@@ -18,8 +18,8 @@ Two gates are scored on what their pipeline would hand them:
 
 - ``sufficiency`` alone on the ``--top-k`` best chunks (a ``query`` pipeline with the gate added);
 - the ``pruned`` pipeline's gate: ProvencePruner as ``pipelines/pruned.yaml`` sets it (the pool's first 5,
-  pruned), without the pipeline's neighbour-merging expander, then the relevance floor (``min_score`` 0.16)
-  alone, and the floor with the sufficiency model.
+  pruned), without the pipeline's neighbour-merging expander, then the relevance floor (``RelevanceGate``'s
+  default ``min_score``) alone, and the floor with the sufficiency model.
 
 Printed per dataset: how often each abstains on each set (the sufficiency model at its fitted threshold and at
 a few others). No answer is generated: the gate decides before the generator.

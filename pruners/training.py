@@ -1,11 +1,13 @@
 """Train the reranker-pruner (LoRA adapters, relevance and keep heads, fusion scalars on the bundled MiniLM).
 
-The shipped weights come from two runs (see docs/benchmarks.md, "Reranker and pruner"; ``--time-budget``
-seconds cut a run short when a step is slower than the plan allows)::
+The shipped weights come from three runs (see docs/benchmarks.md, "Reranker and pruner"; ``--time-budget``
+seconds cut a run short when a step is slower than the plan allows), the last one adding the within-passage
+sentence ranking loss; ``pruners.fit_sentence_fusion`` then fits the sentence rule on the result::
 
     OMP_NUM_THREADS=1 python -m pruners.training --out /tmp/rp/run2 --time-budget 1500
-    OMP_NUM_THREADS=1 python -m pruners.training --init /tmp/rp/run2 --seed 14 --time-budget 660 \
-        --out pruners/weights/provence-minilm
+    OMP_NUM_THREADS=1 python -m pruners.training --init /tmp/rp/run2 --seed 14 --time-budget 660 --out /tmp/rp/run3
+    OMP_NUM_THREADS=2 python -m pruners.training --init /tmp/rp/run3 --seed 15 --rank-weight 1.0 --threads 2 \
+        --time-budget 1800 --out pruners/weights/provence-minilm
 
 Examples come from the TRAIN side of every split in ``pruners.data`` (dev queries are never read):
 positives are the labelled relevant passages, hard negatives the top MiniLM hits that are not labelled
@@ -140,8 +142,16 @@ def batches(windows: list[Window], batch_size: int, rng: random.Random) -> list[
     return result
 
 
-def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean relevance and keep binary cross-entropies over the labelled windows and tokens of ``batch``."""
+@dataclass
+class Losses:
+    relevance: torch.Tensor
+    keep: torch.Tensor
+    rank: torch.Tensor
+
+
+def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int) -> Losses:
+    """Mean relevance and keep binary cross-entropies over the labelled windows and tokens of ``batch``, and
+    the within-passage sentence ranking loss (``sentence_rank_loss``)."""
     inputs = pad_batch([(w.ids, w.types, w.sentences) for w in batch], pad_id)
     relevance, keep = model(**inputs)
     width = inputs["input_ids"].shape[1]
@@ -153,7 +163,30 @@ def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int) -> tuple[tor
     relevance_loss = bce(relevance[mask], rel_labels[mask]) if mask.any() else zero
     mask = keep_labels != IGNORE
     keep_loss = bce(keep[mask], keep_labels[mask]) if mask.any() else zero
-    return relevance_loss, keep_loss
+    return Losses(relevance_loss, keep_loss, sentence_rank_loss(keep, inputs["sentence_ids"], keep_labels))
+
+
+def sentence_rank_loss(keep: torch.Tensor, sentence_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Pairwise logistic loss that each gold sentence's mean keep logit exceeds each other sentence's of the
+    same window, averaged over the windows holding both kinds.
+
+    The token cross-entropy is dominated by whole irrelevant passages (all "drop"), so it mostly learns
+    passage relevance: inside a relevant SciFact abstract every sentence ends up with about the same keep
+    score, and one threshold cannot separate the evidence from its neighbours. This term only compares
+    sentences that share a passage and a query."""
+    losses = []
+    for row in range(keep.shape[0]):
+        labelled = (labels[row] != IGNORE) & (sentence_ids[row] >= 0)
+        if not labelled.any():
+            continue
+        sentences, inverse = sentence_ids[row][labelled].unique(return_inverse=True)
+        counts = torch.zeros(len(sentences)).index_add(0, inverse, torch.ones(int(labelled.sum())))
+        means = torch.zeros(len(sentences)).index_add(0, inverse, keep[row][labelled]) / counts
+        gold = torch.zeros(len(sentences)).index_add(0, inverse, labels[row][labelled]) > 0
+        if gold.all() or not gold.any():
+            continue
+        losses.append(nn.functional.softplus(means[~gold][None, :] - means[gold][:, None]).mean())
+    return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
 def param_groups(model: ProvenceModel, lr: float) -> list[dict]:
@@ -213,7 +246,8 @@ def train(args: argparse.Namespace) -> None:
     config = ProvenceConfig(max_length=args.max_length, interaction=args.interaction)
     model, tokenizer = new_trainable(config)
     if args.init:
-        # Continue a run cut short by the time budget: same seed, same plan, skip the batches already seen.
+        # Continue from earlier weights: with the same seed and --skip-steps, the rest of a run cut short by
+        # the time budget; with another seed, a further pass over newly drawn negatives.
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(args.init / ADAPTER_FILE)), strict=False)
@@ -231,7 +265,7 @@ def train(args: argparse.Namespace) -> None:
         lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / horizon["steps"])))),
     )
     model.train()
-    started, step, running = time.time(), 0, torch.zeros(2)
+    started, step, running = time.time(), 0, torch.zeros(3)
     for epoch in range(args.epochs):
         if epoch:
             plan = batches(windows, args.batch_size, rng)
@@ -243,19 +277,19 @@ def train(args: argparse.Namespace) -> None:
                 logger.info("%.1fs per step: training %d of %d steps", per_step, horizon["steps"], steps)
             if step >= horizon["steps"]:
                 break
-            relevance_loss, keep_loss = loss_of(model, batch, tokenizer.pad_token_id)
-            (relevance_loss + args.keep_weight * keep_loss).backward()
+            losses = loss_of(model, batch, tokenizer.pad_token_id)
+            (losses.relevance + args.keep_weight * losses.keep + args.rank_weight * losses.rank).backward()
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
             step += 1
-            losses = torch.tensor([relevance_loss.item(), keep_loss.item()])
-            running = 0.95 * running + 0.05 * losses if step > 1 else losses
+            current = torch.tensor([losses.relevance.item(), losses.keep.item(), losses.rank.item()])
+            running = 0.95 * running + 0.05 * current if step > 1 else current
             if step % 20 == 0:
                 elapsed = time.time() - started
                 logger.info(
-                    "step %d/%d loss relevance %.4f keep %.4f elapsed %.0fs eta %.0fs",
+                    "step %d/%d loss relevance %.4f keep %.4f rank %.4f elapsed %.0fs eta %.0fs",
                     step,
                     horizon["steps"],
                     *running.tolist(),
@@ -283,6 +317,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--negatives", type=int, default=2)
     parser.add_argument("--keep-weight", type=float, default=1.0)
+    parser.add_argument(
+        "--rank-weight", type=float, default=0.0, help="weight of the within-passage sentence ranking loss"
+    )
     parser.add_argument("--silver", type=int, default=200)
     parser.add_argument("--max-xquad", type=int, default=500, help="cap on XQuAD train questions (time)")
     parser.add_argument("--seed", type=int, default=13)

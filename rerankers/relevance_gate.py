@@ -43,11 +43,12 @@ class RelevanceGate:
         'insufficient_evidence'
     """
 
-    # The shipped reranker's floor: the highest that wrongly abstains on at most 5% of held-out answerable
-    # train questions (python -m bench.gate_threshold; docs/benchmarks.md). Another reranker needs its own.
+    # The shipped pruner's floor, as pipelines/pruned.yaml ranks (the first 5 hits): the highest that wrongly
+    # abstains on at most 5% of held-out answerable train questions (python -m bench.gate_threshold;
+    # docs/benchmarks.md). Another reranker needs its own.
     def __init__(
         self,
-        min_score: float = 0.16,
+        min_score: float = 0.18,
         drop_below: float | None = None,
         min_sentence_score: float | None = None,
         sufficiency: str | None = None,

@@ -57,16 +57,22 @@ def test_numbers_bridge_too() -> None:
 
 
 @pytest.mark.integration
-def test_the_pruner_keeps_the_second_hop_with_the_bridge_on_at_init_or_at_run() -> None:
+def test_the_pruner_keeps_the_other_hop_with_the_bridge_on_at_init_or_at_run() -> None:
     documents = [Document(id="a", content=f"{FIRST_HOP} {UNRELATED}"),
                  Document(id="b", content=f"{UNRELATED} {SECOND_HOP}")]
+    scored = ProvencePruner(ranking="input").run(query=QUERY, documents=documents, threshold=0.0)["documents"]
+    scores = sorted(((s, d.id) for d in scored for s in d.meta["sentence_scores"]), reverse=True)
+    # The two hops outscore the unrelated filler; a threshold between them keeps the best hop alone.
+    assert {scores[0][1], scores[1][1]} == {"a", "b"}
+    threshold = (scores[0][0] + scores[1][0]) / 2
+    hop = {"a": 0, "b": 1}
+    alone = {d: [hop[d]] if d == scores[0][1] else [] for d in hop}
 
     def kept(pruner: ProvencePruner, **run: bool) -> dict[str, list[int]]:
-        # A strict threshold drops the second hop, which the shipped rule would keep in a passage this short.
-        result = pruner.run(query=QUERY, documents=documents, threshold=0.5, **run)["documents"]
+        result = pruner.run(query=QUERY, documents=documents, threshold=threshold, **run)["documents"]
         return {d.id: d.meta["kept_sentences"] for d in result}
 
-    assert kept(ProvencePruner(ranking="input")) == {"a": [0], "b": []}
+    assert kept(ProvencePruner(ranking="input")) == alone
     assert kept(ProvencePruner(ranking="input"), bridge=True) == {"a": [0], "b": [1]}
     assert kept(ProvencePruner(ranking="input", bridge=True)) == {"a": [0], "b": [1]}
-    assert kept(ProvencePruner(ranking="input", bridge=True), bridge=False) == {"a": [0], "b": []}
+    assert kept(ProvencePruner(ranking="input", bridge=True), bridge=False) == alone

@@ -1,16 +1,23 @@
-"""Training helpers: the default threshold is calibrated on held-out queries, and the fusion scalars learn faster."""
+"""Training helpers: the default threshold is calibrated on held-out queries, the fusion scalars learn faster, and
+the ranking loss orders the sentences of one passage."""
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from pruners.data import Passage
 from pruners.model import ProvenceConfig, new_trainable
 from pruners.scoring import score_passages
-from pruners.training import SCALAR_LR_FACTOR, Item, calibrate_threshold, param_groups
-
-pytestmark = pytest.mark.integration
+from pruners.training import (
+    IGNORE,
+    SCALAR_LR_FACTOR,
+    Item,
+    calibrate_threshold,
+    param_groups,
+    sentence_rank_loss,
+)
 
 EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "dev_examples.json").read_text())
 
@@ -22,6 +29,7 @@ def fresh():
     return model, tokenizer
 
 
+@pytest.mark.integration
 def test_the_calibrated_threshold_keeps_the_requested_share_of_gold_sentences(fresh):
     model, tokenizer = fresh
     items = [
@@ -39,6 +47,7 @@ def test_the_calibrated_threshold_keeps_the_requested_share_of_gold_sentences(fr
         assert sum(s >= threshold + 1e-6 for s in gold_scores) < sum(s >= threshold for s in gold_scores)
 
 
+@pytest.mark.integration
 def test_fusion_scalars_get_the_larger_learning_rate_and_every_trainable_weight_is_optimised(fresh):
     model, _ = fresh
     rest, scalars = param_groups(model, 1e-3)
@@ -46,3 +55,35 @@ def test_fusion_scalars_get_the_larger_learning_rate_and_every_trainable_weight_
     assert len(scalars["params"]) == len(list(model.fusion.parameters()))
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert len(rest["params"]) + len(scalars["params"]) == len(trainable)
+
+
+def _window(keep: list[float], sentences: list[int], labels: list[float]):
+    return torch.tensor([keep]), torch.tensor([sentences]), torch.tensor([labels])
+
+
+@pytest.mark.unit
+def test_the_rank_loss_is_small_when_gold_sentences_outscore_their_neighbours_and_large_otherwise():
+    # Two sentences of two tokens each, then the closing [SEP] (unlabelled, outside every sentence).
+    sentences, labels = [0, 0, 1, 1, -1], [1.0, 1.0, 0.0, 0.0, IGNORE]
+    right = sentence_rank_loss(*_window([4.0, 2.0, -3.0, -1.0, 9.0], sentences, labels))
+    wrong = sentence_rank_loss(*_window([-3.0, -1.0, 4.0, 2.0, 9.0], sentences, labels))
+    assert right < 0.01 < 4.0 < wrong
+    # Only the sentence means count: moving logit mass between tokens of one sentence changes nothing.
+    same = sentence_rank_loss(*_window([6.0, 0.0, -3.0, -1.0, 9.0], sentences, labels))
+    assert torch.isclose(right, same)
+
+
+@pytest.mark.unit
+def test_the_rank_loss_ignores_windows_without_both_gold_and_other_sentences():
+    all_drop = _window([1.0, 2.0, 3.0], [0, 1, -1], [0.0, 0.0, IGNORE])
+    unlabelled = _window([1.0, 2.0, 3.0], [0, 1, -1], [IGNORE, IGNORE, IGNORE])
+    assert sentence_rank_loss(*all_drop) == 0.0
+    assert sentence_rank_loss(*unlabelled) == 0.0
+
+
+@pytest.mark.unit
+def test_the_rank_loss_pushes_gold_sentence_logits_up_and_the_others_down():
+    keep = torch.tensor([[0.0, 0.0, 0.0]], requires_grad=True)
+    sentence_rank_loss(keep, torch.tensor([[0, 1, 2]]), torch.tensor([[1.0, 0.0, 0.0]])).backward()
+    assert keep.grad[0, 0] < 0 < keep.grad[0, 1]
+    assert torch.isclose(keep.grad[0, 1], keep.grad[0, 2])
