@@ -61,12 +61,12 @@ def test_the_pruner_keeps_the_other_hop_with_the_bridge_on_at_init_or_at_run() -
     documents = [Document(id="a", content=f"{FIRST_HOP} {UNRELATED}"),
                  Document(id="b", content=f"{UNRELATED} {SECOND_HOP}")]
     scored = ProvencePruner(ranking="input").run(query=QUERY, documents=documents, threshold=0.0)["documents"]
-    scores = sorted(((s, d.id) for d in scored for s in d.meta["sentence_scores"]), reverse=True)
-    # The two hops outscore the unrelated filler; a threshold between them keeps the best hop alone.
-    assert {scores[0][1], scores[1][1]} == {"a", "b"}
-    threshold = (scores[0][0] + scores[1][0]) / 2
-    hop = {"a": 0, "b": 1}
-    alone = {d: [hop[d]] if d == scores[0][1] else [] for d in hop}
+    ranked = sorted(((s, d.id, i) for d in scored for i, s in enumerate(d.meta["sentence_scores"])), reverse=True)
+    # The two hops outscore the unrelated filler; a threshold between them keeps the better hop alone.
+    assert {ranked[0][1:], ranked[1][1:]} == {("a", 0), ("b", 1)}
+    threshold = (ranked[0][0] + ranked[1][0]) / 2
+    best, hop = ranked[0][1], {"a": 0, "b": 1}
+    alone = {d: [hop[d]] if d == best else [] for d in hop}
 
     def kept(pruner: ProvencePruner, **run: bool) -> dict[str, list[int]]:
         result = pruner.run(query=QUERY, documents=documents, threshold=threshold, **run)["documents"]
