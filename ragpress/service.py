@@ -210,9 +210,8 @@ class Service:
         cache: dict[tuple[str, str, int], dict[str, Any]] = self._local.__dict__.setdefault("pipelines", {})
         key = (tenant, name, saved["version"])
         if key not in cache:
-            # A version saved before the ceilings existed, or were lowered, must not run above them either; nor
-            # a built-in whose operator set a ceiling below what it ships with.
-            over = parameter_problems(saved["yaml"], self.pipelines.limits)
+            # A version saved before the ceilings existed, or were lowered, must not run above them either.
+            over = [] if saved["builtin"] else parameter_problems(saved["yaml"], self.pipelines.limits)
             if over:
                 raise InvalidRequest(f"pipeline '{name}' version {saved['version']} asks more than this server "
                                      f"allows ({over[0].field}: {over[0].message}); save a version within it.")
