@@ -20,7 +20,7 @@ from haystack.errors import FilterError
 from generators.prompting import passage_text
 from generators.remote_generator import RemoteGeneratorError
 from indexers.chunk_writer import retire_units
-from pipelines.loader import load_pipeline
+from pipelines.loader import PipelineProblem, load_pipeline
 from pipelines.registry import PipelineRegistry, parameter_problems
 from pipelines.stage_timer import timed_run
 from pipelines.subgraph import inputs_for, without
@@ -210,24 +210,28 @@ class Service:
         cache: dict[tuple[str, str, int], dict[str, Any]] = self._local.__dict__.setdefault("pipelines", {})
         key = (tenant, name, saved["version"])
         if key not in cache:
-            # A version saved before the ceilings existed, or were lowered, must not run above them either.
-            over = [] if saved["builtin"] else parameter_problems(saved["yaml"], self.pipelines.limits)
-            if over:
-                raise InvalidRequest(f"pipeline '{name}' version {saved['version']} asks more than this server "
-                                     f"allows ({over[0].field}: {over[0].message}); save a version within it.")
-            cache[key] = with_retrieval_only(load_pipeline(saved["yaml"]))
+            # A version saved before the ceilings existed or were lowered, or a built-in shipped above what its
+            # operator allows, runs only where the request overrides the excess (checked per query).
+            over = parameter_problems(saved["yaml"], self.pipelines.limits)
+            cache[key] = {**with_retrieval_only(load_pipeline(saved["yaml"])), "over_ceiling": over,
+                          "label": f"pipeline '{name}' version {saved['version']}"}
         return cache[key]
 
     def check_query(self, tenant: str, request: QueryRequest) -> None:
         """Refuse a query its pipeline cannot run (unknown pipeline, params it cannot take) or that asks for more
         than the server's ceilings, before it starts."""
-        self._check_request(self._pipelines(tenant, request.pipeline)["full"], request)
+        self._check_request(self._pipelines(tenant, request.pipeline), request)
 
-    def _check_request(self, pipeline: Any, request: QueryRequest) -> None:
+    def _check_request(self, variants: dict[str, Any], request: QueryRequest) -> None:
         problem = over_ceiling("top_k", request.top_k, self.pipelines.limits)
         if problem is not None:
             raise InvalidRequest(f"top_k: {problem}")
-        check_params(pipeline, request.params, self.pipelines.limits)
+        check_params(variants["full"], request.params, self.pipelines.limits)
+        unresolved = [p for p in variants.get("over_ceiling", []) if not _overridden(variants, p, request)]
+        if unresolved:
+            raise InvalidRequest(f"{variants['label']} asks more than this server allows ({unresolved[0].field}: "
+                                 f"{unresolved[0].message}); lower it in the request's top_k or params where the "
+                                 f"component takes it at query time, or save a version within it.")
 
     def query(self, tenant: str, collection: str, request: QueryRequest,
               on_token: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -239,7 +243,7 @@ class Service:
         can never come from the request."""
         self.collection(tenant, collection)
         started = time.perf_counter()
-        self._check_request(variants["full"], request)
+        self._check_request(variants, request)
         pipeline = variants["full" if request.generate else "retrieval"]
         values: dict[str, Any] = {"query": request.query, "text": request.query,
                                   "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
@@ -320,6 +324,17 @@ def check_params(pipeline: Any, params: dict[str, dict[str, Any]], limits: Mappi
             problem = over_ceiling(key, values[key], limits)
             if problem is not None:
                 raise InvalidRequest(f"params.{name}.{key}: {problem}")
+
+
+def _overridden(variants: dict[str, Any], problem: PipelineProblem, request: QueryRequest) -> bool:
+    """Whether this query does not run the init parameter ``problem`` names at its stored value: the request
+    sets it (its ``top_k`` or ``params``, both already held to the ceilings), or the component does not run
+    (the answer stages of a ``generate: false`` query)."""
+    component, parameter = problem.field.removeprefix("components.").rsplit(".init_parameters.", 1)
+    running = variants["full" if request.generate else "retrieval"]
+    return (component not in {n for n, _ in running.walk()}
+            or parameter in request.params.get(component, {})
+            or (parameter == "top_k" and request.top_k is not None and component in _final_rankers(running)))
 
 
 def _reported_error(exc: PipelineRuntimeError, request: QueryRequest) -> Exception | None:

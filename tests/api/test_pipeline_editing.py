@@ -78,7 +78,9 @@ def test_a_pipeline_asking_more_than_the_servers_ceilings_is_refused_before_it_i
     assert client.get("/v1/pipelines/costly").status_code == 404
 
 
-def test_a_version_saved_under_higher_ceilings_is_refused_once_they_are_lowered(tmp_path: Any) -> None:
+def test_a_version_or_built_in_above_lowered_ceilings_runs_only_where_the_request_overrides_the_excess(
+    tmp_path: Any,
+) -> None:
     def serve(limit: int) -> tuple[ServerProcess, httpx.Client]:
         server = ServerProcess(tmp_path / "home", env={"RAGPRESS_MAX_NEW_TOKENS_LIMIT": str(limit)})
         server.wait_ready()
@@ -90,12 +92,16 @@ def test_a_version_saved_under_higher_ceilings_is_refused_once_they_are_lowered(
     assert http.put("/v1/collections/c", json={}).status_code == 200
     server.stop()
 
-    server, http = serve(1024)
+    server, http = serve(32)  # below even the built-in query pipeline's max_new_tokens of 64
     try:
-        response = http.post("/v1/collections/c/query", json={"query": "x", "pipeline": "long"})
-        assert response.status_code == 422
-        message = response.json()["error"]["message"]
-        assert "pipeline 'long' version 1" in message and "limit of 1024" in message
+        for pipeline, version in (("long", 1), ("query", 0)):
+            response = http.post("/v1/collections/c/query", json={"query": "x", "pipeline": pipeline})
+            assert response.status_code == 422
+            message = response.json()["error"]["message"]
+            assert f"pipeline '{pipeline}' version {version}" in message and "limit of 32" in message
+        # The generator does not run without an answer, and a request can set its own, lower limit.
         assert http.post("/v1/collections/c/query", json={"query": "x", "generate": False}).status_code == 200
+        within = {"query": "x", "params": {"generator": {"max_new_tokens": 16}}}
+        assert http.post("/v1/collections/c/query", json=within).status_code == 200
     finally:
         server.stop()

@@ -35,3 +35,6 @@ def test_an_embedded_query_above_the_servers_ceiling_says_which_setting_bounds_i
     assert "above this server's limit of 2" in " ".join(refused.stderr.split())
     assert "Traceback" not in refused.stderr
     assert cli("query", "When does the museum open?", "-c", "c", "--top-k", "2", "--no-generate").returncode == 0
+    # Without --top-k the built-in pipeline would retrieve its own 4.
+    default = cli("query", "When does the museum open?", "-c", "c", "--no-generate")
+    assert default.returncode == 1 and "pipeline 'query'" in default.stderr
