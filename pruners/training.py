@@ -150,9 +150,10 @@ class Losses:
     rank: torch.Tensor
 
 
-def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int) -> Losses:
+def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int, rank: bool = False) -> Losses:
     """Mean relevance and keep binary cross-entropies over the labelled windows and tokens of ``batch``, and
-    the within-passage sentence ranking loss (``sentence_rank_loss``)."""
+    with ``rank`` the within-passage sentence ranking loss (``sentence_rank_loss``; a Python loop per window,
+    so it is skipped when its weight is 0)."""
     inputs = pad_batch([(w.ids, w.types, w.sentences) for w in batch], pad_id)
     relevance, keep = model(**inputs)
     width = inputs["input_ids"].shape[1]
@@ -164,7 +165,8 @@ def loss_of(model: ProvenceModel, batch: list[Window], pad_id: int) -> Losses:
     relevance_loss = bce(relevance[mask], rel_labels[mask]) if mask.any() else zero
     mask = keep_labels != IGNORE
     keep_loss = bce(keep[mask], keep_labels[mask]) if mask.any() else zero
-    return Losses(relevance_loss, keep_loss, sentence_rank_loss(keep, inputs["sentence_ids"], keep_labels))
+    ranking = sentence_rank_loss(keep, inputs["sentence_ids"], keep_labels) if rank else zero
+    return Losses(relevance_loss, keep_loss, ranking)
 
 
 def sentence_rank_loss(keep: torch.Tensor, sentence_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -278,7 +280,7 @@ def train(args: argparse.Namespace) -> None:
                 logger.info("%.1fs per step: training %d of %d steps", per_step, horizon["steps"], steps)
             if step >= horizon["steps"]:
                 break
-            losses = loss_of(model, batch, tokenizer.pad_token_id)
+            losses = loss_of(model, batch, tokenizer.pad_token_id, rank=args.rank_weight > 0)
             (losses.relevance + args.keep_weight * losses.keep + args.rank_weight * losses.rank).backward()
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
