@@ -26,6 +26,7 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip("Debian's chromium and chromium-driver are not installed (/usr/bin/chromium, /usr/bin/chromedriver);"
                 " `make test` installs them when run as root with apt", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
@@ -125,13 +126,15 @@ def artifacts() -> Path:
 
 
 def wait_for(driver: WebDriver, css: str, *, text: str | None = None, timeout_s: float = 60) -> WebElement:
-    """The first element matching ``css`` (that is visible and, when given, contains ``text``)."""
+    """The first element matching ``css`` (that is visible and, when given, contains ``text``). A list the page
+    re-renders between finding an element and reading it leaves a stale reference: look again."""
     def found(d: WebDriver) -> WebElement | bool:
         for element in d.find_elements(By.CSS_SELECTOR, css):
             if element.is_displayed() and (text is None or text in element.text):
                 return element
         return False
-    return WebDriverWait(driver, timeout_s).until(found, f"no visible {css!r}" + (f" with {text!r}" if text else ""))
+    wait = WebDriverWait(driver, timeout_s, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(found, f"no visible {css!r}" + (f" with {text!r}" if text else ""))
 
 
 def replace_in_editor(driver: WebDriver, old: str, new: str) -> None:
