@@ -149,7 +149,8 @@ def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -
         scored = pruner.run(query=query.text, documents=documents, threshold=0.0)["documents"]
         best = max((s for d in scored for s in d.meta["sentence_scores"]), default=0.0)
         bridged = bridged_sentences(query.text, [(d.content or "", document_spans(d)) for d in scored],
-                                    [d.meta["sentence_scores"] for d in scored], default_cutoff(pruner, best))
+                                    [d.meta["sentence_scores"] for d in scored],
+                                    pruner.cutoff([d.meta["sentence_scores"] for d in scored]))
         for document, added in zip(scored, bridged, strict=True):
             passage = dataset.passages[document.id]
             gold = set(query.gold.get(document.id, []))
@@ -157,12 +158,6 @@ def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -
             flags = [i in gold for i in range(len(passage.sentences))]
             records.append((lengths, document.meta["sentence_scores"], flags, bool(gold), best, added))
     return records
-
-
-def default_cutoff(pruner: ProvencePruner, best: float) -> float:
-    """The absolute cut-off the pruner's default rule sets for a query whose best sentence scores ``best``."""
-    absolute, relative = pruner.default_rule()
-    return absolute if relative is None else relative * best
 
 
 def prune_table(

@@ -11,7 +11,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from indexers.sentences import split_sentences
 from pruners.bridge import bridged_sentences
 from pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
-from pruners.scoring import PassageScores, Span, kept_sentences, relative_cutoff, score_passages
+from pruners.scoring import Span, kept_sentences, relative_cutoff, score_passages
 from pruners.sentence_fusion import SentenceFusion, fused_scores
 from ragpress.schema import SENTENCES
 
@@ -214,7 +214,7 @@ class ProvencePruner:
         if fusion is not None:
             fused = fused_scores(fusion, query, passages, scores)
             scores = [replace(r, sentence_scores=f) for r, f in zip(scores, fused, strict=True)]
-        cutoff = self._cutoff(scores, threshold, relative_threshold)
+        cutoff = self.cutoff([r.sentence_scores for r in scores], threshold, relative_threshold)
         kept = [kept_sentences(r.sentence_scores, cutoff) for r in scores]
         if (self.bridge if bridge is None else bridge):
             extra = bridged_sentences(query, passages, [r.sentence_scores for r in scores], cutoff)
@@ -240,15 +240,17 @@ class ProvencePruner:
             return None, config.default_relative_threshold
         return config.default_threshold, None
 
-    def _cutoff(
-        self, scores: list[PassageScores], threshold: float | None, relative_threshold: float | None
+    def cutoff(
+        self, sentence_scores: list[list[float]], threshold: float | None = None,
+        relative_threshold: float | None = None,
     ) -> float:
-        """The absolute sentence threshold for this call: the given rule, else the weights' calibrated one."""
+        """The absolute sentence threshold for a call whose passages' sentences score ``sentence_scores``: the
+        given rule, else the weights' calibrated one."""
         if threshold is None and relative_threshold is None:
             threshold, relative_threshold = self.default_rule()
         if relative_threshold is None:
             return threshold
-        return relative_cutoff([r.sentence_scores for r in scores], relative_threshold)
+        return relative_cutoff(sentence_scores, relative_threshold)
 
 
 def select(documents: list[Document], top_k: int | None, score_threshold: float | None,

@@ -187,6 +187,14 @@ def test_the_relative_rule_keeps_each_query_best_sentence_and_matches_its_absolu
                 assert (s >= ratio * best - 1e-6) if (d.id, i) in kept else (s < ratio * best + 1e-6)
 
 
+def test_a_call_cuts_by_the_rule_it_is_given_else_by_the_weights_default(pruner):
+    scores = [[0.1, 0.4], [0.2]]  # the best sentence scores 0.4
+    absolute, relative = pruner.default_rule()
+    assert pruner.cutoff(scores) == pytest.approx(absolute if relative is None else relative * 0.4)
+    assert pruner.cutoff(scores, threshold=0.3) == 0.3
+    assert pruner.cutoff(scores, relative_threshold=0.5) == pytest.approx(0.2)
+
+
 def test_on_raw_keep_scores_without_a_rule_the_weights_calibrated_relative_threshold_applies(xquad):
     raw = ProvencePruner(sentence_fusion=False)  # with the fusion, tests/pruners/test_sentence_fusion.py
     raw.warm_up()
