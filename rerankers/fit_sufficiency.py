@@ -4,9 +4,11 @@
 
 Questions are ``pruners.data.is_calibration`` train questions (the pruner never trained on them). Each is
 answered twice, as ``bench.answer_quality`` does: from the full corpus (answerable, label 1) and from the
-corpus without its gold passages (unanswerable, label 0). ProvencePruner reranks the top ``--pool`` MiniLM
-hits to ``--context`` and prunes them, LocalGenerator answers from the kept sentences, and the signals of
-``rerankers.sufficiency`` are recorded (cached on disk: generating is the slow part).
+corpus without its gold passages (unanswerable, label 0). ProvencePruner keeps ``--context`` of the top
+``--pool`` MiniLM hits, ordered by ``--ranking`` (``input``, retrieval's order, as ``pipelines/pruned.yaml``
+runs it), and prunes them, LocalGenerator answers from the kept sentences, and the signals of
+``rerankers.sufficiency`` are recorded (cached on disk: generating is the slow part; ``--evidence-only`` skips
+it, and with it the answer-side signals, which are compared but never kept).
 
 A logistic model of answerability is fitted on each candidate feature set (standardised, light L2). Its
 threshold follows the service rule: the highest cut on the probability that wrongly refuses at most
@@ -26,13 +28,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from haystack import Document
 
 from bench.answer_quality import question_contexts
-from generators.kv_scoring import f1
 from generators.local_generator import NO_ANSWER, LocalGenerator
 from pruners import data
 from pruners.calibration import recall_quantile
-from pruners.component import ProvencePruner
+from pruners.component import RANKINGS, ProvencePruner
 from ragpress.model_loading import sentence_transformer
 from ragpress.settings import get_settings
 from rerankers import sufficiency
@@ -68,39 +70,47 @@ class Example:
     qid: str
     dataset: str
     answerable: bool
-    declined: bool  # the generator said the passages do not hold the answer
-    f1: float
     features: dict[str, float]
 
 
-def collect(name: str, questions: int, pool: int, context: int, root: Path | None) -> list[Example]:
-    """The calibration examples of one dataset (cached by the questions and settings)."""
+def collect(name: str, questions: int, pool: int, context: int, ranking: str, answers: bool,
+            root: Path | None) -> list[Example]:
+    """The calibration examples of one dataset (cached by the questions and settings); ``answers``: also
+    generate each answer for the answer-side signals (the slow part)."""
     dataset = data.load(name, root)
     queries = [q for q in data.split(dataset, dev=False) if data.is_calibration(q)][:questions]
-    settings = f"{[q.qid for q in queries]}:{pool}:{context}:{sufficiency.FEATURES}"
+    names = sufficiency.FEATURES if answers else sufficiency.EVIDENCE_FEATURES
+    settings = f"{[q.qid for q in queries]}:{pool}:{context}:{names}"
+    # Earlier caches were all made ranking by relevance; only other rankings add to the key, so those stay valid.
+    settings += "" if ranking == "relevance" else f":{ranking}"
     digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
     path = get_settings().home / "cache" / "sufficiency" / f"{name}-{digest}.json"
     if path.is_file():
-        return [Example(**record) for record in json.loads(path.read_text())]
-    pruner = ProvencePruner(top_k=context)
-    generator = LocalGenerator(max_new_tokens=32)
-    generator.warm_up()
+        return [Example(r["qid"], r["dataset"], r["answerable"], r["features"]) for r in json.loads(path.read_text())]
+    pruner = ProvencePruner(top_k=context, ranking=ranking)
+    generator = LocalGenerator(max_new_tokens=32) if answers else None
+    if generator is not None:
+        generator.warm_up()  # the answer-side scoring reads its model even when a reply is an abstention
     embedder = sentence_transformer("all-MiniLM-L6-v2")
     examples = []
     for query, pair in question_contexts(dataset, queries, pool):
         for answerable, documents in zip((True, False), pair, strict=True):
             kept = pruner.run(query=query.text, documents=documents)["documents"]
-            result = generator.run(query=query.text, documents=kept)
-            reply, meta = result["replies"][0], result["meta"][0]
             features = sufficiency.evidence_features(embedder, query.text, kept)
-            prompt = generator.fit_to_budget(query.text, kept).sequential()
-            features |= sufficiency.answer_features(generator._lm, generator._tokenizer, prompt, reply, NO_ANSWER)
-            examples.append(Example(query.qid, name, answerable, bool(meta.get("abstained")),
-                                    f1(reply, query.answers) if query.answers else 0.0, features))
+            if generator is not None:
+                features |= answer_side(generator, query.text, kept)
+            examples.append(Example(query.qid, name, answerable, features))
         logger.info("%s: %d/%d questions", name, len(examples) // 2, len(queries))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(e) for e in examples]))
     return examples
+
+
+def answer_side(generator: LocalGenerator, query: str, documents: list[Document]) -> dict[str, float]:
+    """The answer-side signals of the reply ``generator`` gives from ``documents``."""
+    reply = generator.run(query=query, documents=documents)["replies"][0]
+    prompt = generator.fit_to_budget(query, documents).sequential()
+    return sufficiency.answer_features(generator._lm, generator._tokenizer, prompt, reply, NO_ANSWER)
 
 
 def matrix(examples: list[Example], names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +163,8 @@ def choose(examples: list[Example], max_false: float, min_score: float) -> tuple
     """The candidate feature set that refuses most unanswerable examples out of fold at the service threshold
     (ties: fewer features); every candidate's out-of-fold AUC and refusal rates are logged."""
     best: tuple[float, int, tuple[str, ...]] | None = None
-    for names in CANDIDATES:
+    available = set(examples[0].features)
+    for names in (c for c in CANDIDATES if set(c) <= available):
         probabilities = out_of_fold(examples, names, L2, 0.0)
         oof_auc = sufficiency.auc(*([p for p, e in zip(probabilities, examples, strict=True) if e.answerable == ok]
                                     for ok in (True, False)))
@@ -178,20 +189,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--questions", type=int, default=45, help="calibration questions per dataset")
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--context", type=int, default=5)
+    parser.add_argument("--ranking", choices=RANKINGS, default="input",
+                        help="which --context of the pool the pruner keeps (pipelines/pruned.yaml: input)")
     parser.add_argument("--max-false", type=float, default=0.10,
                         help="tolerated refusal of answerable questions by the whole gate (relevance floor and model)")
     parser.add_argument("--min-score", type=float, default=RelevanceGate().min_score,
                         help="the gate's relevance floor, which the model's threshold is chosen on top of")
+    parser.add_argument("--evidence-only", action="store_true",
+                        help="skip generating answers: only evidence-side feature sets are compared (minutes, not "
+                             "half an hour; the answer-side sets are measured, never kept)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    examples = [e for name in args.datasets for e in collect(name, args.questions, args.pool, args.context, args.data)]
+    examples = [e for name in args.datasets
+                for e in collect(name, args.questions, args.pool, args.context, args.ranking, not args.evidence_only,
+                                 args.data)]
     names = choose(examples, args.max_false, args.min_score)
     cut = threshold_for(out_of_fold(examples, names, L2, args.min_score), examples, args.max_false)
     model = fit(examples, names, L2)
     note = (f"logistic fit (L2={L2:g}) on {len(examples) // 2} held-out calibration train questions of "
-            f"{', '.join(args.datasets)}, each with and without its gold passages; threshold: highest cut that with "
+            f"{', '.join(args.datasets)}, each with and without its gold passages (pruner ranking "
+            f"{args.ranking}, {args.context} of {args.pool}); threshold: highest cut that with "
             f"relevance floor {args.min_score:g} refuses at most {100 * args.max_false:.0f}% of answerable ones "
             f"out of {FOLDS}-fold; dev never read")
     model = sufficiency.SufficiencyWeights(weights=model.weights, bias=model.bias, threshold=cut, fitted_on=note)

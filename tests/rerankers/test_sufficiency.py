@@ -10,7 +10,7 @@ from haystack import Document, Pipeline
 
 from pipelines.loader import load_pipeline
 from ragpress.model_loading import causal_lm, sentence_transformer
-from rerankers.fit_sufficiency import Example, fit, fold, out_of_fold, refusal_rates, threshold_for
+from rerankers.fit_sufficiency import Example, choose, fit, fold, out_of_fold, refusal_rates, threshold_for
 from rerankers.relevance_gate import INSUFFICIENT_EVIDENCE, NO_RELEVANT_PASSAGE, RelevanceGate, abstain_reason
 from rerankers.sufficiency import (
     DEFAULT_SUFFICIENCY_NAME,
@@ -82,7 +82,7 @@ def _examples(relevance: float = 0.5) -> list[Example]:
         for answerable in (True, False):
             cosine = 0.4 + 0.01 * (i % 20) + (0.15 if answerable else 0.0)
             features = {"cosine": cosine, "relevance": relevance}
-            examples.append(Example(f"q{i}", "toy", answerable, False, 0.0, features))
+            examples.append(Example(f"q{i}", "toy", answerable, features))
     return examples
 
 
@@ -103,6 +103,12 @@ def test_what_the_relevance_floor_refuses_counts_against_the_tolerated_refusals(
     probabilities = out_of_fold(examples, ("cosine",), 1e-2, min_score=0.16)
     assert threshold_for(probabilities, examples, 0.05) == 0.0
     assert refusal_rates(probabilities, examples, 0.0) == (1.0, 1.0)
+
+
+@pytest.mark.unit
+def test_a_fit_without_generated_answers_compares_only_the_feature_sets_it_recorded() -> None:
+    # --evidence-only records no answer-side signals; sets needing them (or any missing signal) are skipped.
+    assert set(choose(_examples(), 0.05, min_score=0.16)) <= {"cosine", "relevance"}
 
 
 @pytest.mark.unit
