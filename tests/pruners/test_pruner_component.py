@@ -127,7 +127,8 @@ def test_ranking_by_input_order_keeps_and_scores_only_the_first_top_k(xquad):
     by_input = ProvencePruner(top_k=2, ranking="input").run(query=xquad["query"], documents=documents)["documents"]
     assert [d.id for d in by_input] == ["0", "1"]
     scores = {d.id: d.score for d in by_relevance}
-    assert [d.score for d in by_input] == pytest.approx([scores["0"], scores["1"]])
+    # Batches of other shapes sum in another order: the same score up to float32 rounding, not bit for bit.
+    assert [d.score for d in by_input] == pytest.approx([scores["0"], scores["1"]], abs=1e-5)
 
 
 @pytest.mark.unit
