@@ -147,10 +147,10 @@ def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -
         pids = list(query.gold) + negatives[: max(0, args.context - len(query.gold))]
         documents = [to_document(dataset.passages[pid]) for pid in pids]
         scored = pruner.run(query=query.text, documents=documents, threshold=0.0)["documents"]
-        best = max((s for d in scored for s in d.meta["sentence_scores"]), default=0.0)
+        sentence_scores = [d.meta["sentence_scores"] for d in scored]
+        best = max((s for scores in sentence_scores for s in scores), default=0.0)
         bridged = bridged_sentences(query.text, [(d.content or "", document_spans(d)) for d in scored],
-                                    [d.meta["sentence_scores"] for d in scored],
-                                    pruner.cutoff([d.meta["sentence_scores"] for d in scored]))
+                                    sentence_scores, pruner.cutoff(sentence_scores))
         for document, added in zip(scored, bridged, strict=True):
             passage = dataset.passages[document.id]
             gold = set(query.gold.get(document.id, []))
