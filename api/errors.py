@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from generators.remote_generator import RemoteGeneratorError
 from pipelines.loader import PipelineInvalid
 from pipelines.registry import PipelineNotFound
+from ragpress import strict_json
 from ragpress.document_stores import IndexUnavailable
 from ragpress.models import ModelError
 from ragpress.service import InvalidRequest, NotFound
@@ -31,8 +31,20 @@ class ApiError(Exception):
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
                    **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status,
-                        headers=headers)
+    body = _encodable({"error": {"code": code, "message": message, **extra}})
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with lone surrogates escaped: a message may quote what the caller sent (a dict key in a
+    validation error's location), and one that no UTF-8 encoder can write would turn a 4xx into a 500."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def _validation_message(errors: list[Any]) -> str:
@@ -44,20 +56,12 @@ def _validation_message(errors: list[Any]) -> str:
 
 
 async def parse_body(request: Request, model: type[Model]) -> Model:
-    """Decode a JSON body strictly: bad UTF-8 or JSON is 400, a body of the wrong shape is 422."""
-    raw = await request.body()
-    if not raw:
-        raise ApiError(400, "empty_body", "The request body is empty; send a JSON object.")
+    """Decode a JSON body strictly and within bounds (``ragpress.strict_json``): empty, bad UTF-8, bad or too
+    deeply nested JSON is 400; numbers beyond 64 bits, lone surrogates and a body of the wrong shape are 422."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start}). "
-                       "Encode documents as UTF-8 before sending.") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                       f"column {exc.colno}.") from None
+        data = strict_json.loads(await request.body())
+    except strict_json.JsonRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

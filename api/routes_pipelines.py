@@ -1,19 +1,23 @@
-"""Pipeline YAML editing: get, save (validated first; every version kept), delete, validate, roll back."""
+"""Pipeline YAML editing: get, save (validated first; the last 100 versions kept), delete, validate, roll back."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api import auth, errors
-from api.schemas import NAME_PATTERN, RollbackIn
+from api.schemas import MAX_QUERY_CHARS, NAME_PATTERN, RollbackIn
 from pipelines.loader import PipelineInvalid
-from pipelines.registry import validate
+from ragpress.input_limits import MAX_VERSION
 from ragpress.service import QueryRequest, Service, with_retrieval_only
 
+logger = logging.getLogger(__name__)
 PipelineName = Path(..., pattern=NAME_PATTERN)
+# Versions are SQL integers: a larger number would overflow the registry's query instead of matching nothing.
+Version = Query(None, ge=0, le=MAX_VERSION)
 
 
 async def _yaml_body(request: Request) -> str:
@@ -36,7 +40,7 @@ def pipeline_routes() -> APIRouter:
         return {"pipelines": await run_in_threadpool(_service(request).pipelines.list, tenant)}
 
     @router.get("/{name}")
-    async def get_pipeline(request: Request, name: str = PipelineName, version: int | None = None,
+    async def get_pipeline(request: Request, name: str = PipelineName, version: int | None = Version,
                            tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         return await run_in_threadpool(_service(request).pipelines.get, tenant, name, version)
 
@@ -69,21 +73,31 @@ def pipeline_routes() -> APIRouter:
                                 tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         text = await _yaml_body(request)
         try:
-            pipeline, graph = await run_in_threadpool(validate, text, _service(request).pipelines.limits)
+            pipeline, graph = await run_in_threadpool(_service(request).pipelines.validate, text)
         except PipelineInvalid as exc:
             return {"valid": False, "problems": [p.as_dict() for p in exc.problems], "graph": None, "dry_run": None}
         result: dict[str, Any] = {"valid": True, "problems": [], "graph": graph, "dry_run": None}
         if dry_run:
-            if not collection or not query:
-                raise errors.ApiError(422, "invalid_request", "A dry run needs `collection` and `query`.")
+            if not collection or not query or len(query) > MAX_QUERY_CHARS:
+                raise errors.ApiError(422, "invalid_request", "A dry run needs `collection` and `query` (at most "
+                                      f"{MAX_QUERY_CHARS:,} characters).")
             service = _service(request)
             call = QueryRequest(query=query, generate=False)
             try:
                 result["dry_run"] = await run_in_threadpool(service.run_pipeline, tenant, collection,
                                                                with_retrieval_only(pipeline), call)
             except Exception as exc:  # a dry run reports what failed instead of failing the request
-                result.update(valid=False, problems=[{"message": f"dry run failed: {exc}", "line": None,
-                                                      "field": None}])
+                result.update(valid=False, problems=[{"message": f"dry run failed: {_dry_run_error(exc)}",
+                                                      "line": None, "field": None}])
         return result
 
     return router
+
+
+def _dry_run_error(exc: Exception) -> str:
+    """Messages written for the caller are shown; anything else stays in the server log, since an internal
+    error's text can name the server's files or settings."""
+    if errors.known_error_code(exc) is not None:
+        return str(exc)
+    logger.error("dry run failed: %s", exc.__class__.__name__, exc_info=exc)
+    return "an internal error; the server log has details"

@@ -6,12 +6,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from ragpress import schema
+from ragpress.filter_syntax import check_filters
+from ragpress.input_limits import MAX_META_BYTES, MAX_META_KEY_CHARS, MAX_META_KEYS, MAX_VERSION, surrogate_problem
+from ragpress.meta_limits import RESERVED_META, check_meta
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-RESERVED_META = frozenset({schema.TENANT, schema.COLLECTION, schema.DOC_ID, schema.CONTENT_HASH, schema.LEVEL,
-                           schema.PARENT_ID, schema.POSITION, schema.START, schema.END, schema.SENTENCES,
-                           schema.STRATEGY})
+MAX_QUERY_CHARS = 4000
+META_HELP = (f"Flat metadata: strings, finite numbers, integers within signed 64 bits, booleans, null, lists of those "
+             f"and objects of those one level deep; at most {MAX_META_KEYS} keys of {MAX_META_KEY_CHARS} characters, "
+             f"{MAX_META_BYTES:,} bytes as JSON.")
+
+
+def _valid_unicode(value: str | None, what: str) -> str | None:
+    problem = None if value is None else surrogate_problem(value, what)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 class Strict(BaseModel):
@@ -21,7 +31,12 @@ class Strict(BaseModel):
 class DocumentIn(Strict):
     id: StrictStr | None = Field(None, min_length=1, max_length=512)
     text: StrictStr = Field(..., description="The document's text (Markdown or HTML if meta.content_type says so).")
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict, description=META_HELP)
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_unicode(cls, value: str | None) -> str | None:
+        return _valid_unicode(value, "id")
 
     @field_validator("text")
     @classmethod
@@ -30,14 +45,16 @@ class DocumentIn(Strict):
             raise ValueError("text is empty")
         if "\x00" in value:
             raise ValueError("text contains NUL characters; send text, not binary data")
+        _valid_unicode(value, "text")
         return value
 
     @field_validator("meta")
     @classmethod
-    def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _bounded_meta(cls, value: dict[str, Any]) -> dict[str, Any]:
         clash = sorted(RESERVED_META & value.keys())
         if clash:
             raise ValueError(f"meta keys {clash} are reserved by ragpress")
+        check_meta(value)  # MetaError is a ValueError: a 422 naming the key and the limit
         return value
 
 
@@ -69,13 +86,36 @@ class JobAccepted(BaseModel):
 
 
 class QueryIn(Strict):
-    query: StrictStr = Field(..., min_length=1, max_length=4000)
+    query: StrictStr = Field(..., min_length=1, max_length=MAX_QUERY_CHARS)
     top_k: int | None = Field(None, ge=1)  # the ceiling is the server's setting (ragpress.limits)
     pipeline: str | None = Field(None, pattern=NAME_PATTERN)
     generate: bool = True
     stream: bool = False
     filters: dict[str, Any] | None = None
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("query")
+    @classmethod
+    def _query_is_unicode(cls, value: str) -> str:
+        return _valid_unicode(value, "query") or value
+
+    @field_validator("filters")
+    @classmethod
+    def _valid_filters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        check_filters(value)
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _valid_param_filters(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # A component's `filters` input takes the same syntax: a params route must not skip the check.
+        for component, inputs in value.items():
+            if "filters" in inputs:
+                try:
+                    check_filters(inputs["filters"])
+                except ValueError as exc:
+                    raise ValueError(f"{component}.{exc}") from None
+        return value
 
 
 class ErrorBody(BaseModel):
@@ -98,4 +138,4 @@ class KeyIn(Strict):
 
 
 class RollbackIn(Strict):
-    version: int = Field(..., ge=0)
+    version: int = Field(..., ge=0, le=MAX_VERSION)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,17 +242,24 @@ def _anchor(text: str, start: int, end: int) -> int:
     return anchor
 
 
-_builders: dict[str, KVContextBuilder] = {}
+# Each builder holds its prefix's KV states; tenants' pipelines can name many configurations, so only the most
+# recently used few stay in memory (an evicted one recomputes its short prefix when next used).
+MAX_BUILDERS = 8
+_builders: OrderedDict[str, KVContextBuilder] = OrderedDict()
 _builders_lock = threading.Lock()
 
 
 def builder_for(model: str, store: dict[str, Any] | None, quantization: str,
                 system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> KVContextBuilder:
-    """One builder per configuration and process (the prefix states are computed once)."""
+    """One builder per configuration and process (the prefix states are computed once while it is kept)."""
     key = json.dumps([model, store, quantization, system_prompt], sort_keys=True, default=str)
     with _builders_lock:
-        if key not in _builders:
+        if key in _builders:
+            _builders.move_to_end(key)
+        else:
             _builders[key] = KVContextBuilder(model, open_store(store), quantization, system_prompt)
+            while len(_builders) > MAX_BUILDERS:
+                _builders.popitem(last=False)
         return _builders[key]
 
 

@@ -52,6 +52,12 @@ def calibration_for(store: KVStore, model: str, system_prompt: str) -> dict[str,
     return stored or SHIPPED_CALIBRATIONS.get((model, system_prompt), {})
 
 
+def _check_corrections(temperature: float | None, scale: float | None) -> None:
+    for name, value in (("temperature", temperature), ("scale", scale)):
+        if value is not None and not 0.0 < value <= 4.0:
+            raise ValueError(f"{name} must be in (0, 4].")
+
+
 def _check_share(share: float) -> float:
     if not 0.0 <= share <= 1.0:
         raise ValueError("blend_share must be in [0, 1] (the share of context tokens CacheBlend recomputes).")
@@ -100,9 +106,7 @@ class KVCacheGenerator:
             raise ValueError(f"quantization must be one of {kv_quantization.QUANTIZATIONS}.")
         if on_miss not in ON_MISS:
             raise ValueError(f"on_miss must be one of {ON_MISS}.")
-        for name, value in (("temperature", temperature), ("scale", scale)):
-            if value is not None and not 0.0 < value <= 4.0:
-                raise ValueError(f"{name} must be in (0, 4].")
+        _check_corrections(temperature, scale)
         _check_share(blend_share)
         if store is not None and store.get("backend", "local") not in ("local", "redis"):
             raise ValueError("store.backend must be 'local' or 'redis'.")
@@ -172,6 +176,7 @@ class KVCacheGenerator:
         blend_share: float | None = None,
     ) -> dict[str, Any]:
         share = _check_share(self.blend_share if blend_share is None else blend_share)
+        _check_corrections(temperature, scale)  # a run's override is held to the init values' range
         max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
         documents = [d for d in (documents or []) if passage_text(d).strip()]
         if not documents:

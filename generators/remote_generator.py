@@ -77,8 +77,7 @@ class RemoteGenerator:
         if api_key is not None and not isinstance(api_key, Secret):
             raise ValueError("api_key must be a haystack Secret (e.g. Secret.from_env_var(...)), never a plain string.")
         new_token_limit(None, max_new_tokens)  # the same check as a run's override
-        if not 0.0 <= temperature <= 2.0:
-            raise ValueError("temperature must be in [0, 2].")
+        _check_temperature(temperature)
         if max_context_chars < 100:
             raise ValueError("max_context_chars must be at least 100.")
         if not system_prompt.strip():
@@ -150,6 +149,8 @@ class RemoteGenerator:
         temperature: float | None = None,
     ) -> dict[str, Any]:
         max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
+        if temperature is not None:  # a run's override is held to the init value's range
+            _check_temperature(temperature)
         documents = [d for d in (documents or []) if passage_text(d).strip()]
         if not documents:
             return abstention_result(streaming_callback)
@@ -259,6 +260,11 @@ class RemoteGenerator:
         if status in RETRYABLE_STATUS:
             raise _Retryable(f"HTTP {status} {detail}".strip(), _retry_after(response))
         raise RemoteGeneratorError(f"The generator server at {_safe(url)} answered {status}: {detail}".strip())
+
+
+def _check_temperature(temperature: float) -> None:
+    if not 0.0 <= temperature <= 2.0:
+        raise ValueError("temperature must be in [0, 2].")
 
 
 class _Retryable(Exception):

@@ -10,6 +10,7 @@ from haystack.document_stores.types import DuplicatePolicy
 
 from ragpress import schema
 from ragpress.document_stores import scope_filters, shared_store
+from ragpress.meta_limits import check_unit_meta
 
 
 def _document_key(unit: Document) -> tuple[str, str, str]:
@@ -24,8 +25,13 @@ def _document_key(unit: Document) -> tuple[str, str, str]:
 class ChunkWriter:
     """Writes units to the process's index; a document's units from older content are then deleted.
 
-    New units are written before old ones are removed, so a reader sees the old or the new version of a
-    document during the swap, never neither. Unit ids derive from content, so re-writing is idempotent.
+    New units are written before old ones are removed, so a reader never finds a replaced document missing.
+    Between the write and the retire (one upsert, then one filtered delete per document: milliseconds) a query
+    can see both versions side by side. That is the chosen trade: retiring first would make the document vanish
+    for the same window, and hiding new units until the old are gone would cost a registry look-up on every
+    search. A process that dies between the two leaves both versions until the next start, when
+    ``workers.recovery`` keeps the registered version and indexes the document again. Unit ids derive from
+    content, so re-writing is idempotent.
 
     Usage:
         >>> ChunkWriter().run(documents=chunks_with_embeddings)
@@ -48,6 +54,8 @@ class ChunkWriter:
         missing = [d.id for d in documents if d.embedding is None]
         if missing:
             raise ValueError(f"{len(missing)} units have no embedding (first: {missing[0]}); embed before writing.")
+        for unit in documents:  # whichever engine is behind the store, nothing it cannot read back is written
+            check_unit_meta(unit.meta)
         written = store.write_documents(documents, policy=DuplicatePolicy.OVERWRITE) if documents else 0
         retired = 0
         if self.replace_previous_versions:

@@ -81,7 +81,7 @@ class MultiScaleExpander:
 
     Usage:
         >>> expander = MultiScaleExpander(token_budget=1024, max_level="section")
-        >>> expander.run(documents=hits, scope={"tenant": "default", "collection": "docs"})["documents"]
+        >>> expander.run(documents=hits, scope=Scope("default", "docs"))["documents"]
     """
 
     def __init__(self, token_budget: int = 1024, max_level: str = "chunk", merge_neighbours: bool = True) -> None:
@@ -104,7 +104,7 @@ class MultiScaleExpander:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document], scope: dict[str, str], token_budget: int | None = None,
+    def run(self, documents: list[Document], scope: schema.Scope, token_budget: int | None = None,
             max_level: str | None = None) -> dict[str, list[Document]]:
         budget, ceiling = token_budget or self.token_budget, max_level or self.max_level
         _check(budget, ceiling)

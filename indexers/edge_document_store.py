@@ -11,7 +11,12 @@ It is a drop-in for qdrant-haystack's ``QdrantDocumentStore`` where no server ru
   (Reciprocal Rank Fusion) retrieval;
 - ``optimize()`` builds the HNSW graphs and merges segments; Edge never does it by itself, so call it after a
   large ingest (until then search is exact and slower);
-- one process owns an index folder: a second one gets ``IndexLockedError`` naming the owner's pid.
+- one process owns an index folder: a second one gets ``IndexLockedError`` naming the owner's pid;
+- every payload is checked before it is written (``ragpress.meta_limits``): the engine stores payloads it
+  cannot read back (nested ~128 levels deep), and one such point fails every read that returns it, its own
+  delete, every later write and the index's next start. A document that breaks a rule is refused with
+  ``InvalidPayloadError`` naming it, before anything of the call is written. A point whose payload still cannot
+  be read is skipped and logged, never a failed query.
 
 Usage:
     >>> store = EdgeDocumentStore(path="/var/lib/ragpress/edge", embedding_dim=384)
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,8 @@ from haystack_integrations.document_stores.qdrant.converters import convert_id
 
 from indexers.edge_filters import to_edge_filter
 from indexers.edge_lock import FolderLock
+from ragpress.input_limits import shown
+from ragpress.meta_limits import MetaError, check_payload
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +72,10 @@ DEFAULT_INDEXED_FIELDS: tuple[dict[str, Any], ...] = (
 
 class EdgeStoreError(RuntimeError):
     """An Edge operation failed; the message names the index."""
+
+
+class InvalidPayloadError(ValueError):
+    """A document whose payload the engine must not store; the message names the document and the rule."""
 
 
 class EdgeDocumentStore:
@@ -224,8 +235,9 @@ class EdgeDocumentStore:
         return list(self._scroll(to_edge_filter(filters), with_vector=True))
 
     def get_documents_by_id(self, ids: list[str]) -> list[Document]:
-        records = self._open().retrieve([convert_id(i) for i in ids], with_payload=True, with_vector=True)
-        return [self._to_document(r, score=None, with_vector=True) for r in records]
+        point_ids = [convert_id(i) for i in ids]
+        return self._read(lambda payload: self._open().retrieve(point_ids, with_payload=payload, with_vector=True),
+                          with_vector=True, scored=False)
 
     def write_documents(self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.FAIL) -> int:
         """Write documents; returns how many distinct documents were written.
@@ -238,10 +250,12 @@ class EdgeDocumentStore:
                 raise ValueError(f"write_documents() expects Documents, got {type(document).__name__}.")
         if not documents:
             return 0
+        documents = _one_per_id(documents, policy)
+        payloads = {d.id: _checked_payload(d) for d in documents}  # all of them before anything is written
         shard = self._open()
-        documents = self._apply_policy(_one_per_id(documents, policy), policy)
+        documents = self._apply_policy(documents, policy)
         for start in range(0, len(documents), self.write_batch_size):
-            points = [self._to_point(d) for d in documents[start:start + self.write_batch_size]]
+            points = [self._to_point(d, payloads[d.id]) for d in documents[start:start + self.write_batch_size]]
             shard.update(edge.UpdateOperation.upsert_points(points))
         return len(documents)
 
@@ -278,9 +292,8 @@ class EdgeDocumentStore:
     ) -> list[Document]:
         """The ``top_k`` documents nearest ``query_embedding`` (HNSW once optimized, exact before)."""
         query = edge.Query.Nearest(list(query_embedding), using=DENSE)
-        points = self._query(query, filters, top_k, return_embedding, score_threshold,
-                             edge.SearchParams(hnsw_ef=hnsw_ef, exact=exact))
-        documents = [self._to_document(p, p.score, self._want_vectors(return_embedding)) for p in points]
+        documents = self._query(query, filters, top_k, return_embedding, score_threshold,
+                                edge.SearchParams(hnsw_ef=hnsw_ef, exact=exact))
         return [self._scaled(d) for d in documents] if scale_score else documents
 
     def sparse_retrieval(
@@ -294,9 +307,8 @@ class EdgeDocumentStore:
     ) -> list[Document]:
         """Sparse search by a sparse embedding, or by query text through the store's BM25."""
         sparse = self._query_sparse(query_sparse_embedding, query)
-        points = self._query(edge.Query.Nearest(sparse, using=SPARSE), filters, top_k, return_embedding,
-                             score_threshold, None)
-        return [self._to_document(p, p.score, self._want_vectors(return_embedding)) for p in points]
+        return self._query(edge.Query.Nearest(sparse, using=SPARSE), filters, top_k, return_embedding,
+                           score_threshold, None)
 
     def hybrid_retrieval(
         self,
@@ -319,10 +331,9 @@ class EdgeDocumentStore:
                           filter=edge_filter),
         ]
         with_vector = self._want_vectors(return_embedding)
-        points = self._open().query(edge.QueryRequest(
-            limit=top_k, prefetches=prefetches, query=edge.Fusion.Rrf(k=rrf_k), with_payload=True,
-            with_vector=with_vector))
-        return [self._to_document(p, p.score, with_vector) for p in points]
+        return self._read(lambda payload: self._open().query(edge.QueryRequest(
+            limit=top_k, prefetches=prefetches, query=edge.Fusion.Rrf(k=rrf_k), with_payload=payload,
+            with_vector=with_vector)), with_vector=with_vector, scored=True)
 
     def embed_sparse(self, text: str, as_query: bool = False) -> SparseEmbedding:
         """Edge's BM25 vector for ``text`` (term weights for documents, unit weights for queries)."""
@@ -333,13 +344,50 @@ class EdgeDocumentStore:
     # ------------------------------------------------------------------ internals
 
     def _query(self, query: Any, filters: dict[str, Any] | None, top_k: int, return_embedding: bool | None,
-               score_threshold: float | None, params: edge.SearchParams | None) -> list[edge.ScoredPoint]:
+               score_threshold: float | None, params: edge.SearchParams | None) -> list[Document]:
         if top_k < 1:
             raise ValueError("top_k must be at least 1.")
-        request = edge.QueryRequest(limit=top_k, query=query, filter=to_edge_filter(filters), with_payload=True,
-                                    with_vector=self._want_vectors(return_embedding),
-                                    score_threshold=score_threshold, params=params)
-        return self._open().query(request)
+        edge_filter, with_vector = to_edge_filter(filters), self._want_vectors(return_embedding)
+        return self._read(lambda payload: self._open().query(edge.QueryRequest(
+            limit=top_k, query=query, filter=edge_filter, with_payload=payload, with_vector=with_vector,
+            score_threshold=score_threshold, params=params)), with_vector=with_vector, scored=True)
+
+    def _read(self, read: Callable[[bool], list[Any]], with_vector: bool, scored: bool) -> list[Document]:
+        """The Documents of the points ``read(with_payload)`` returns.
+
+        The engine fails a whole read when it cannot decode one point's payload. Then the read is repeated
+        without payloads (if that fails too, the cause was not a payload, and it is raised) and each point's
+        payload is fetched alone, so an unreadable point is skipped and logged instead of failing every query
+        that touches it."""
+        try:
+            found = [(p, p.score if scored else None) for p in read(True)]
+        except Exception as exc:  # qdrant-edge raises a bare Exception for an undecodable payload
+            points = read(False)
+            logger.error("index '%s': a payload could not be read (%s); reading %d points one by one",
+                         self.index, exc, len(points))
+            found = self._readable(points, with_vector, scored)
+        documents = (self._document_or_none(p, score, with_vector) for p, score in found)
+        return [d for d in documents if d is not None]
+
+    def _readable(self, points: list[Any], with_vector: bool, scored: bool) -> list[tuple[Any, float | None]]:
+        shard, found = self._open(), []
+        for point in points:
+            try:
+                records = shard.retrieve([point.id], with_payload=True, with_vector=with_vector)
+            except Exception as exc:
+                logger.error("index '%s': skipped point %s, whose payload cannot be read: %s", self.index,
+                             point.id, exc)
+                continue
+            found.extend((record, point.score if scored else None) for record in records)
+        return found
+
+    def _document_or_none(self, point: Any, score: float | None, with_vector: bool) -> Document | None:
+        try:
+            return self._to_document(point, score, with_vector)
+        except Exception as exc:  # a payload Haystack cannot make a Document of is that point's problem only
+            logger.error("index '%s': skipped point %s, whose payload is not a Document: %s", self.index,
+                         point.id, exc)
+            return None
 
     def _query_sparse(self, embedding: SparseEmbedding | None, text: str | None) -> edge.SparseVector:
         if embedding is None:
@@ -362,20 +410,17 @@ class EdgeDocumentStore:
     def _apply_policy(self, documents: list[Document], policy: DuplicatePolicy) -> list[Document]:
         if policy in (DuplicatePolicy.OVERWRITE, DuplicatePolicy.NONE):
             return documents
-        records = self._open().retrieve([convert_id(d.id) for d in documents], with_payload=["id"],
+        # Point ids, not payloads: which documents exist needs no payload decoded.
+        records = self._open().retrieve([convert_id(d.id) for d in documents], with_payload=False,
                                         with_vector=False)
-        existing = {(r.payload or {}).get("id") for r in records}
+        present = {getattr(r.id, "hex", str(r.id)) for r in records}  # convert_id's form: 32 hex digits
+        existing = {d.id for d in documents if convert_id(d.id) in present}
         if existing and policy == DuplicatePolicy.FAIL:
-            shown = ", ".join(sorted(str(i) for i in existing)[:5])
-            raise DuplicateDocumentError(f"Documents already in index '{self.index}': {shown}")
+            listed = ", ".join(sorted(str(i) for i in existing)[:5])
+            raise DuplicateDocumentError(f"Documents already in index '{self.index}': {listed}")
         return [d for d in documents if d.id not in existing]
 
-    def _to_point(self, document: Document) -> edge.Point:
-        # Vectors leave the payload before to_dict(), whose deep copy of a 384-float list costs more than the
-        # upsert itself (qdrant-haystack pays it: ~10 ms per document here).
-        payload = replace(document, embedding=None, sparse_embedding=None).to_dict(flatten=False)
-        payload.pop("embedding", None)
-        payload.pop("sparse_embedding", None)
+    def _to_point(self, document: Document, payload: dict[str, Any]) -> edge.Point:
         vectors: dict[str, Any] = {}
         if document.embedding is not None:
             vectors[DENSE] = list(document.embedding)
@@ -399,15 +444,36 @@ class EdgeDocumentStore:
 
     def _scroll(self, edge_filter: edge.Filter | None, with_vector: bool) -> Iterator[Document]:
         shard = self._open()
-        offset = None
-        while True:
-            records, offset = shard.scroll(edge.ScrollRequest(
-                offset=offset, limit=self.scroll_size, filter=edge_filter, with_payload=True,
+        page: dict[str, Any] = {"offset": None}
+
+        def read(payload: bool) -> list[Any]:
+            records, page["next"] = shard.scroll(edge.ScrollRequest(
+                offset=page["offset"], limit=self.scroll_size, filter=edge_filter, with_payload=payload,
                 with_vector=with_vector))
-            for record in records:
-                yield self._to_document(record, score=None, with_vector=with_vector)
-            if offset is None:
+            return records
+
+        while True:
+            yield from self._read(read, with_vector=with_vector, scored=False)
+            if page["next"] is None:
                 return
+            page["offset"] = page["next"]
+
+
+def _checked_payload(document: Document) -> dict[str, Any]:
+    """The payload the engine will store for ``document``, or InvalidPayloadError saying which rule it breaks."""
+    # Vectors leave the payload before to_dict(), whose deep copy of a 384-float list costs more than the
+    # upsert itself (qdrant-haystack pays it: ~10 ms per document here).
+    payload = replace(document, embedding=None, sparse_embedding=None).to_dict(flatten=False)
+    payload.pop("embedding", None)
+    payload.pop("sparse_embedding", None)
+    try:
+        check_payload(payload)
+    except MetaError as exc:
+        name = (document.meta or {}).get("doc_id")
+        which = f"document {shown(name)} (unit {shown(document.id)})" if isinstance(name, str) else (
+            f"document {shown(document.id)}")
+        raise InvalidPayloadError(f"{which} cannot be indexed: {exc}") from None
+    return payload
 
 
 def _one_per_id(documents: list[Document], policy: DuplicatePolicy) -> list[Document]:

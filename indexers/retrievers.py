@@ -11,11 +11,13 @@ from ragpress import schema
 from ragpress.document_stores import dense_search, scope_filters, shared_store
 
 
-def validate_scope(scope: dict[str, str]) -> tuple[str, str]:
-    tenant, collection = scope.get(schema.TENANT), scope.get(schema.COLLECTION)
-    if not tenant or not collection:
-        raise ValueError("scope must name a tenant and a collection; the server sets it for every query.")
-    return tenant, collection
+def validate_scope(scope: schema.Scope) -> tuple[str, str]:
+    """The tenant and collection of a scope the server made; anything else (a mapping from a pipeline's
+    wiring or a request) is refused, so no query reads outside its caller's collection."""
+    if not isinstance(scope, schema.Scope):
+        raise ValueError("scope must be the server's Scope for this query; it cannot come from a pipeline or a "
+                         "request.")
+    return scope.tenant, scope.collection
 
 
 @component
@@ -30,7 +32,7 @@ class ScopedEmbeddingRetriever:
 
     Usage:
         >>> retriever = ScopedEmbeddingRetriever(top_k=5)
-        >>> retriever.run(query_embedding=vec, scope={"tenant": "default", "collection": "docs"})
+        >>> retriever.run(query_embedding=vec, scope=Scope("default", "docs"))
     """
 
     def __init__(self, top_k: int = 10, level: str | None = "chunk", strategy: str | None = None,
@@ -57,7 +59,7 @@ class ScopedEmbeddingRetriever:
     def run(
         self,
         query_embedding: list[float],
-        scope: dict[str, str],
+        scope: schema.Scope,
         filters: dict[str, Any] | None = None,
         top_k: int | None = None,
         query: str | None = None,

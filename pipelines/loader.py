@@ -1,8 +1,9 @@
 """Load pipeline YAML safely: only ragpress's own and Haystack's components can ever be instantiated.
 
-The YAML is parsed with a safe loader first (so ``!!python/...`` tags are refused before anything else),
-every component type is checked against the allowlist, and only then is the YAML handed to Haystack with
-that same allowlist and nothing more.
+The YAML is parsed within bounds first (``pipelines.safe_yaml``: no tags, anchors or aliases, size and depth
+limits), its shape is checked, every component type is checked against the module allowlist, and only then is
+the YAML handed to Haystack with that same allowlist and nothing more. This is the server's own loader (its
+built-in pipelines); what a *tenant's* pipeline may contain is narrower (``pipelines.capabilities``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import yaml
 from haystack import Pipeline
 from haystack.core.errors import DeserializationError, PipelineError
+
+from pipelines.safe_yaml import YamlRefused, load_bounded
 
 # ragpress's component packages; Haystack's own namespaces are on Haystack's default allowlist.
 RAGPRESS_MODULES = ("indexers", "pipelines", "rerankers", "pruners", "generators")
@@ -53,32 +55,59 @@ def is_allowed_type(type_name: str) -> bool:
     return any(module == root or module.startswith(root + ".") for root in RAGPRESS_MODULES + HAYSTACK_MODULES)
 
 
+PIPELINE_KEYS = frozenset({"components", "connections", "metadata", "max_runs_per_component",
+                           "connection_type_validation"})
+COMPONENT_KEYS = frozenset({"type", "init_parameters"})
+
+
 def parse_yaml(text: str) -> dict[str, Any]:
-    """Parse with the safe loader and check the top-level shape; raise PipelineInvalid with line numbers."""
+    """Parse within bounds (``pipelines.safe_yaml``) and check the shape; raise PipelineInvalid with line numbers."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PipelineInvalid([PipelineProblem(f"YAML syntax error: {problem}", line)]) from None
+        data = load_bounded(text)
+    except YamlRefused as exc:
+        raise PipelineInvalid([PipelineProblem(str(exc), exc.line)]) from None
     if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
         raise PipelineInvalid([PipelineProblem("a pipeline needs a 'components' mapping", 1, "components")])
-    problems = []
+    problems = [PipelineProblem(f"unknown top-level field '{key}'; a pipeline has {', '.join(sorted(PIPELINE_KEYS))}",
+                                line_of(text, f"{key}:"), key) for key in sorted(data.keys() - PIPELINE_KEYS)]
+    problems += _connection_problems(text, data.get("connections"))
     for name, spec in data["components"].items():
-        field = f"components.{name}.type"
-        type_name = spec.get("type") if isinstance(spec, dict) else None
-        if not isinstance(type_name, str):
-            problems.append(PipelineProblem("each component needs a 'type'", line_of(text, name), field))
-        elif not is_allowed_type(type_name):
-            problems.append(PipelineProblem(
-                f"component type '{type_name}' is not allowed: only ragpress's "
-                f"({', '.join(RAGPRESS_MODULES)}) and Haystack's components can be used",
-                line_of(text, type_name), field,
-            ))
+        problems += _component_problems(text, name, spec)
     if problems:
         raise PipelineInvalid(problems)
     return data
+
+
+def _component_problems(text: str, name: str, spec: Any) -> list[PipelineProblem]:
+    field = f"components.{name}"
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        return [PipelineProblem("each component needs a 'type'", line_of(text, name), f"{field}.type")]
+    type_name = spec["type"]
+    problems = [PipelineProblem(f"unknown field '{key}'; a component has 'type' and 'init_parameters'",
+                                line_of(text, f"{key}:", after=f"{name}:"), f"{field}.{key}")
+                for key in sorted(spec.keys() - COMPONENT_KEYS)]
+    if not isinstance(spec.get("init_parameters") or {}, dict):
+        problems.append(PipelineProblem("'init_parameters' must be a mapping of parameter names to values",
+                                        line_of(text, "init_parameters:", after=f"{name}:"),
+                                        f"{field}.init_parameters"))
+    if not is_allowed_type(type_name):
+        problems.append(PipelineProblem(
+            f"component type '{type_name}' is not allowed: only ragpress's "
+            f"({', '.join(RAGPRESS_MODULES)}) and Haystack's components can be used",
+            line_of(text, type_name), f"{field}.type"))
+    return problems
+
+
+def _connection_problems(text: str, connections: Any) -> list[PipelineProblem]:
+    if connections is None:
+        return []
+    wrong = PipelineProblem("'connections' must be a list of {sender: component.output, receiver: "
+                            "component.input}", line_of(text, "connections:"), "connections")
+    if not isinstance(connections, list):
+        return [wrong]
+    fine = all(isinstance(c, dict) and c.keys() == {"sender", "receiver"}
+               and all(isinstance(v, str) for v in c.values()) for c in connections)
+    return [] if fine else [wrong]
 
 
 def line_of(text: str, needle: str, after: str | None = None) -> int | None:

@@ -1,8 +1,8 @@
-"""Saved pipelines: every version kept, per tenant; the built-in ones are read-only defaults.
+"""Saved pipelines: the last 100 versions kept, per tenant; the built-in ones are read-only defaults.
 
-A pipeline is validated (safe YAML, allowlisted components, connections Haystack accepts) before it is
-stored, so a bad edit never replaces a working version. Readers key their cached pipeline objects by
-(name, version): a newly saved version is used by the next request without a restart.
+A pipeline is validated (bounded YAML, the tenant rules of ``pipelines.capabilities``, connections Haystack
+accepts) before it is stored, so a bad edit never replaces a working version. Readers key their cached
+pipeline objects by (name, version): a newly saved version is used by the next request without a restart.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from haystack import Pipeline
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from generators.remote_generator import API_KEY_ENV as REMOTE_API_KEY_ENV
+from pipelines.capabilities import OfferedModels, graph_problems, offered_models, static_problems
 from pipelines.loader import (
     BUILTIN_PIPELINES,
     PipelineInvalid,
@@ -39,6 +39,8 @@ pipeline_versions = sa.Table(
 )
 
 BUILTIN_VERSION = 0
+VERSIONS_KEPT = 100
+MAX_PIPELINES_PER_TENANT = 100
 
 
 class PipelineNotFound(LookupError):
@@ -53,59 +55,48 @@ def graph_of(pipeline: Pipeline) -> dict[str, list[dict[str, str]]]:
     return {"nodes": nodes, "edges": edges}
 
 
-# Parameters that name server resources (an index, a KV store's path or URL, a remote generator's server and
-# key): the server binds them, so a tenant's YAML cannot point a component at another index, wipe one
-# (recreate_index), write elsewhere, or send the operator's API key (or requests) to a host of its choosing.
-SERVER_BOUND_PARAMETERS = frozenset({"document_store", "store", "base_url", "api_key"})
-
-
-# What a pipeline may still write for them: the server's own binding, as a dumped pipeline spells it
-# (null, or the remote generator's default key variable), so saving a round-tripped pipeline works.
-SERVER_DEFAULT_VALUES: dict[str, list[Any]] = {
-    "api_key": [{"type": "env_var", "env_vars": [REMOTE_API_KEY_ENV], "strict": False}],
-}
-
-
-def parameter_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
-    """Init parameters a tenant's pipeline may not set: the server's own bindings, and values above the
-    server's cost ceilings (``ragpress.limits``)."""
+def ceiling_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
+    """Init parameters above the server's cost ceilings (``ragpress.limits``)."""
     problems = []
     for name, spec in parse_yaml(text)["components"].items():
-        given = spec.get("init_parameters") or {}
-        for parameter, value in sorted(given.items()):
-            if parameter in SERVER_BOUND_PARAMETERS:
-                if value is None or value in SERVER_DEFAULT_VALUES.get(parameter, []):
-                    continue
-                message = f"'{parameter}' is set by the server and cannot be given in a pipeline"
-            else:
-                message = over_ceiling(parameter, value, limits)
-                if message is None:
-                    continue
-            problems.append(PipelineProblem(message, line_of(text, f"{parameter}:", after=f"{name}:"),
-                                            f"components.{name}.init_parameters.{parameter}"))
+        for parameter, value in sorted((spec.get("init_parameters") or {}).items()):
+            message = over_ceiling(parameter, value, limits)
+            if message is not None:
+                problems.append(PipelineProblem(message, line_of(text, f"{parameter}:", after=f"{name}:"),
+                                                f"components.{name}.init_parameters.{parameter}"))
     return problems
 
 
-def validate(text: str, limits: Mapping[str, int] | None = None) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
-    """Build the pipeline from YAML (nothing is saved); raise PipelineInvalid with line and field. ``limits``:
-    the server's ceilings on cost parameters (none when only the YAML's validity is asked)."""
+def validate(text: str, limits: Mapping[str, int] | None = None,
+             models: OfferedModels | None = None) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
+    """Build a tenant's pipeline from YAML (nothing is saved, nothing runs); raise PipelineInvalid with line and
+    field. The rules are ``pipelines.capabilities``'s; ``limits``: the server's ceilings on cost parameters
+    (none when only the YAML's validity is asked); ``models``: the model names the server offers."""
     if not text.strip():
         raise PipelineInvalid([PipelineProblem("the pipeline YAML is empty", 1)])
-    problems = parameter_problems(text, limits or {})
+    data = parse_yaml(text)
+    problems = static_problems(text, data, offered_models() if models is None else models)
+    problems += ceiling_problems(text, limits or {})
     if problems:
         raise PipelineInvalid(problems)
     pipeline = load_pipeline(text)
     if not list(pipeline.walk()):
         raise PipelineInvalid([PipelineProblem("a pipeline needs at least one component", 1, "components")])
+    problems = graph_problems(text, pipeline)
+    if problems:
+        raise PipelineInvalid(problems)
     return pipeline, graph_of(pipeline)
 
 
 class PipelineRegistry:
-    """``limits``: the server's ceilings on cost parameters, which a saved pipeline must stay under."""
+    """``limits``: the server's ceilings on cost parameters, which a saved pipeline must stay under; ``models``:
+    the model names its pipelines may use (``pipelines.capabilities.offered_models``)."""
 
-    def __init__(self, engine: Engine, limits: Mapping[str, int] | None = None) -> None:
+    def __init__(self, engine: Engine, limits: Mapping[str, int] | None = None,
+                 models: OfferedModels | None = None) -> None:
         self.engine = engine
         self.limits = dict(limits or {})
+        self.models = offered_models() if models is None else models
         metadata.create_all(engine, tables=[pipeline_versions])
 
     def get(self, tenant: str, name: str, version: int | None = None) -> dict[str, Any]:
@@ -116,23 +107,25 @@ class PipelineRegistry:
             return {"name": name, "version": BUILTIN_VERSION, "yaml": builtin_yaml(name), "builtin": True}
         raise PipelineNotFound(f"No pipeline '{name}'" + (f" version {version}" if version is not None else "") + ".")
 
+    def validate(self, text: str) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
+        return validate(text, self.limits, self.models)
+
     def save(self, tenant: str, name: str, text: str) -> dict[str, Any]:
-        validate(text, self.limits)
+        self.validate(text)
         with self.engine.begin() as conn:
-            latest = conn.execute(sa.select(sa.func.max(pipeline_versions.c.version)).where(
-                pipeline_versions.c.tenant == tenant, pipeline_versions.c.name == name)).scalar() or 0
-            conn.execute(pipeline_versions.insert().values(
-                tenant=tenant, name=name, version=latest + 1, yaml=text, deleted=False, created_at=datetime.now(UTC)))
+            names = set(conn.execute(sa.select(pipeline_versions.c.name).distinct().where(
+                pipeline_versions.c.tenant == tenant)).scalars())
+            if name not in names and len(names) >= MAX_PIPELINES_PER_TENANT:
+                raise PipelineInvalid([PipelineProblem(
+                    f"a tenant may keep at most {MAX_PIPELINES_PER_TENANT} pipelines; delete one first")])
+            _append(conn, tenant, name, text)
         return self.get(tenant, name)
 
     def delete(self, tenant: str, name: str) -> None:
         self.get(tenant, name)  # 404 when it does not exist
         with self.engine.begin() as conn:
-            latest = conn.execute(sa.select(sa.func.max(pipeline_versions.c.version)).where(
-                pipeline_versions.c.tenant == tenant, pipeline_versions.c.name == name)).scalar() or 0
             # A tombstone version: history stays, the name stops resolving (built-ins fall back to default).
-            conn.execute(pipeline_versions.insert().values(
-                tenant=tenant, name=name, version=latest + 1, yaml="", deleted=True, created_at=datetime.now(UTC)))
+            _append(conn, tenant, name, "", deleted=True)
 
     def rollback(self, tenant: str, name: str, version: int) -> dict[str, Any]:
         return self.save(tenant, name, self.get(tenant, name, version)["yaml"])
@@ -171,3 +164,13 @@ class PipelineRegistry:
         with self.engine.connect() as conn:
             row = conn.execute(query.order_by(pipeline_versions.c.version.desc()).limit(1)).first()
         return None if row is None or row.deleted else row
+
+
+def _append(conn: Connection, tenant: str, name: str, text: str, deleted: bool = False) -> None:
+    """Add the next version; the oldest go past ``VERSIONS_KEPT``, so saving in a loop cannot grow the database
+    without end."""
+    this = sa.and_(pipeline_versions.c.tenant == tenant, pipeline_versions.c.name == name)
+    latest = conn.execute(sa.select(sa.func.max(pipeline_versions.c.version)).where(this)).scalar() or 0
+    conn.execute(pipeline_versions.insert().values(tenant=tenant, name=name, version=latest + 1, yaml=text,
+                                                   deleted=deleted, created_at=datetime.now(UTC)))
+    conn.execute(pipeline_versions.delete().where(this, pipeline_versions.c.version <= latest + 1 - VERSIONS_KEPT))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 LEVELS: tuple[str, ...] = ("document", "section", "chunk", "slice")
@@ -32,6 +33,29 @@ SENTENCES = "sentences"
 STRATEGY = "strategy"
 
 DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The tenant and collection one query is confined to, made by the server from the caller's credentials.
+
+    Components that read the index take only this type, never a mapping: nothing a tenant's pipeline can
+    build (a template's output, a request's ``params``, a JSON value) is a ``Scope``, so a scope that did not
+    come from the server is refused even if a connection or parameter ever slipped past validation.
+    """
+
+    tenant: str
+    collection: str
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.tenant, str) and self.tenant and isinstance(self.collection, str)
+                and self.collection):
+            raise ValueError("a Scope names a tenant and a collection")
+
+    def to_dict(self) -> dict[str, str]:
+        """For Haystack's tracing of component inputs. There is deliberately no ``from_dict``: a Scope is made by
+        the server, never read back from data."""
+        return {TENANT: self.tenant, COLLECTION: self.collection}
 
 
 def content_hash(text: str) -> str:

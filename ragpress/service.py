@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,10 @@ from haystack.errors import FilterError
 from generators.prompting import passage_text
 from generators.remote_generator import RemoteGeneratorError
 from indexers.chunk_writer import retire_units
-from pipelines.loader import PipelineProblem, load_pipeline
-from pipelines.registry import PipelineRegistry, parameter_problems
+from pipelines.capabilities import SERVER_INPUTS, offered_models
+from pipelines.loader import PipelineInvalid, PipelineProblem
+from pipelines.param_types import value_problem
+from pipelines.registry import PipelineRegistry, ceiling_problems, validate
 from pipelines.stage_timer import timed_run
 from pipelines.subgraph import inputs_for, without
 from ragpress import schema
@@ -37,8 +40,10 @@ from workers.job_store import JobStore
 
 logger = logging.getLogger(__name__)
 
+PIPELINES_KEPT_PER_THREAD = 16
+
 # Pipeline inputs the server sets; a request's params can never override them.
-RESERVED_INPUTS = frozenset({"query", "text", "scope", "streaming_callback"})
+RESERVED_INPUTS = frozenset({"query", "text", "filters"}) | SERVER_INPUTS
 
 
 class NotFound(LookupError):
@@ -81,7 +86,8 @@ class Service:
         runtime.declare_index_owner(True)
         shared_store(self.settings)  # fail fast if another process owns the index
         self.jobs = runtime.job_store()
-        self.pipelines = PipelineRegistry(self.jobs.engine, ceilings(self.settings))
+        self.pipelines = PipelineRegistry(self.jobs.engine, ceilings(self.settings),
+                                          offered_models(self.settings.embedder, self.settings.generator))
         self.keys = KeyStore(self.jobs.engine)
         if self.start_worker:
             queues = [INDEX_QUEUE]
@@ -89,6 +95,9 @@ class Service:
                 queues.append(INGEST_QUEUE)
             self._worker = EmbeddedWorker(get_celery(), queues, self.settings.worker_threads)
             self._worker.start()
+            from workers.recovery import recover_interrupted_jobs  # imports the tasks, as submit() does
+
+            recover_interrupted_jobs(self.settings)
 
     def stop(self) -> None:
         if self._worker is not None:
@@ -207,14 +216,23 @@ class Service:
         """The named pipeline's current version, built once per serving thread (Haystack pipelines keep
         per-run state); a newly saved version has a new key, so the next request uses it."""
         saved = self.pipelines.get(tenant, name)
-        cache: dict[tuple[str, str, int], dict[str, Any]] = self._local.__dict__.setdefault("pipelines", {})
+        cache: OrderedDict[tuple[str, str, int], dict[str, Any]] = self._local.__dict__.setdefault(
+            "pipelines", OrderedDict())
         key = (tenant, name, saved["version"])
-        if key not in cache:
+        if key in cache:
+            cache.move_to_end(key)
+        else:
+            label = f"pipeline '{name}' version {saved['version']}"
+            try:  # a version saved before today's rules is held to them too
+                pipeline, _graph = validate(saved["yaml"], models=self.pipelines.models)
+            except PipelineInvalid as exc:
+                raise InvalidRequest(f"{label} cannot run on this server: {exc}. Save a new version.") from None
             # A version saved before the ceilings existed or were lowered, or a built-in shipped above what its
             # operator allows, runs only where the request overrides the excess (checked per query).
-            over = parameter_problems(saved["yaml"], self.pipelines.limits)
-            cache[key] = {**with_retrieval_only(load_pipeline(saved["yaml"])), "over_ceiling": over,
-                          "label": f"pipeline '{name}' version {saved['version']}"}
+            over = ceiling_problems(saved["yaml"], self.pipelines.limits)
+            cache[key] = {**with_retrieval_only(pipeline), "over_ceiling": over, "label": label}
+            while len(cache) > PIPELINES_KEPT_PER_THREAD:  # tenants can save any number of versions
+                cache.popitem(last=False)
         return cache[key]
 
     def check_query(self, tenant: str, request: QueryRequest) -> None:
@@ -246,7 +264,7 @@ class Service:
         self._check_request(variants, request)
         pipeline = variants["full" if request.generate else "retrieval"]
         values: dict[str, Any] = {"query": request.query, "text": request.query,
-                                  "scope": {schema.TENANT: tenant, schema.COLLECTION: collection}}
+                                  "scope": schema.Scope(tenant, collection)}
         if request.filters is not None:
             values["filters"] = request.filters
         if on_token is not None:
@@ -316,12 +334,14 @@ def check_params(pipeline: Any, params: dict[str, dict[str, Any]], limits: Mappi
                                  f"its components are {', '.join(components)}.")
         settable = sorted(set(sockets.get(name, {})) - RESERVED_INPUTS)
         for key in values:
+            if key == "filters":
+                raise InvalidRequest(f"params.{name}.filters: give filters in the request's `filters` field.")
             if key in RESERVED_INPUTS:
                 raise InvalidRequest(f"params.{name}.{key} is set by the server and cannot be overridden.")
             if key not in settable:
                 raise InvalidRequest(f"params.{name}.{key}: '{name}' takes no such input at query time; "
                                      f"it takes {', '.join(settable) or 'none'}.")
-            problem = over_ceiling(key, values[key], limits)
+            problem = value_problem(values[key], sockets[name][key]["type"]) or over_ceiling(key, values[key], limits)
             if problem is not None:
                 raise InvalidRequest(f"params.{name}.{key}: {problem}")
 

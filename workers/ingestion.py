@@ -1,17 +1,22 @@
 """Index one batch of a job's documents: convert, chunk, embed, write; one document's failure stays its own.
 
 Documents are processed together for throughput; if the batch raises, each document is retried alone so
-only the bad one fails, with its reason recorded. Where this process does not own the index, the
-embedded units are handed to the owner as a write task instead of being written here.
+only the bad one fails, with its reason recorded. Whatever a document raises marks it failed, so no document
+can leave its job running; only a store or broker hiccup (``TRANSIENT``) propagates, for the task to retry.
+Where this process does not own the index, the embedded units are handed to the owner as a write task
+instead of being written here.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import kombu.exceptions
+import sqlalchemy.exc
 from haystack import Document
 
 from indexers.chunk_writer import ChunkWriter
@@ -22,6 +27,8 @@ from workers.job_store import JobStore, PendingDocument
 
 logger = logging.getLogger(__name__)
 
+# Store or broker hiccups: the task retries them with backoff, then fails the documents they still hold.
+TRANSIENT = (ConnectionError, TimeoutError, OSError, sqlalchemy.exc.OperationalError, kombu.exceptions.OperationalError)
 HandOff = Callable[[str, list[dict[str, Any]], dict[int, int]], None]
 # Called once a batch's units are written (or ready to hand to the index owner) with (job_id, tenant,
 # collection, converted source documents, units): queues the KV follow-up, off the indexing path.
@@ -45,30 +52,54 @@ def writer_name(pipeline: Any) -> str:
     return names[0]
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, a store or broker hiccup worth retrying (a pipeline wraps its
+    components' exceptions, so the cause is what says)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, TRANSIENT):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def process_batch(store: JobStore, pipeline: Any, job_id: str, seqs: list[int], owns_index: bool,
-                  hand_off: HandOff | None = None, after_indexed: AfterIndexed | None = None) -> None:
+                  hand_off: HandOff | None = None, after_indexed: AfterIndexed | None = None,
+                  may_retry: bool = True) -> None:
+    """Index the batch; a document that fails is marked failed with the reason. A transient failure propagates
+    for the task to retry while ``may_retry``; on the last attempt it fails its document like any other, so a
+    document that keeps raising one does not take its neighbours down with it."""
     scope = store.job_scope(job_id)
     if scope is None:
         logger.warning("job %s no longer exists; dropping its batch", job_id)
         return
     pending = store.claim(job_id, seqs)
-    if not pending:
-        return
+    run = functools.partial(_run, store, pipeline, job_id, scope, owns_index=owns_index, hand_off=hand_off,
+                            after_indexed=after_indexed)
+    if len(pending) > 1:
+        try:
+            run(pending)
+            return
+        except Exception as exc:
+            if may_retry and is_transient(exc):
+                raise
+            logger.info("batch of job %s failed; retrying its %d documents one by one", job_id, len(pending))
+    for item in pending:
+        _run_alone(store, job_id, item, run, may_retry)
+
+
+def _run_alone(store: JobStore, job_id: str, item: PendingDocument, run: Callable[[list[PendingDocument]], None],
+               may_retry: bool) -> None:
     try:
-        _run(store, pipeline, job_id, scope, pending, owns_index, hand_off, after_indexed)
-    except Exception:
-        if len(pending) == 1:
+        run([item])
+    except Exception as exc:
+        if may_retry and is_transient(exc):
             raise
-        logger.info("batch of job %s failed; retrying its %d documents one by one", job_id, len(pending))
-        for item in pending:
-            try:
-                _run(store, pipeline, job_id, scope, [item], owns_index, hand_off, after_indexed)
-            except Exception as exc:
-                store.fail_document(job_id, item.seq, _reason(exc))
+        store.fail_document(job_id, item.seq, failure_reason(exc))
 
 
-def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pending: list[PendingDocument],
-         owns_index: bool, hand_off: HandOff | None, after_indexed: AfterIndexed | None = None) -> None:
+def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pending: list[PendingDocument], *,
+         owns_index: bool, hand_off: HandOff | None, after_indexed: AfterIndexed | None) -> None:
     tenant, collection = scope
     writer = writer_name(pipeline)
     sources = source_documents(tenant, collection, pending)
@@ -120,7 +151,7 @@ def _failed_seqs(result: dict[str, Any], pending: list[PendingDocument]) -> dict
     return failed
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """The innermost cause: the pipeline's wrapper names the component, the cause says what went wrong."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
@@ -128,11 +159,39 @@ def _reason(exc: BaseException) -> str:
 
 
 def write_handed_off(store: JobStore, job_id: str, units: list[dict[str, Any]], done: dict[int, int]) -> None:
-    """The index owner's half of a hand-off: write the units, then mark their documents indexed."""
+    """The index owner's half of a hand-off: write the units, then mark their documents indexed, or failed with
+    the reason when their own units cannot be written."""
     scope = store.job_scope(job_id)
     if scope is None:
         return
-    documents = [Document.from_dict(u) for u in units]
-    ChunkWriter().run(documents=documents)
+    failed = _write([Document.from_dict(u) for u in units])
+    doc_ids = store.doc_ids(job_id, list(done)) if failed else {}
     for seq, n in done.items():
-        store.finish_document(job_id, int(seq), scope[0], scope[1], n)
+        reason = failed.get(doc_ids.get(seq, ""))
+        if reason is None:
+            store.finish_document(job_id, int(seq), scope[0], scope[1], n)
+        else:
+            store.fail_document(job_id, int(seq), reason)
+
+
+def _write(units: list[Document]) -> dict[str, str]:
+    """Write units together; if that fails, write each document's alone: returns why, by doc id, for those
+    that still fail. A transient failure propagates for the task to retry."""
+    try:
+        ChunkWriter().run(documents=units)
+        return {}
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    by_document: dict[str, list[Document]] = defaultdict(list)
+    for unit in units:
+        by_document[unit.meta.get(schema.DOC_ID, "")].append(unit)
+    failed: dict[str, str] = {}
+    for doc_id, its_units in by_document.items():
+        try:
+            ChunkWriter().run(documents=its_units)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            failed[doc_id] = failure_reason(exc)
+    return failed

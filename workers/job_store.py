@@ -93,6 +93,19 @@ class PendingDocument:
     meta: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class UnfinishedDocument:
+    """A document still queued or running, as a process that died may have left it."""
+
+    job_id: str
+    seq: int
+    tenant: str
+    collection: str
+    doc_id: str
+    touched: bool  # a worker claimed it at least once, so some of its new units may be in the index
+    cancelled: bool  # its job was cancelled: nothing will claim it again
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -162,6 +175,33 @@ class JobStore:
             conn.execute(job_documents.update().where(
                 job_documents.c.job_id == job_id, job_documents.c.seq == seq).values(
                 status=FAILED, error=error[:2000], text=None, updated_at=_now()))
+
+    def close_unfinished(self, job_id: str, seqs: list[int], status: str, error: str | None = None) -> int:
+        """Give the documents of ``seqs`` still queued or running a final status (failed with ``error``, or
+        cancelled); documents already finished keep theirs. Returns how many were closed."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(job_documents.update().where(
+                job_documents.c.job_id == job_id, job_documents.c.seq.in_(seqs),
+                job_documents.c.status.in_((QUEUED, RUNNING))).values(
+                status=status, error=error[:2000] if error else None, text=None, updated_at=_now())).rowcount)
+
+    def unfinished_documents(self) -> list[UnfinishedDocument]:
+        """Every document still queued or running, oldest job first: what a process that died left behind."""
+        query = (sa.select(jobs.c.id, jobs.c.tenant, jobs.c.collection, jobs.c.cancelled, job_documents.c.seq,
+                           job_documents.c.doc_id, job_documents.c.status, job_documents.c.attempts)
+                 .select_from(jobs.join(job_documents, job_documents.c.job_id == jobs.c.id))
+                 .where(job_documents.c.status.in_((QUEUED, RUNNING)))
+                 .order_by(jobs.c.created_at, jobs.c.id, job_documents.c.seq))
+        with self.engine.connect() as conn:
+            return [UnfinishedDocument(r.id, r.seq, r.tenant, r.collection, r.doc_id,
+                                       touched=r.status == RUNNING or r.attempts > 0, cancelled=r.cancelled)
+                    for r in conn.execute(query)]
+
+    def doc_ids(self, job_id: str, seqs: list[int]) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(job_documents.c.seq, job_documents.c.doc_id).where(
+                job_documents.c.job_id == job_id, job_documents.c.seq.in_(seqs)))
+            return {r.seq: r.doc_id for r in rows}
 
     def requeue(self, job_id: str, seqs: list[int]) -> None:
         """Put documents whose task failed transiently back in the queue for the retry."""

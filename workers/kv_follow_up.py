@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 KV_PRECOMPUTE_MODES = ("lazy", "eager")
 KV_GENERATOR_TYPE = "generators.kv_generator.KVCacheGenerator"
 KV_SETTINGS = ("model", "store", "quantization", "system_prompt")  # what a stored entry's key depends on
-KV_LEVELS = (None, "chunk")  # the units a KV pipeline retrieves and loads states for
+KV_LEVELS = (None, "chunk")
+MAX_KV_CONFIGS = 4  # the units a KV pipeline retrieves and loads states for
 
 
 def kv_mode(store: JobStore, tenant: str, collection: str) -> str:
@@ -36,24 +37,38 @@ def kv_mode(store: JobStore, tenant: str, collection: str) -> str:
 
 
 def kv_configs(engine: Engine, tenant: str) -> list[dict[str, Any]]:
-    """The distinct KV settings of the tenant's pipelines that load cached states."""
+    """The distinct KV settings of the tenant's pipelines that load cached states: of versions that meet
+    today's pipeline rules only (an older one could name a store or model the server no longer allows), and at
+    most ``MAX_KV_CONFIGS`` of them, since each is computed for every document ingested."""
     from generators.kv_generator import KVCacheGenerator
-    from pipelines.loader import parse_yaml
+    from pipelines.capabilities import offered_models, static_problems
+    from pipelines.loader import PipelineInvalid, parse_yaml
     from pipelines.registry import PipelineRegistry
 
     defaults = {name: parameter.default for name, parameter in
                 inspect.signature(KVCacheGenerator.__init__).parameters.items() if name in KV_SETTINGS}
+    settings = get_settings()
+    models = offered_models(settings.embedder, settings.generator)
     registry = PipelineRegistry(engine)
     configs: dict[str, dict[str, Any]] = {}
     for listed in registry.list(tenant):
-        components = parse_yaml(registry.get(tenant, listed["name"])["yaml"])["components"]
-        for spec in components.values():
+        text = registry.get(tenant, listed["name"])["yaml"]
+        try:
+            data = parse_yaml(text)
+        except PipelineInvalid:
+            continue
+        if static_problems(text, data, models):
+            continue
+        for spec in data["components"].values():
             if spec.get("type") != KV_GENERATOR_TYPE:
                 continue
             given = spec.get("init_parameters") or {}
             config = {key: given.get(key, defaults[key]) for key in KV_SETTINGS}
             configs[json.dumps(config, sort_keys=True, default=str)] = config
-    return list(configs.values())
+    if len(configs) > MAX_KV_CONFIGS:
+        logger.warning("tenant %s's pipelines name %d KV configurations; states are pre-computed for the first %d",
+                       tenant, len(configs), MAX_KV_CONFIGS)
+    return list(configs.values())[:MAX_KV_CONFIGS]
 
 
 def follow_up_items(sources: list[Document], units: list[Document], eager: bool) -> list[dict[str, Any]]:

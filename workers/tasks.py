@@ -6,37 +6,64 @@ import logging
 from typing import Any
 
 from celery import Task
+from celery.utils.time import get_exponential_backoff_interval
 from haystack import Document
 
 from ragpress.settings import get_settings
 from workers import runtime
 from workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
-from workers.ingestion import process_batch, write_handed_off
+from workers.ingestion import TRANSIENT, failure_reason, is_transient, process_batch, write_handed_off
+from workers.job_store import FAILED
 from workers.kv_follow_up import follow_up_items, kv_mode, run_follow_up
 
 logger = logging.getLogger(__name__)
 app = get_celery()
 
 # Transient failures (a store or broker hiccup) are retried with backoff; a bad document is not an
-# exception here: process_batch records it as failed and moves on.
-_RETRY = {"autoretry_for": (ConnectionError, TimeoutError, OSError), "retry_backoff": 2,
-          "retry_backoff_max": 60, "retry_jitter": True, "max_retries": 5}
+# exception here: process_batch records it as failed and moves on. The ingestion tasks decide on a retry
+# themselves (_will_retry), since they must fail their documents once retries run out.
+_MAX_RETRIES, _BACKOFF_S, _BACKOFF_MAX_S = 5, 2, 60
+_RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": _BACKOFF_S, "retry_backoff_max": _BACKOFF_MAX_S,
+          "retry_jitter": True, "max_retries": _MAX_RETRIES}
 
 
-@app.task(name="workers.tasks.ingest_batch", bind=True, acks_late=True, **_RETRY)
+@app.task(name="workers.tasks.ingest_batch", bind=True, acks_late=True, max_retries=_MAX_RETRIES)
 def ingest_batch(self: Task, job_id: str, seqs: list[int]) -> None:
     store = runtime.job_store()
     try:
         process_batch(store, runtime.ingestion_pipeline(), job_id, seqs, runtime.owns_index(), _hand_off,
-                      _queue_kv_follow_up)
-    except (ConnectionError, TimeoutError, OSError):
-        store.requeue(job_id, seqs)
-        raise
+                      _queue_kv_follow_up, may_retry=self.request.retries < self.max_retries)
+    except Exception as exc:
+        if _will_retry(self, exc):
+            store.requeue(job_id, seqs)
+            raise self.retry(exc=exc, countdown=_backoff(self)) from exc
+        _fail_unfinished(job_id, seqs, exc)
 
 
-@app.task(name="workers.tasks.write_units", bind=True, acks_late=True, **_RETRY)
+@app.task(name="workers.tasks.write_units", bind=True, acks_late=True, max_retries=_MAX_RETRIES)
 def write_units(self: Task, job_id: str, units: list[dict[str, Any]], done: dict[str, int]) -> None:
-    write_handed_off(runtime.job_store(), job_id, units, {int(k): v for k, v in done.items()})
+    try:
+        write_handed_off(runtime.job_store(), job_id, units, {int(k): v for k, v in done.items()})
+    except Exception as exc:
+        if _will_retry(self, exc):
+            raise self.retry(exc=exc, countdown=_backoff(self)) from exc
+        _fail_unfinished(job_id, [int(k) for k in done], exc)
+
+
+def _will_retry(task: Task, exc: Exception) -> bool:
+    # the pipeline wraps a component's exception, so autoretry_for (which sees only the wrapper) cannot decide
+    return is_transient(exc) and task.request.retries < task.max_retries
+
+
+def _backoff(task: Task) -> int:
+    return get_exponential_backoff_interval(_BACKOFF_S, task.request.retries, _BACKOFF_MAX_S, full_jitter=True)
+
+
+def _fail_unfinished(job_id: str, seqs: list[int], exc: Exception) -> None:
+    """No exception may leave a job running: a failure the batch did not record per document (a pipeline that
+    cannot load, a hiccup that outlived its retries) fails the documents the task still holds, with the reason."""
+    logger.warning("task of job %s failed: %s", job_id, exc, exc_info=exc)
+    runtime.job_store().close_unfinished(job_id, seqs, FAILED, failure_reason(exc))
 
 
 def _hand_off(job_id: str, units: list[dict[str, Any]], done: dict[int, int]) -> None:

@@ -11,7 +11,7 @@ from pipelines.loader import load_pipeline
 from ragpress import schema
 from ragpress.document_stores import scope_filters, shared_store
 
-SCOPE = {"tenant": "t-expand", "collection": "c-expand"}
+SCOPE = schema.Scope("t-expand", "c-expand")
 TEXT = (
     "# Bridges\n\nThe Millau Viaduct spans the Tarn valley. It opened in December 2004. "
     "Its tallest mast rises 343 metres. Norman Foster designed it with Michel Virlogeux.\n\n"
@@ -23,10 +23,11 @@ TEXT = (
 @pytest.fixture(scope="module")
 def units() -> list[Document]:
     splitter = MultiScaleSplitter(chunk_tokens=24, slice_tokens=8)
-    document = Document(content=TEXT, meta={schema.DOC_ID: "engineering", **SCOPE})
+    document = Document(content=TEXT, meta={schema.DOC_ID: "engineering", schema.TENANT: SCOPE.tenant,
+                                               schema.COLLECTION: SCOPE.collection})
     made = splitter.run(documents=[document])["documents"]
     store = shared_store()
-    store.delete_by_filter(scope_filters(SCOPE["tenant"], SCOPE["collection"]))
+    store.delete_by_filter(scope_filters(SCOPE.tenant, SCOPE.collection))
     store.write_documents([Document(id=u.id, content=u.content, meta=u.meta, embedding=[0.1] * 384)
                            for u in made])
     return made
@@ -114,7 +115,7 @@ def test_adjacent_slice_hits_are_merged_when_their_chunk_does_not_fit(units: lis
 def test_another_tenants_units_are_never_used_to_expand(units: list[Document]) -> None:
     slice_hit = level(units, "slice")[0]
     out = MultiScaleExpander(token_budget=10_000, max_level="document").run(
-        documents=[hit(slice_hit, 0.5)], scope={"tenant": "someone-else", "collection": "c-expand"})["documents"]
+        documents=[hit(slice_hit, 0.5)], scope=schema.Scope("someone-else", "c-expand"))["documents"]
     assert [u.id for u in out] == [slice_hit.id]
 
 

@@ -15,12 +15,13 @@ from ragpress.document_stores import shared_store
 
 pytestmark = pytest.mark.integration
 
-SCOPE = {"tenant": "default", "collection": "retrievers"}
+SCOPE = schema.Scope("default", "retrievers")
 QUERY = [1.0, 0.5, 0.2] + [0.0] * 381  # nearest axis 0, then 1, then 2
 
 
 def _unit(text: str, axis: int, strategy: str = "fixed", level: str = "chunk") -> Document:
-    meta = {**SCOPE, schema.DOC_ID: text[:8], schema.CONTENT_HASH: "h", schema.LEVEL: level, schema.POSITION: 0,
+    meta = {schema.TENANT: SCOPE.tenant, schema.COLLECTION: SCOPE.collection,
+            schema.DOC_ID: text[:8], schema.CONTENT_HASH: "h", schema.LEVEL: level, schema.POSITION: 0,
             schema.STRATEGY: strategy}
     vector = [0.0] * 384
     vector[axis] = 1.0
@@ -65,7 +66,7 @@ def test_hybrid_lifts_the_unit_whose_words_the_query_uses(units: Any) -> None:
 def test_the_filters_stay_inside_the_scope_and_level(units: Any) -> None:
     slices = ScopedEmbeddingRetriever(top_k=5, level="slice").run(query_embedding=QUERY, scope=SCOPE)["documents"]
     assert [d.meta[schema.LEVEL] for d in slices] == ["slice"]
-    other = {"tenant": "default", "collection": "elsewhere"}
+    other = schema.Scope("default", "elsewhere")
     hybrid = ScopedEmbeddingRetriever(hybrid=True)
     assert hybrid.run(query_embedding=QUERY, scope=other, query="quokka")["documents"] == []
 
@@ -87,3 +88,10 @@ def test_yaml_round_trip_keeps_strategy_and_hybrid(units: Any) -> None:
     inputs = {"retriever": {"query_embedding": QUERY, "scope": SCOPE, "query": "quokka"}}
     assert [d.id for d in loaded.run(inputs)["retriever"]["documents"]] == \
         [d.id for d in pipeline.run(inputs)["retriever"]["documents"]]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("forged", [{"tenant": "default", "collection": "retrievers"}, "default/retrievers", None])
+def test_a_scope_the_server_did_not_make_is_refused(forged: object) -> None:
+    with pytest.raises(ValueError, match="server's Scope"):
+        ScopedEmbeddingRetriever().run(query_embedding=QUERY, scope=forged)  # type: ignore[arg-type]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from pipelines import registry
 from pipelines.loader import PipelineInvalid, builtin_yaml
 from pipelines.registry import validate
+from ragpress.database import make_engine
 from ragpress.limits import ceilings
 from ragpress.settings import Settings
 
@@ -40,3 +44,19 @@ def test_every_value_over_a_ceiling_is_reported_at_once() -> None:
 
 def test_without_ceilings_only_validity_is_checked() -> None:
     validate(builtin_yaml("pruned").replace("max_new_tokens: 64", "max_new_tokens: 100000"))
+
+
+def test_history_and_pipeline_count_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "VERSIONS_KEPT", 3)
+    monkeypatch.setattr(registry, "MAX_PIPELINES_PER_TENANT", 2)
+    store = registry.PipelineRegistry(make_engine(f"sqlite:///{tmp_path / 'r.db'}"))
+    for _ in range(5):
+        store.save("t", "mine", builtin_yaml("query"))
+    store.delete("t", "mine")
+    assert [v["version"] for v in store.versions("t", "mine")] == [4, 5, 6]
+    with pytest.raises(registry.PipelineNotFound):
+        store.get("t", "mine", 1)
+    store.save("t", "second", builtin_yaml("query"))
+    with pytest.raises(PipelineInvalid, match="at most 2 pipelines"):
+        store.save("t", "third", builtin_yaml("query"))
+    store.save("other-tenant", "third", builtin_yaml("query"))

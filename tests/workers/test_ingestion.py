@@ -7,13 +7,11 @@ Qdrant Edge index, as a worker that owns the index runs it.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from indexers.chunk_writer import retire_units
-from pipelines.loader import builtin_yaml, load_pipeline
 from ragpress import schema
 from ragpress.document_stores import scope_filters, shared_store
 from workers.ingestion import process_batch
@@ -28,18 +26,6 @@ TEXT = ("# The viaduct\n\nThe Millau Viaduct is a cable-stayed bridge in souther
         "which makes it the tallest bridge in the world.\n\n## Design\n\nIt was designed by the engineer Michel "
         "Virlogeux with the architect Norman Foster. Foster also designed the Gherkin in London. The pair chose "
         "seven slender piers so the bridge would look light against the landscape.")
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Any:
-    loaded = load_pipeline(builtin_yaml("ingestion"))
-    loaded.warm_up()
-    return loaded
-
-
-@pytest.fixture
-def job_store(tmp_path: Path) -> JobStore:
-    return JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
 
 
 def _ingest(job_store: JobStore, pipeline: Any, collection: str, text: str = TEXT) -> dict[str, Any]:
