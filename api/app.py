@@ -16,14 +16,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from ragpress.api import auth, errors, metrics
+from ragpress.api.body_limit import BodySizeLimit
+from ragpress.api.limits import Admission, RateLimiter
+from ragpress.api.routes_pipelines import pipeline_routes
+from ragpress.api.schemas import NAME_PATTERN, CollectionIn, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
 
-from api import auth, errors, metrics
-from api.body_limit import BodySizeLimit
-from api.limits import Admission, RateLimiter
-from api.routes_pipelines import pipeline_routes
-from api.schemas import NAME_PATTERN, CollectionIn, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
+from ragpress.base.settings import Settings, get_settings
 from ragpress.service import IncomingDocument, QueryRequest, Service
-from ragpress.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 Name = Path(..., pattern=NAME_PATTERN, description="Letters, digits, '_', '.', '-'; at most 64.")

@@ -11,11 +11,11 @@ import ipaddress
 import logging
 
 from fastapi import Request
+from ragpress.api.errors import ApiError
 
-from api.errors import ApiError
-from ragpress import schema
-from ragpress.api_keys import Principal
-from ragpress.settings import Settings
+from ragpress.base import schema
+from ragpress.base.api_keys import Principal
+from ragpress.base.settings import Settings
 
 logger = logging.getLogger(__name__)
 ANONYMOUS = Principal(key_id="anonymous", tenant=schema.DEFAULT_TENANT, admin=False)

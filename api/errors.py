@@ -9,14 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from ragpress.generators.remote_generator import RemoteGeneratorError
+from ragpress.pipelines.loader import PipelineInvalid
+from ragpress.pipelines.registry import PipelineNotFound
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from generators.remote_generator import RemoteGeneratorError
-from pipelines.loader import PipelineInvalid
-from pipelines.registry import PipelineNotFound
-from ragpress import strict_json
-from ragpress.document_stores import IndexUnavailable
-from ragpress.models import ModelError
+from ragpress.base import strict_json
+from ragpress.base.document_stores import IndexUnavailable
+from ragpress.base.models import ModelError
 from ragpress.service import InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _validation_message(errors: list[Any]) -> str:
 
 
 async def parse_body(request: Request, model: type[Model]) -> Model:
-    """Decode a JSON body strictly and within bounds (``ragpress.strict_json``): empty, bad UTF-8, bad or too
+    """Decode a JSON body strictly and within bounds (``ragpress.base.strict_json``): empty, bad UTF-8, bad or too
     deeply nested JSON is 400; numbers beyond 64 bits, lone surrogates and a body of the wrong shape are 422."""
     try:
         data = strict_json.loads(await request.body())

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from api.errors import ApiError
+from ragpress.api.errors import ApiError
 
 
 class RateLimiter:

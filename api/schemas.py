@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from ragpress.filter_syntax import check_filters
-from ragpress.input_limits import MAX_META_BYTES, MAX_META_KEY_CHARS, MAX_META_KEYS, MAX_VERSION, surrogate_problem
-from ragpress.meta_limits import RESERVED_META, check_meta
+from ragpress.base.filter_syntax import check_filters
+from ragpress.base.input_limits import MAX_META_BYTES, MAX_META_KEY_CHARS, MAX_META_KEYS, MAX_VERSION, surrogate_problem
+from ragpress.base.meta_limits import RESERVED_META, check_meta
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_QUERY_CHARS = 4000
@@ -87,7 +87,7 @@ class JobAccepted(BaseModel):
 
 class QueryIn(Strict):
     query: StrictStr = Field(..., min_length=1, max_length=MAX_QUERY_CHARS)
-    top_k: int | None = Field(None, ge=1)  # the ceiling is the server's setting (ragpress.limits)
+    top_k: int | None = Field(None, ge=1)  # the ceiling is the server's setting (ragpress.base.limits)
     pipeline: str | None = Field(None, pattern=NAME_PATTERN)
     generate: bool = True
     stream: bool = False

@@ -1,6 +1,6 @@
 """Answer F1 and abstention, with and without the reranker-pruner, on dev questions the models never trained on.
 
-    nice -n 10 python -m bench.answer_quality --datasets xquad hotpotqa --questions 30
+    nice -n 10 python -m ragpress.bench.answer_quality --datasets xquad hotpotqa --questions 30
 
 For every dev question (pruners/data.py's hash-carved dev splits) the corpus is searched (MiniLM, or
 hybrid MiniLM + BM25 with ``--candidates hybrid``) twice:
@@ -8,7 +8,7 @@ as it is (answerable) and with the question's gold passages removed (unanswerabl
 the corpus any more). Each system (``--systems``) picks from the top ``--pool`` hits what the generator reads:
 
 - ``retrieval``: the top ``--context`` passages as they are (the baseline);
-- ``reranked``: the ``--context`` best by the fusion reranker (``rerankers.reranker.Reranker``'s default);
+- ``reranked``: the ``--context`` best by the fusion reranker (``ragpress.rerankers.reranker.Reranker``'s default);
 - ``pruned``: ProvencePruner's ``--context`` best by its relevance head (``ranking="relevance"``; the shipped
   pipeline now keeps retrieval's order, ``pruned_input``), with only the sentences its rule keeps, then RelevanceGate
   (abstain when no passage clears ``--min-score``, or no sentence clears ``--min-sentence-score``);
@@ -16,7 +16,7 @@ the corpus any more). Each system (``--systems``) picks from the top ``--pool`` 
   is (the pruner's ``ranking="input"``), which separates what pruning does from what its reranking does;
 - ``pruned_fused``: as ``pruned``, but the ``--context`` kept are chosen by reciprocal-rank fusion of the
   retrieval order and the pruner's relevance (``ranking="fused"``);
-- ``pruned_bridge``: as ``pruned_input``, also keeping the second-hop sentences of ``pruners.bridge``.
+- ``pruned_bridge``: as ``pruned_input``, also keeping the second-hop sentences of ``ragpress.pruners.bridge``.
 
 Each is also scored as ``<system>+sufficiency``: the gate's learned sufficiency model (``--sufficiency``, at
 its fitted threshold) abstains too when it judges the passages read do not answer (retrieval and reranked get
@@ -39,16 +39,16 @@ from dataclasses import dataclass, field
 
 import torch
 from haystack import Document
+from ragpress.bench.rerank_prune import hybrid_rankings, to_document
+from ragpress.generators.kv_scoring import f1
+from ragpress.generators.local_generator import LocalGenerator
+from ragpress.pruners import data, mining
+from ragpress.pruners.component import ProvencePruner
+from ragpress.rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
+from ragpress.rerankers.reranker import Reranker
+from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 
-from bench.rerank_prune import hybrid_rankings, to_document
-from generators.kv_scoring import f1
-from generators.local_generator import LocalGenerator
-from pruners import data, mining
-from pruners.component import ProvencePruner
-from ragpress.model_loading import sentence_transformer
-from rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
-from rerankers.reranker import Reranker
-from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
+from ragpress.base.model_loading import sentence_transformer
 
 # The systems the pruner scores (whose scores the floors were set on): its ranking and bridge rule.
 PRUNED = {"pruned": ("relevance", False), "pruned_input": ("input", False), "pruned_fused": ("fused", False),

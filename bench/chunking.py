@@ -2,7 +2,7 @@
 
 Run by hand (heavy; nice it on a shared machine):
 
-    nice -n 10 python -m bench.chunking
+    nice -n 10 python -m ragpress.bench.chunking
 
 Datasets (from ../shared/datasets, where chunks need their document):
 - SciFact: a document is an abstract (title + sentences); a query is a train claim with evidence; the
@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 from haystack import Document
+from ragpress.indexers.embedders import DocumentEmbedder
+from ragpress.indexers.late_chunker import LateChunker, blend
+from ragpress.indexers.sentence_chunker import SentenceChunker
+from ragpress.indexers.situated_chunker import SituatedChunker, SituatedParts, mix
 
-from indexers.embedders import DocumentEmbedder
-from indexers.late_chunker import LateChunker, blend
-from indexers.sentence_chunker import SentenceChunker
-from indexers.situated_chunker import SituatedChunker, SituatedParts, mix
-from ragpress import schema
-from ragpress.model_loading import sentence_transformer
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 RESULTS = Path(__file__).resolve().parent / "results" / "chunking"

@@ -1,6 +1,6 @@
 """Does the sufficiency gate carry over to documents it was never fitted on? L-Eval's long papers and reports.
 
-    OMP_NUM_THREADS=1 nice -n 5 python -m bench.gate_transfer --threads 1
+    OMP_NUM_THREADS=1 nice -n 5 python -m ragpress.bench.gate_transfer --threads 1
 
 The gate's sufficiency model (``rerankers/weights/sufficiency-minilm.json``) was fitted on SciFact, XQuAD,
 HotpotQA and MuSiQue questions. L-Eval (``leval_dev``: ``scientific_qa``, questions about NLP papers, and
@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from haystack import Document
+from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter
+from ragpress.pipelines.loader import builtin_yaml, parse_yaml
+from ragpress.pruners.component import ProvencePruner
+from ragpress.rerankers.relevance_gate import RelevanceGate, abstain_reason
+from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 
-from indexers.multi_scale_splitter import MultiScaleSplitter
-from pipelines.loader import builtin_yaml, parse_yaml
-from pruners.component import ProvencePruner
-from ragpress import schema
-from ragpress.model_loading import sentence_transformer
-from rerankers.relevance_gate import RelevanceGate, abstain_reason
-from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
 
 DATASETS = ("scientific_qa", "multidoc_qa")
 THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.4)

@@ -1,9 +1,9 @@
 """The index at scale: Qdrant Edge (HNSW, in-process) vs qdrant-client's local mode on 100,000 MiniLM chunks.
 
     # once (long: embeds 100k chunks on CPU; cached in bench/results/, resumable)
-    nice -n 10 python -m bench.index_scale --stage embed
+    nice -n 10 python -m ragpress.bench.index_scale --stage embed
     # the measurement (both engines, one run)
-    nice -n 10 python -m bench.index_scale --stage run
+    nice -n 10 python -m ragpress.bench.index_scale --stage run
 
 Corpus: the SciFact abstracts plus the Debian documentation packages ``python3.11-doc`` (reST sources) and
 ``postgresql-doc-15`` (HTML, stripped), sliced into ~24-word chunks (~35 MiniLM tokens). Queries: SciFact train
@@ -169,7 +169,7 @@ def load_corpus(points: int) -> tuple[np.ndarray, list[dict], np.ndarray]:
 def documents(vectors: np.ndarray, meta: list[dict]) -> Iterator[list]:
     from haystack import Document
 
-    from ragpress.schema import unit_id
+    from ragpress.base.schema import unit_id
 
     for start in range(0, len(meta), 1000):
         batch = []
@@ -237,7 +237,7 @@ def query_row(base: dict, search, meta, queries, truth) -> dict:
 
 
 def _ids(meta: list[dict]) -> dict[str, int]:
-    from ragpress.schema import unit_id
+    from ragpress.base.schema import unit_id
 
     return {unit_id(r["tenant"], r["collection"], r["doc_id"], "bench", "chunk", r["position"]): i
             for i, r in enumerate(meta)}
@@ -248,7 +248,7 @@ def run_edge(args, vectors, meta, queries, truth) -> list[dict]:
 
     from haystack.document_stores.types import DuplicatePolicy
 
-    from indexers.edge_document_store import EdgeDocumentStore
+    from ragpress.base.edge_document_store import EdgeDocumentStore
 
     folder = RESULTS / "edge_index"
     shutil.rmtree(folder, ignore_errors=True)
@@ -280,7 +280,7 @@ def run_local(args, vectors, meta, queries, truth) -> dict:
     from haystack_integrations.document_stores.qdrant.converters import convert_id
     from qdrant_client.http import models
 
-    from indexers.edge_document_store import DEFAULT_INDEXED_FIELDS
+    from ragpress.base.edge_document_store import DEFAULT_INDEXED_FIELDS
 
     # In memory: on disk, local mode pickles every upsert to SQLite (181 s for 100k measured here).
     store = QdrantDocumentStore(location=":memory:", index="bench", embedding_dim=vectors.shape[1],

@@ -2,7 +2,7 @@
 
 Run by hand (it starts its own processes over the local Redis and PostgreSQL and stops them):
 
-    python -m bench.ingest_scaling --docs 2000
+    python -m ragpress.bench.ingest_scaling --docs 2000
 
 Setup, as in the distributed mode: one `ragpress serve` owns the embedded index and only writes (it does not
 consume the ingest queue); N `ragpress worker --concurrency 1` processes convert, chunk and embed and hand
@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from bench.load_test import HOST, ROOT, free_port, start_server, wait_ready
+from ragpress.bench.load_test import HOST, ROOT, free_port, start_server, wait_ready
 
 DATA = ROOT.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"
 REDIS_URL = "redis://127.0.0.1:6379/12"  # a database of its own, flushed before use

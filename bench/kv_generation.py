@@ -1,14 +1,14 @@
 """Compressed-KV generation against sequential prefill, on the same 8 chunks, in one run.
 
-    OMP_NUM_THREADS=1 nice -n 10 python -m bench.kv_generation --questions 20 --repeats 3
+    OMP_NUM_THREADS=1 nice -n 10 python -m ragpress.bench.kv_generation --questions 20 --repeats 3
 
 Variants: (a) sequential prefill of prefix + chunks + question; (b) naive parallel encoding (cached chunk
 states side by side, positions reused, T = S = 1); (c) parallel + APE corrections (calibrated T, S from
-the store, see ``generators.kv_calibration``) on fp32 states, and on fp16 states as the quantization
+the store, see ``ragpress.generators.kv_calibration``) on fp32 states, and on fp16 states as the quantization
 reference; (d) (c) + pruning by masking (the gold supporting sentences stand in for the pruner, so this is
 an oracle pruner); (e) (c) with int8 and int4 states; (f) the chunks laid out one after another instead
 (keys re-rotated, no corrections), as loaded and with CacheBlend recomputing the most deviating share of
-the context tokens (``generators.kv_blend``). All variants see identical token ids.
+the context tokens (``ragpress.generators.kv_blend``). All variants see identical token ids.
 
 TTFT for the cached variants includes reading the entries from the store, checksum, dequantization,
 laying out the cache and prefilling the question (and, for CacheBlend, its probe and recompute). Quality
@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from generators import kv_blend, parallel_attention
-from generators.decoding import greedy_decode
-from generators.kv_cache import ChunkKV, cache_tensors
-from generators.kv_calibration import Prepared, prepare, sequential_prompt
-from generators.kv_context import KVContextBuilder, ParallelContext
-from generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_for
-from generators.kv_quantization import dequantize, stored_bytes
-from generators.kv_scoring import (
+from ragpress.generators import kv_blend, parallel_attention
+from ragpress.generators.decoding import greedy_decode
+from ragpress.generators.kv_cache import ChunkKV, cache_tensors
+from ragpress.generators.kv_calibration import Prepared, prepare, sequential_prompt
+from ragpress.generators.kv_context import KVContextBuilder, ParallelContext
+from ragpress.generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_for
+from ragpress.generators.kv_quantization import dequantize, stored_bytes
+from ragpress.generators.kv_scoring import (
     Example,
     Scores,
     answer_kl,
@@ -47,8 +46,8 @@ from generators.kv_scoring import (
     top1_agrees,
     xquad_examples,
 )
-from generators.kv_store import KVEntry, LocalKVStore, encode_entry, open_store
-from generators.prompting import DEFAULT_SYSTEM_PROMPT
+from ragpress.generators.kv_store import KVEntry, LocalKVStore, encode_entry, open_store
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
 
 MODEL = "SmolLM2-135M-Instruct"
 VARIANTS = (

@@ -2,7 +2,7 @@
 
 Run by hand (it is not part of `make test`):
 
-    python -m bench.load_test --clients 50 --seconds 60 --generate-share 0.1
+    python -m ragpress.bench.load_test --clients 50 --seconds 60 --generate-share 0.1
 
 It starts its own server on 127.0.0.1 (loopback only) with a throw-away RAGPRESS_HOME, ingests samples/, then runs
 the clients. It is bounded three ways: the duration, a cap on the total number of requests, and a per-request

@@ -1,6 +1,6 @@
 """Benchmark the reranker and the pruner on dev splits the model never trained on (see pruners/data.py).
 
-    nice -n 10 python -m bench.rerank_prune --part all
+    nice -n 10 python -m ragpress.bench.rerank_prune --part all
 
 - rerank: nDCG@10 on SciFact dev claims (or other datasets' dev queries: ``--rerank-datasets``), MiniLM
   retrieval alone and hybrid retrieval alone vs MiniLM top-``depth`` reranked by each of ``--rerankers``.
@@ -22,15 +22,14 @@ from dataclasses import replace
 
 import torch
 from haystack import Document
-
-from pruners import data, mining
-from pruners.bridge import bridged_sentences
-from pruners.component import RANKINGS, ProvencePruner, document_spans, select
-from pruners.model import DEFAULT_MODEL_NAME
-from pruners.scoring import kept_sentences
-from rerankers.fit_fusion import ndcg_at_10
-from rerankers.fusion import DEFAULT_FUSION_NAME
-from rerankers.reranker import Reranker
+from ragpress.pruners import data, mining
+from ragpress.pruners.bridge import bridged_sentences
+from ragpress.pruners.component import RANKINGS, ProvencePruner, document_spans, select
+from ragpress.pruners.model import DEFAULT_MODEL_NAME
+from ragpress.pruners.scoring import kept_sentences
+from ragpress.rerankers.fit_fusion import ndcg_at_10
+from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
+from ragpress.rerankers.reranker import Reranker
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -63,8 +62,8 @@ def hybrid_rankings(dataset: data.Dataset, queries: list[data.Query], k: int) ->
     indexed into a throw-away Edge store with the same cached MiniLM vectors as the dense baseline."""
     import tempfile
 
-    from indexers.edge_document_store import EdgeDocumentStore
-    from ragpress.model_loading import sentence_transformer
+    from ragpress.base.edge_document_store import EdgeDocumentStore
+    from ragpress.base.model_loading import sentence_transformer
 
     pids, vectors = mining.corpus_embeddings(dataset)
     query_vectors = sentence_transformer(mining.EMBEDDER).encode(
@@ -122,7 +121,7 @@ def rerank_all(
     model: str, dataset: data.Dataset, queries: list[data.Query], rankings: list[list[str]], depth: int,
     orders: Sequence[str] = ("relevance",),
 ) -> dict[str, list[list[str]]]:
-    """Per ordering (pruners.component.RANKINGS), each query's ranking with its top ``depth`` reordered."""
+    """Per ordering (ragpress.pruners.component.RANKINGS), each query's ranking with its top ``depth`` reordered."""
     reranker = Reranker(model=model)
     reranker.warm_up()
     reranked: dict[str, list[list[str]]] = {ranking: [] for ranking in orders}

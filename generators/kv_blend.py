@@ -18,10 +18,9 @@ import contextlib
 import math
 
 import torch
+from ragpress.generators.kv_context import ParallelContext
+from ragpress.generators.parallel_attention import ParallelLayout, ProbeDone, ValueProbe, build_cache
 from transformers import PreTrainedModel
-
-from generators.kv_context import ParallelContext
-from generators.parallel_attention import ParallelLayout, ProbeDone, ValueProbe, build_cache
 
 PROBE_LAYER = 1  # CacheBlend selects on the second layer: the first with cross-token information
 

@@ -1,6 +1,6 @@
 """Pick APE's attention temperature T and scaling factor S for a model on dev data, and store them.
 
-    python -m generators.kv_calibration --model SmolLM2-135M-Instruct --questions 12
+    python -m ragpress.generators.kv_calibration --model SmolLM2-135M-Instruct --questions 12
     ragpress models calibrate SmolLM2-135M-Instruct --questions 12     # the same, into the server's store
 
 Dev questions come from the ``dev`` halves of XQuAD and HotpotQA (the benchmark evaluates on the
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generators import parallel_attention
-from generators.kv_context import KVContextBuilder
-from generators.kv_generator import calibration_name
-from generators.kv_scoring import (
+from ragpress.generators import parallel_attention
+from ragpress.generators.kv_context import KVContextBuilder
+from ragpress.generators.kv_generator import calibration_name
+from ragpress.generators.kv_scoring import (
     DATASETS,
     Example,
     Scores,
@@ -38,8 +38,8 @@ from generators.kv_scoring import (
     score_sequential,
     xquad_examples,
 )
-from generators.kv_store import KVEntry, LocalKVStore, open_store
-from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
+from ragpress.generators.kv_store import KVEntry, LocalKVStore, open_store
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,9 @@ from typing import Any
 
 import torch
 from haystack import Document
-from transformers import PreTrainedModel
-
-from generators import kv_quantization, parallel_attention
-from generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix, rerotate_keys
-from generators.kv_store import (
+from ragpress.generators import kv_quantization, parallel_attention
+from ragpress.generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix, rerotate_keys
+from ragpress.generators.kv_store import (
     CorruptEntry,
     KVEntry,
     KVStore,
@@ -29,11 +27,13 @@ from generators.kv_store import (
     open_store,
     settings_fingerprint,
 )
-from generators.parallel_attention import ParallelLayout
-from generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
-from indexers.sentences import split_sentences
-from ragpress import model_loading
-from ragpress.schema import COLLECTION, CONTENT_HASH, DOC_ID, END, SENTENCES, START, TENANT, content_hash
+from ragpress.generators.parallel_attention import ParallelLayout
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
+from ragpress.indexers.sentences import split_sentences
+from transformers import PreTrainedModel
+
+from ragpress.base import model_loading
+from ragpress.base.schema import COLLECTION, CONTENT_HASH, DOC_ID, END, SENTENCES, START, TENANT, content_hash
 
 logger = logging.getLogger(__name__)
 

@@ -5,37 +5,38 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
-
-from generators import kv_blend, kv_quantization, parallel_attention
-from generators.decoding import greedy_decode
-from generators.kv_context import (
+from ragpress.generators import kv_blend, kv_quantization, parallel_attention
+from ragpress.generators.decoding import greedy_decode
+from ragpress.generators.kv_context import (
     KVContextBuilder,
     ParallelContext,
     builder_for,
     supports_parallel,
 )
-from generators.kv_store import KVEntry, KVStore
-from generators.local_generator import LocalGenerator, _stream_to, abstention_result, says_no_answer
-from generators.prompting import (
+from ragpress.generators.kv_store import KVEntry, KVStore
+from ragpress.generators.local_generator import LocalGenerator, _stream_to, abstention_result, says_no_answer
+from ragpress.generators.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     build_prompt,
     new_token_limit,
     order_for_generation,
     passage_text,
 )
-from ragpress.schema import DOC_ID
+
+from ragpress.base.roles import Role
+from ragpress.base.schema import DOC_ID
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPERATURE = 0.9  # APE's starting point, for a model with no calibration stored or shipped
 DEFAULT_SCALE = 0.9
 ON_MISS = ("encode", "prefill")
-# Shipped so a fresh install of a bundled model starts calibrated: `python -m generators.kv_calibration
+# Shipped so a fresh install of a bundled model starts calibrated: `python -m ragpress.generators.kv_calibration
 # --questions 12` (KL objective, 24 dev questions) picked these on 2026-12-03; see docs/benchmarks.md.
 SHIPPED_CALIBRATIONS = {
     ("SmolLM2-135M-Instruct", DEFAULT_SYSTEM_PROMPT): {"temperature": 0.7, "scale": 0.5},
@@ -71,7 +72,7 @@ class KVCacheGenerator:
     Each chunk's states (pre-computed at ingestion by ``precompute_document_kv`` or encoded on first use)
     are loaded from the KV store, placed side by side after the cached system prompt with positions
     reused, and the question alone is prefilled; attention over the context is corrected with APE's
-    temperature and scale (calibrated per model by ``python -m generators.kv_calibration``). Sentences
+    temperature and scale (calibrated per model by ``python -m ragpress.generators.kv_calibration``). Sentences
     the pruner dropped (``meta['kept_sentences']``) are masked out of attention, not re-encoded. With
     ``blend_share > 0`` the chunks are laid out one after another instead and CacheBlend recomputes that
     share of their tokens across chunks (closer to sequential reading, several times slower to the first
@@ -88,6 +89,8 @@ class KVCacheGenerator:
         >>> gen.run(query="When was the tower finished?", documents=[Document(content="...in 1889.")])
         {'replies': ['It was finished in 1889.'], 'meta': [{'mode': 'parallel', 'ttft_ms': ..., ...}]}
     """
+
+    role: ClassVar[Role] = Role.GENERATOR
 
     def __init__(
         self,

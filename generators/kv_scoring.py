@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 from haystack import Document
+from ragpress.generators.kv_context import KEPT_SENTENCES, ParallelContext
+from ragpress.indexers.sentences import split_sentences
 
-from generators.kv_context import KEPT_SENTENCES, ParallelContext
-from indexers.sentences import split_sentences
-from ragpress.schema import SENTENCES
+from ragpress.base.schema import SENTENCES
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

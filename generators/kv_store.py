@@ -283,7 +283,7 @@ def open_store(config: dict[str, Any] | None = None) -> KVStore:
     """A store from its YAML-friendly config: ``{"backend": "local", "path": ..., "max_bytes": ...}``
     (path defaults to ``<data_dir>/kv``) or ``{"backend": "redis", "url": ..., "namespace": ...}``."""
     if not config:
-        from ragpress.settings import get_settings
+        from ragpress.base.settings import get_settings
 
         url = get_settings().kv_store_url  # the server's choice when a pipeline names no store
         config = {"backend": "redis", "url": url} if url else {}
@@ -291,7 +291,7 @@ def open_store(config: dict[str, Any] | None = None) -> KVStore:
     backend = config.pop("backend", "local")
     if backend == "local":
         if "path" not in config:
-            from ragpress.settings import get_settings
+            from ragpress.base.settings import get_settings
 
             config["path"] = get_settings().data_path / "kv"
         return LocalKVStore(**config)

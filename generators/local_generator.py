@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
-
-from generators.decoding import greedy_decode
-from generators.prompting import (
+from ragpress.generators.decoding import greedy_decode
+from ragpress.generators.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     PromptPieces,
     build_prompt,
@@ -19,7 +18,9 @@ from generators.prompting import (
     passage_text,
     passages_for_prompt,
 )
-from ragpress import model_loading
+
+from ragpress.base import model_loading
+from ragpress.base.roles import Role
 
 NO_ANSWER = "The documents do not contain the answer to this question."
 
@@ -37,6 +38,8 @@ class LocalGenerator:
         >>> gen.run(query="When was the tower finished?", documents=[Document(content="...in 1889.")])
         {'replies': ['It was finished in 1889.'], 'meta': [{'ttft_ms': ..., 'abstained': False, ...}]}
     """
+
+    role: ClassVar[Role] = Role.GENERATOR
 
     def __init__(
         self,

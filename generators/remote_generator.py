@@ -12,22 +12,23 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
 from haystack.utils import Secret, deserialize_secrets_inplace
-
-from generators.local_generator import abstention_result, says_no_answer
-from generators.prompting import (
+from ragpress.generators.local_generator import abstention_result, says_no_answer
+from ragpress.generators.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     new_token_limit,
     passage_text,
     passages_for_prompt,
     user_message,
 )
+
+from ragpress.base.roles import Role
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class RemoteGenerator:
         >>> gen.run(query="When was the tower finished?", documents=[Document(content="...in 1889.")])
         {'replies': ['It was finished in 1889.'], 'meta': [{'mode': 'remote', 'ttft_ms': ..., ...}]}
     """
+
+    role: ClassVar[Role] = Role.GENERATOR
 
     def __init__(
         self,
@@ -124,7 +127,7 @@ class RemoteGenerator:
     def endpoint(self) -> str:
         base = self.base_url
         if base is None:
-            from ragpress.settings import get_settings
+            from ragpress.base.settings import get_settings
 
             base = get_settings().remote_generator_url
             if not base:

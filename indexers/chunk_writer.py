@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.types import DuplicatePolicy
 
-from ragpress import schema
-from ragpress.document_stores import scope_filters, shared_store
-from ragpress.meta_limits import check_unit_meta
+from ragpress.base import schema
+from ragpress.base.document_stores import scope_filters, shared_store
+from ragpress.base.meta_limits import check_unit_meta
+from ragpress.base.roles import Role
 
 
 def _document_key(unit: Document) -> tuple[str, str, str]:
@@ -30,13 +31,15 @@ class ChunkWriter:
     can see both versions side by side. That is the chosen trade: retiring first would make the document vanish
     for the same window, and hiding new units until the old are gone would cost a registry look-up on every
     search. A process that dies between the two leaves both versions until the next start, when
-    ``workers.recovery`` keeps the registered version and indexes the document again. Unit ids derive from
+    ``ragpress.workers.recovery`` keeps the registered version and indexes the document again. Unit ids derive from
     content, so re-writing is idempotent.
 
     Usage:
         >>> ChunkWriter().run(documents=chunks_with_embeddings)
         {'documents_written': 12, 'documents_retired': 0}
     """
+
+    role: ClassVar[Role] = Role.WRITER
 
     def __init__(self, replace_previous_versions: bool = True) -> None:
         self.replace_previous_versions = replace_previous_versions

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
+from ragpress.indexers.retrievers import validate_scope
 
-from indexers.retrievers import validate_scope
-from ragpress import schema
-from ragpress.document_stores import scope_filters, shared_store
+from ragpress.base import schema
+from ragpress.base.document_stores import scope_filters, shared_store
+from ragpress.base.roles import Role
 
 CLIMBABLE = ("chunk", "section", "document")
 # Budgets are in estimated tokens: about four characters per token for English subword vocabularies. The
@@ -83,6 +84,8 @@ class MultiScaleExpander:
         >>> expander = MultiScaleExpander(token_budget=1024, max_level="section")
         >>> expander.run(documents=hits, scope=Scope("default", "docs"))["documents"]
     """
+
+    role: ClassVar[Role] = Role.EXPANDER
 
     def __init__(self, token_budget: int = 1024, max_level: str = "chunk", merge_neighbours: bool = True) -> None:
         """

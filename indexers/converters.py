@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import ByteStream
+
+from ragpress.base.roles import Role
 
 SUPPORTED_TYPES = ("text/plain", "text/markdown", "text/html", "application/pdf")
 _SUFFIX_TYPES = {
@@ -136,6 +138,8 @@ class TextConverter:
         >>> TextConverter().run(documents=[Document(content="<p>Hi</p>", meta={"content_type": "text/html"})])
         {'documents': [Document(content='Hi', ...)], 'failed': []}
     """
+
+    role: ClassVar[Role] = Role.CONVERTER
 
     def __init__(self, default_content_type: str = "text/plain") -> None:
         if default_content_type not in SUPPORTED_TYPES:

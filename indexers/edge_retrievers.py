@@ -11,18 +11,21 @@ Usage:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import SparseEmbedding
 from haystack.document_stores.types import FilterPolicy
 from haystack.document_stores.types.filter_policy import apply_filter_policy
 
-from indexers.edge_document_store import RRF_K, EdgeDocumentStore
+from ragpress.base.edge_document_store import RRF_K, EdgeDocumentStore
+from ragpress.base.roles import Role
 
 
 class _EdgeRetriever:
     """Shared init validation and (de)serialization; the store is serialized inline, as Haystack's are."""
+
+    role: ClassVar[Role] = Role.RETRIEVER
 
     def __init__(
         self,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 
-from ragpress.model_loading import sentence_transformer
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.roles import Role
 
 
 class _Embedder:
+    role: ClassVar[Role] = Role.EMBEDDER
+
     def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 32, normalize: bool = True) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")

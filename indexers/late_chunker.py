@@ -17,14 +17,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
+from ragpress.indexers.sentence_chunker import SentenceChunker
 
-from indexers.sentence_chunker import SentenceChunker
-from ragpress import schema
-from ragpress.model_loading import sentence_transformer
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.roles import Role
 
 Span = tuple[int, int]
 
@@ -203,6 +204,8 @@ class LateChunker:
         >>> len(chunks[0].embedding)
         384
     """
+
+    role: ClassVar[Role] = Role.CHUNKER
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  window_tokens: int | None = None, window_overlap: int = 64, batch_size: int = 16,

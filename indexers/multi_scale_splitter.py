@@ -14,14 +14,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
+from ragpress.indexers.sentence_chunker import pack_sentences
+from ragpress.indexers.sentences import split_sentences
 
-from indexers.sentence_chunker import pack_sentences
-from indexers.sentences import split_sentences
-from ragpress import schema
-from ragpress.model_loading import sentence_transformer
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.roles import Role
 
 Span = tuple[int, int]
 
@@ -99,6 +100,8 @@ class MultiScaleSplitter:
         >>> sorted({u.meta["level"] for u in units["documents"]})
         ['chunk', 'document', 'section', 'slice']
     """
+
+    role: ClassVar[Role] = Role.CHUNKER
 
     def __init__(self, chunk_tokens: int = 128, slice_tokens: int = 32, include_document: bool = True,
                  tokenizer_model: str = "all-MiniLM-L6-v2") -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 
-from ragpress import schema
-from ragpress.document_stores import dense_search, scope_filters, shared_store
+from ragpress.base import schema
+from ragpress.base.document_stores import dense_search, scope_filters, shared_store
+from ragpress.base.roles import Role
 
 
 def validate_scope(scope: schema.Scope) -> tuple[str, str]:
@@ -34,6 +35,8 @@ class ScopedEmbeddingRetriever:
         >>> retriever = ScopedEmbeddingRetriever(top_k=5)
         >>> retriever.run(query_embedding=vec, scope=Scope("default", "docs"))
     """
+
+    role: ClassVar[Role] = Role.RETRIEVER
 
     def __init__(self, top_k: int = 10, level: str | None = "chunk", strategy: str | None = None,
                  hybrid: bool = False) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
+from ragpress.indexers.sentences import split_sentences
 
-from indexers.sentences import split_sentences
-from ragpress import schema
-from ragpress.model_loading import sentence_transformer
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.roles import Role
 
 Span = tuple[int, int]
 
@@ -71,6 +72,8 @@ class SentenceChunker:
         >>> chunker = SentenceChunker(max_tokens=128)
         >>> chunker.run(documents=[Document(content="One. Two.", meta={"doc_id": "a"})])["documents"]
     """
+
+    role: ClassVar[Role] = Role.CHUNKER
 
     def __init__(self, max_tokens: int = 128, overlap_sentences: int = 0,
                  tokenizer_model: str = "all-MiniLM-L6-v2") -> None:

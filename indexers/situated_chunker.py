@@ -16,12 +16,11 @@ pass (a window per chunk would cost a pass per chunk).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
-
-from indexers.late_chunker import (
+from ragpress.indexers.late_chunker import (
     TokenEncoder,
     Tokens,
     blend,
@@ -31,9 +30,11 @@ from indexers.late_chunker import (
     plan_windows,
     with_vectors,
 )
-from indexers.sentence_chunker import SentenceChunker
-from ragpress import schema
-from ragpress.model_loading import sentence_transformer
+from ragpress.indexers.sentence_chunker import SentenceChunker
+
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.roles import Role
 
 Span = tuple[int, int]
 
@@ -88,6 +89,8 @@ class SituatedChunker:
         >>> chunker = SituatedChunker(model="all-MiniLM-L6-v2", max_tokens=64, context_weight=0.25)
         >>> chunks = chunker.run(documents=[Document(content=text, meta={"doc_id": "a"})])["documents"]
     """
+
+    role: ClassVar[Role] = Role.CHUNKER
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  context_tokens: int | None = None, context_weight: float = 0.0, title_key: str | None = None,

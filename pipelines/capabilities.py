@@ -32,14 +32,14 @@ from typing import Any
 
 import networkx as nx
 from haystack import Pipeline
+from ragpress.generators.remote_generator import API_KEY_ENV as REMOTE_API_KEY_ENV
+from ragpress.pipelines.loader import PipelineProblem, line_of
+from ragpress.pipelines.param_types import plain_type, value_problem
+from ragpress.pruners.model import DEFAULT_MODEL_NAME as PRUNER_MODEL
+from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
+from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME
 
-from generators.remote_generator import API_KEY_ENV as REMOTE_API_KEY_ENV
-from pipelines.loader import PipelineProblem, line_of
-from pipelines.param_types import plain_type, value_problem
-from pruners.model import DEFAULT_MODEL_NAME as PRUNER_MODEL
-from ragpress.models import REGISTRY
-from rerankers.fusion import DEFAULT_FUSION_NAME
-from rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME
+from ragpress.base.models import REGISTRY
 
 MAX_COMPONENTS = 32
 MAX_RUNS_PER_COMPONENT = 100
@@ -61,18 +61,18 @@ _STREAMS = frozenset({"streaming_callback"})
 _SCOPED = frozenset({"scope"})
 
 TENANT_COMPONENTS: dict[str, Capability] = {
-    "indexers.embedders.QueryEmbedder": Capability(model_params={"model": "embedder"}),
-    "indexers.retrievers.ScopedEmbeddingRetriever": Capability(server_inputs=_SCOPED),
-    "indexers.context_expander.MultiScaleExpander": Capability(server_inputs=_SCOPED),
-    "rerankers.reranker.Reranker": Capability(model_params={"model": "reranker"}),
-    "rerankers.relevance_gate.RelevanceGate": Capability(model_params={"sufficiency": "sufficiency"}),
-    "pruners.component.ProvencePruner": Capability(model_params={"model": "pruner"}),
-    "generators.local_generator.LocalGenerator": Capability(server_inputs=_STREAMS,
+    "ragpress.indexers.embedders.QueryEmbedder": Capability(model_params={"model": "embedder"}),
+    "ragpress.indexers.retrievers.ScopedEmbeddingRetriever": Capability(server_inputs=_SCOPED),
+    "ragpress.indexers.context_expander.MultiScaleExpander": Capability(server_inputs=_SCOPED),
+    "ragpress.rerankers.reranker.Reranker": Capability(model_params={"model": "reranker"}),
+    "ragpress.rerankers.relevance_gate.RelevanceGate": Capability(model_params={"sufficiency": "sufficiency"}),
+    "ragpress.pruners.component.ProvencePruner": Capability(model_params={"model": "pruner"}),
+    "ragpress.generators.local_generator.LocalGenerator": Capability(server_inputs=_STREAMS,
                                                             model_params={"model": "generator"}),
-    "generators.kv_generator.KVCacheGenerator": Capability(
+    "ragpress.generators.kv_generator.KVCacheGenerator": Capability(
         server_inputs=_STREAMS, server_params=frozenset({"store"}), model_params={"model": "generator"}),
     # Its `model` is what the operator's remote server serves: a name sent to that server, not a file here.
-    "generators.remote_generator.RemoteGenerator": Capability(
+    "ragpress.generators.remote_generator.RemoteGenerator": Capability(
         server_inputs=_STREAMS, server_params=frozenset({"base_url", "api_key"})),
     # Pure Haystack components: documents in, documents out; no file, network, environment, store or template.
     "haystack.components.joiners.document_joiner.DocumentJoiner": Capability(),

@@ -1,24 +1,28 @@
 """Load pipeline YAML safely: only ragpress's own and Haystack's components can ever be instantiated.
 
-The YAML is parsed within bounds first (``pipelines.safe_yaml``: no tags, anchors or aliases, size and depth
+The YAML is parsed within bounds first (``ragpress.pipelines.safe_yaml``: no tags, anchors or aliases, size and depth
 limits), its shape is checked, every component type is checked against the module allowlist, and only then is
 the YAML handed to Haystack with that same allowlist and nothing more. This is the server's own loader (its
-built-in pipelines); what a *tenant's* pipeline may contain is narrower (``pipelines.capabilities``).
+built-in pipelines); what a *tenant's* pipeline may contain is narrower (``ragpress.pipelines.capabilities``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from haystack import Pipeline
 from haystack.core.errors import DeserializationError, PipelineError
-
-from pipelines.safe_yaml import YamlRefused, load_bounded
+from ragpress.pipelines.safe_yaml import YamlRefused, load_bounded
 
 # ragpress's component packages; Haystack's own namespaces are on Haystack's default allowlist.
-RAGPRESS_MODULES = ("indexers", "pipelines", "rerankers", "pruners", "generators")
+RAGPRESS_MODULES = ("ragpress.indexers", "ragpress.pipelines", "ragpress.rerankers", "ragpress.pruners",
+                    "ragpress.generators")
+# Type names of pipelines saved before the one namespace (``indexers.embedders.QueryEmbedder``): read as the same
+# component under its current name, so a stored version keeps working.
+LEGACY_TYPE = re.compile(r"^(\s*type:\s*['\"]?)(indexers|pipelines|rerankers|pruners|generators)\.", re.MULTILINE)
 HAYSTACK_MODULES = ("haystack", "haystack_integrations")
 BUILTIN_PIPELINES = ("ingestion", "query", "pruned", "kv", "remote")
 
@@ -61,9 +65,10 @@ COMPONENT_KEYS = frozenset({"type", "init_parameters"})
 
 
 def parse_yaml(text: str) -> dict[str, Any]:
-    """Parse within bounds (``pipelines.safe_yaml``) and check the shape; raise PipelineInvalid with line numbers."""
+    """Parse within bounds (``pipelines.safe_yaml``) and check the shape; raise PipelineInvalid with line numbers.
+    Pre-namespace type names are read as their current ones (``current_type_names``)."""
     try:
-        data = load_bounded(text)
+        data = load_bounded(current_type_names(text))
     except YamlRefused as exc:
         raise PipelineInvalid([PipelineProblem(str(exc), exc.line)]) from None
     if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
@@ -120,8 +125,15 @@ def line_of(text: str, needle: str, after: str | None = None) -> int | None:
     return None
 
 
+def current_type_names(text: str) -> str:
+    """The YAML with pre-namespace component types renamed (``indexers.x.Y`` -> ``ragpress.indexers.x.Y``);
+    line numbers are unchanged, so problems still point at the user's lines."""
+    return LEGACY_TYPE.sub(r"\1ragpress.\2.", text)
+
+
 def load_pipeline(text: str) -> Pipeline:
     """Build a Haystack pipeline from YAML text, refusing anything outside the allowlist."""
+    text = current_type_names(text)
     parse_yaml(text)
     try:
         return Pipeline.loads(text, allowed_modules=[*RAGPRESS_MODULES])
@@ -137,4 +149,4 @@ def _clean(exc: Exception) -> str:
 def builtin_yaml(name: str) -> str:
     if name not in BUILTIN_PIPELINES:
         raise KeyError(name)
-    return resources.files("pipelines").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return resources.files("ragpress.pipelines").joinpath(f"{name}.yaml").read_text(encoding="utf-8")

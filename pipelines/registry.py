@@ -1,6 +1,6 @@
 """Saved pipelines: the last 100 versions kept, per tenant; the built-in ones are read-only defaults.
 
-A pipeline is validated (bounded YAML, the tenant rules of ``pipelines.capabilities``, connections Haystack
+A pipeline is validated (bounded YAML, the tenant rules of ``ragpress.pipelines.capabilities``, connections Haystack
 accepts) before it is stored, so a bad edit never replaces a working version. Readers key their cached
 pipeline objects by (name, version): a newly saved version is used by the next request without a restart.
 """
@@ -13,20 +13,21 @@ from typing import Any
 
 import sqlalchemy as sa
 from haystack import Pipeline
-from sqlalchemy.engine import Connection, Engine
-
-from pipelines.capabilities import OfferedModels, graph_problems, offered_models, static_problems
-from pipelines.loader import (
+from ragpress.pipelines.capabilities import OfferedModels, graph_problems, offered_models, static_problems
+from ragpress.pipelines.loader import (
     BUILTIN_PIPELINES,
     PipelineInvalid,
     PipelineProblem,
     builtin_yaml,
+    current_type_names,
     line_of,
     load_pipeline,
     parse_yaml,
 )
-from ragpress.database import metadata
-from ragpress.limits import over_ceiling
+from sqlalchemy.engine import Connection, Engine
+
+from ragpress.base.database import metadata
+from ragpress.base.limits import over_ceiling
 
 pipeline_versions = sa.Table(
     "pipeline_versions", metadata,
@@ -56,7 +57,7 @@ def graph_of(pipeline: Pipeline) -> dict[str, list[dict[str, str]]]:
 
 
 def ceiling_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
-    """Init parameters above the server's cost ceilings (``ragpress.limits``)."""
+    """Init parameters above the server's cost ceilings (``ragpress.base.limits``)."""
     problems = []
     for name, spec in parse_yaml(text)["components"].items():
         for parameter, value in sorted((spec.get("init_parameters") or {}).items()):
@@ -70,10 +71,11 @@ def ceiling_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProbl
 def validate(text: str, limits: Mapping[str, int] | None = None,
              models: OfferedModels | None = None) -> tuple[Pipeline, dict[str, list[dict[str, str]]]]:
     """Build a tenant's pipeline from YAML (nothing is saved, nothing runs); raise PipelineInvalid with line and
-    field. The rules are ``pipelines.capabilities``'s; ``limits``: the server's ceilings on cost parameters
+    field. The rules are ``ragpress.pipelines.capabilities``'s; ``limits``: the server's ceilings on cost parameters
     (none when only the YAML's validity is asked); ``models``: the model names the server offers."""
     if not text.strip():
         raise PipelineInvalid([PipelineProblem("the pipeline YAML is empty", 1)])
+    text = current_type_names(text)
     data = parse_yaml(text)
     problems = static_problems(text, data, offered_models() if models is None else models)
     problems += ceiling_problems(text, limits or {})
@@ -90,7 +92,7 @@ def validate(text: str, limits: Mapping[str, int] | None = None,
 
 class PipelineRegistry:
     """``limits``: the server's ceilings on cost parameters, which a saved pipeline must stay under; ``models``:
-    the model names its pipelines may use (``pipelines.capabilities.offered_models``)."""
+    the model names its pipelines may use (``ragpress.pipelines.capabilities.offered_models``)."""
 
     def __init__(self, engine: Engine, limits: Mapping[str, int] | None = None,
                  models: OfferedModels | None = None) -> None:
@@ -111,6 +113,7 @@ class PipelineRegistry:
         return validate(text, self.limits, self.models)
 
     def save(self, tenant: str, name: str, text: str) -> dict[str, Any]:
+        text = current_type_names(text)
         self.validate(text)
         with self.engine.begin() as conn:
             names = set(conn.execute(sa.select(pipeline_versions.c.name).distinct().where(

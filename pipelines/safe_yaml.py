@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ragpress.input_limits import check_unicode
+from ragpress.base.input_limits import check_unicode
 
 MAX_YAML_BYTES = 64 * 1024
 MAX_YAML_DEPTH = 16

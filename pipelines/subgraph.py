@@ -10,8 +10,7 @@ from typing import Any
 
 import networkx as nx
 from haystack import Pipeline
-
-from pipelines.loader import load_pipeline
+from ragpress.pipelines.loader import load_pipeline
 
 
 def without(pipeline: Pipeline, excluded: set[str]) -> Pipeline:

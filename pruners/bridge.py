@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from pruners.scoring import Span
-from rerankers.lexical import query_terms, term_counts
+from ragpress.pruners.scoring import Span
+from ragpress.rerankers.lexical import query_terms, term_counts
 
 # Capitalised words and numerals: where a bridge entity shows up in English text.
 NAME_OR_NUMBER = re.compile(r"\b(?:[A-Z][\w'’-]*|\d[\d.,]*)")

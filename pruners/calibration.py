@@ -1,10 +1,10 @@
 """Calibrate the pruner's default relative sentence threshold on held-out training queries.
 
-    OMP_NUM_THREADS=1 python -m pruners.calibration --weights pruners/weights/provence-minilm
+    OMP_NUM_THREADS=1 python -m ragpress.pruners.calibration --weights pruners/weights/provence-minilm
 
-The queries are the held-out calibration share of the *train* side (``pruners.data.is_calibration``:
+The queries are the held-out calibration share of the *train* side (``ragpress.pruners.data.is_calibration``:
 never trained on, never dev). Each query's context is built as the pruning benchmark builds it
-(``bench.rerank_prune --part prune``): its gold passages plus the best MiniLM hits that are not relevant,
+(``ragpress.bench.rerank_prune --part prune``): its gold passages plus the best MiniLM hits that are not relevant,
 ``--context`` passages in all, because a relative rule depends on every passage of the call. The saved
 ``default_relative_threshold`` is the highest share of the query's best sentence score that still keeps
 ``--gold-recall`` of the held-out gold sentences (pooled over the datasets), the same recall rule that sets
@@ -20,12 +20,11 @@ import math
 from pathlib import Path
 
 import torch
+from ragpress.pruners import data, mining
+from ragpress.pruners.model import CONFIG_FILE, ProvenceModel, load
+from ragpress.pruners.scoring import score_passages
 
-from pruners import data, mining
-from pruners.model import CONFIG_FILE, ProvenceModel, load
-from pruners.scoring import score_passages
-
-logger = logging.getLogger("pruners.calibration")
+logger = logging.getLogger("ragpress.pruners.calibration")
 
 # One held-out query: its text, its context passages and, per passage, the gold sentence indices.
 Context = tuple[str, list[data.Passage], list[list[int]]]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
+from ragpress.indexers.sentences import split_sentences
+from ragpress.pruners.bridge import bridged_sentences
+from ragpress.pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
+from ragpress.pruners.scoring import Span, kept_sentences, relative_cutoff, score_passages
+from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores
 
-from indexers.sentences import split_sentences
-from pruners.bridge import bridged_sentences
-from pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
-from pruners.scoring import Span, kept_sentences, relative_cutoff, score_passages
-from pruners.sentence_fusion import SentenceFusion, fused_scores
-from ragpress.schema import SENTENCES
+from ragpress.base.roles import Role
+from ragpress.base.schema import SENTENCES
 
 # How documents are ordered, and so which top_k are kept: by the pruner's relevance, in the order they came in
 # (retrieval's), or by reciprocal-rank fusion of the two (RRF_K as in Cormack et al.'s RRF).
@@ -76,7 +77,7 @@ class ProvencePruner:
     and ``sentence_scores``. Documents are ordered as ``ranking`` says (by default by score); ``top_k``
     keeps the first, ``score_threshold`` drops documents below a relevance probability.
 
-    A sentence's score is its keep probability fused with lexical evidence (``pruners.sentence_fusion``)
+    A sentence's score is its keep probability fused with lexical evidence (``ragpress.pruners.sentence_fusion``)
     when the weights carry a fitted fusion and ``sentence_fusion`` is on, else the model's mean token keep
     probability. Sentences are kept by one of two rules on that score: ``threshold`` (absolute: score >=
     threshold) or ``relative_threshold`` (score >= ratio * the best sentence's among all documents of the
@@ -90,6 +91,8 @@ class ProvencePruner:
         result = pruner.run(query="Who wrote Hamlet?", documents=documents)
         context = [d.meta["pruned_text"] for d in result["documents"]]
     """
+
+    role: ClassVar[Role] = Role.PRUNER
 
     def __init__(
         self,
@@ -112,8 +115,8 @@ class ProvencePruner:
             best sentence's among all the documents of one call (so the best sentence is always kept).
             At most one of the two; with neither, the weights' calibrated rule (the fusion's threshold,
             ``default_relative_threshold`` or ``default_threshold`` in their config.json, each set to keep 97%
-            of the gold sentences of held-out training queries; see pruners.fit_sentence_fusion and
-            pruners.calibration).
+            of the gold sentences of held-out training queries; see ragpress.pruners.fit_sentence_fusion and
+            ragpress.pruners.calibration).
         :param top_k: return at most this many documents (None: all).
         :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
         :param max_length: tokens per window (query + passage + 3 specials); longer passages use more windows.
@@ -126,7 +129,7 @@ class ProvencePruner:
             (the pruner's relevance head), ``"input"`` (the order they came in, e.g. retrieval's; only the first
             ``top_k`` are scored, so it is also faster) or ``"fused"`` (reciprocal-rank fusion of the two).
         :param bridge: also keep a dropped sentence of another document that shares a name or number with the
-            call's best sentence, absent from the query (a multi-hop question's second hop; pruners.bridge).
+            call's best sentence, absent from the query (a multi-hop question's second hop; ragpress.pruners.bridge).
         """
         weights_path(model)
         check_rule(threshold, relative_threshold)

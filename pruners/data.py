@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexers.sentences import split_sentences
+from ragpress.indexers.sentences import split_sentences
 
 DATASETS = ("scifact", "xquad", "hotpotqa", "musique")
 DEV_PERCENT = 20

@@ -1,10 +1,10 @@
-"""Fit the sentence fusion (``pruners.sentence_fusion``) and its default threshold on held-out train queries.
+"""Fit the sentence fusion (``ragpress.pruners.sentence_fusion``) and its default threshold on held-out train queries.
 
-    OMP_NUM_THREADS=1 python -m pruners.fit_sentence_fusion --weights pruners/weights/provence-minilm
+    OMP_NUM_THREADS=1 python -m ragpress.pruners.fit_sentence_fusion --weights pruners/weights/provence-minilm
 
-The queries are the calibration share of the *train* side (``pruners.data.is_calibration``): the pruner never
+The queries are the calibration share of the *train* side (``ragpress.pruners.data.is_calibration``): the pruner never
 trained on them, so its keep and relevance scores there are what unseen queries get, and no dev query is read.
-Each query's context is its gold passages plus MiniLM hard negatives (``pruners.calibration``), as the pruning
+Each query's context is its gold passages plus MiniLM hard negatives (``ragpress.pruners.calibration``), as the pruning
 benchmark builds it. Labels are the gold sentences of all four datasets; the threshold is set on the
 human-labelled ones only (MuSiQue's are derived from answer strings and miss bridge sentences).
 
@@ -22,16 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from ragpress.pruners import data
+from ragpress.pruners.calibration import calibration_contexts, recall_quantile, start, write_config_entry
+from ragpress.pruners.model import ProvenceModel
+from ragpress.pruners.scoring import score_passages
+from ragpress.pruners.sentence_fusion import FEATURES, SentenceFusion, sentence_features
+from ragpress.rerankers import fusion
+from ragpress.rerankers.fit_fusion import fit_logistic
 
-from pruners import data
-from pruners.calibration import calibration_contexts, recall_quantile, start, write_config_entry
-from pruners.model import ProvenceModel
-from pruners.scoring import score_passages
-from pruners.sentence_fusion import FEATURES, SentenceFusion, sentence_features
-from rerankers import fusion
-from rerankers.fit_fusion import fit_logistic
-
-logger = logging.getLogger("pruners.fit_sentence_fusion")
+logger = logging.getLogger("ragpress.pruners.fit_sentence_fusion")
 
 FOLDS = 5
 L2_GRID = (1e-3, 1e-2, 1e-1)

@@ -11,10 +11,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from ragpress.pruners.data import Dataset
 
-from pruners.data import Dataset
-from ragpress.model_loading import sentence_transformer
-from ragpress.settings import get_settings
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ragpress.models import resolve
+from ragpress.base.models import resolve
 
 ADAPTER_FILE = "adapter.safetensors"
 CONFIG_FILE = "config.json"
@@ -33,11 +33,11 @@ class ProvenceConfig:
     max_length: int = 512
     max_query_tokens: int = 64
     default_threshold: float = 0.1
-    # Share of the query's best sentence score a sentence needs (see pruners.calibration); when set, it is
+    # Share of the query's best sentence score a sentence needs (see ragpress.pruners.calibration); when set, it is
     # the pruner's default rule instead of the absolute default_threshold.
     default_relative_threshold: float | None = None
-    # Weights and default threshold of pruners.sentence_fusion.SentenceFusion, fitted for these weights by
-    # pruners.fit_sentence_fusion; when present, the pruner keeps sentences by that fused score by default.
+    # Weights and default threshold of ragpress.pruners.sentence_fusion.SentenceFusion, fitted for these weights by
+    # ragpress.pruners.fit_sentence_fusion; when present, the pruner keeps sentences by that fused score by default.
     sentence_fusion: dict | None = None
     # Query isolation, interaction features and cosine fusion (see ProvenceModel); False: the plain heads.
     interaction: bool = True
@@ -153,7 +153,7 @@ class CosineFusion(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # These scalars train too, with a larger learning rate (see pruners.training).
+        # These scalars train too, with a larger learning rate (see ragpress.pruners.training).
         # Starting values put a fresh model's losses below the label prior on training windows.
         self.relevance_scale = nn.Parameter(torch.tensor(20.0))
         self.relevance_bias = nn.Parameter(torch.tensor(-14.0))

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from pruners.model import ProvenceModel
+from ragpress.pruners.model import ProvenceModel
 
 Span = tuple[int, int]
 

@@ -9,10 +9,10 @@ the best of the same call, so a cut-off on the result transfers across queries:
 - ``passage_keep``: the best keep logit inside the sentence's passage minus the call's best;
 - ``relevance``: the passage's relevance logit minus the call's best passage relevance logit;
 - ``sentence_lexical``: the query's BM25 match with the sentence, IDF taken over the call's sentences
-  (``rerankers.lexical``), as a share of the best sentence's;
+  (``ragpress.rerankers.lexical``), as a share of the best sentence's;
 - ``passage_lexical``: the same over the call's passages.
 
-Weights and the default threshold are fitted on held-out train queries (``pruners.fit_sentence_fusion``) and
+Weights and the default threshold are fitted on held-out train queries (``ragpress.pruners.fit_sentence_fusion``) and
 live in the pruner weights' config.json under ``sentence_fusion``.
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pruners.scoring import PassageScores, Span
-from rerankers import fusion, lexical
+from ragpress.pruners.scoring import PassageScores, Span
+from ragpress.rerankers import fusion, lexical
 
 FEATURES = ("keep", "passage_keep", "relevance", "sentence_lexical", "passage_lexical")
 

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ragpress import models
-from ragpress.settings import get_settings
+from ragpress.base import models
+from ragpress.base.settings import get_settings
 
 app = typer.Typer(help="ragpress: retrieval-augmented generation that reads less and reuses its work.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -65,8 +65,8 @@ def models_calibrate(model: str = typer.Argument("SmolLM2-135M-Instruct", help="
                      data: Path = typer.Option(None, help="Folder with xquad_en/ and hipporag_mini/.")) -> None:
     """Pick the KV generator's APE temperature and scale on dev questions; store them in the server's
     KV store, where the generator reads them."""
-    from generators.kv_calibration import calibrate
-    from generators.kv_scoring import DATASETS
+    from ragpress.generators.kv_calibration import calibrate
+    from ragpress.generators.kv_scoring import DATASETS
 
     try:
         result = calibrate(model, None, questions, objective=objective, data=data or DATASETS)
@@ -149,8 +149,8 @@ def jobs_cancel(job_id: str, server: str = typer.Option(None, help="Server URL."
 
 # --- keys -----------------------------------------------------------------------------------------
 def _key_store() -> Any:
-    from ragpress.api_keys import KeyStore
-    from ragpress.database import make_engine
+    from ragpress.base.api_keys import KeyStore
+    from ragpress.base.database import make_engine
 
     return KeyStore(make_engine(get_settings().resolved_database_url))
 
@@ -207,9 +207,9 @@ def _print_problems(problems: list[dict[str, Any]]) -> None:
 def pipeline_validate(file: Path) -> None:
     """Validate a YAML file (syntax, allowed components, connections, this configuration's cost ceilings)
     without saving it."""
-    from pipelines.loader import PipelineInvalid
-    from pipelines.registry import validate
-    from ragpress.limits import ceilings
+    from ragpress.base.limits import ceilings
+    from ragpress.pipelines.loader import PipelineInvalid
+    from ragpress.pipelines.registry import validate
 
     text = file.read_text(encoding="utf-8")
     try:
@@ -258,7 +258,7 @@ def serve(host: str = typer.Option(None, help="Bind address (default from settin
     """Run the API server; in the embedded default it also runs the workers and owns the index."""
     import uvicorn
 
-    from api.app import create_app
+    from ragpress.api.app import create_app
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -275,8 +275,8 @@ def worker(concurrency: int = typer.Option(1, help="Worker threads in this proce
     if not settings.broker_url:
         _fail("`ragpress worker` needs a broker: set REDIS_URL (or RAGPRESS_BROKER_URL). "
               "In the embedded default `ragpress serve` runs the workers itself.")
-    from workers import runtime
-    from workers.celery_app import get_celery
+    from ragpress.workers import runtime
+    from ragpress.workers.celery_app import get_celery
 
     runtime.declare_index_owner(settings.qdrant_url is not None)
     get_celery().worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", "threads",
@@ -286,7 +286,7 @@ def worker(concurrency: int = typer.Option(1, help="Worker threads in this proce
 
 # --- ingest and query -----------------------------------------------------------------------------
 def _read_documents(paths: list[Path]) -> list[dict[str, Any]]:
-    from indexers.converters import ConversionError, content_type_for, pdf_to_text
+    from ragpress.indexers.converters import ConversionError, content_type_for, pdf_to_text
 
     files: list[Path] = []
     for path in paths:
@@ -386,7 +386,7 @@ class _Embedded:
         self.service.start()
 
     def ingest(self, collection: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
-        from ragpress import schema
+        from ragpress.base import schema
         from ragpress.service import IncomingDocument
 
         incoming = [IncomingDocument(text=d["text"], id=d["id"], meta=d["meta"]) for d in documents]
@@ -397,7 +397,7 @@ class _Embedded:
                                      on_progress=lambda j: bar.update(task, completed=j["done"] + j["failed"]))
 
     def query(self, collection: str, text: str, options: dict[str, Any]) -> dict[str, Any]:
-        from ragpress import schema
+        from ragpress.base import schema
         from ragpress.service import QueryRequest
 
         return self.service.query(schema.DEFAULT_TENANT, collection, QueryRequest(query=text, **options))
@@ -405,8 +405,8 @@ class _Embedded:
 
 def _with_backend(server: str | None, action: Any) -> Any:
     """Use the server when one answers (it owns the index); otherwise run embedded in this process."""
+    from ragpress.base.document_stores import IndexUnavailable
     from ragpress.client import ServerError
-    from ragpress.document_stores import IndexUnavailable
     from ragpress.service import InvalidRequest, NotFound
 
     remote = _Remote(_server_url(server))

@@ -18,25 +18,25 @@ from haystack import Document
 from haystack.core.errors import PipelineRuntimeError
 from haystack.errors import FilterError
 
-from generators.prompting import passage_text
-from generators.remote_generator import RemoteGeneratorError
-from indexers.chunk_writer import retire_units
-from pipelines.capabilities import SERVER_INPUTS, offered_models
-from pipelines.loader import PipelineInvalid, PipelineProblem
-from pipelines.param_types import value_problem
-from pipelines.registry import PipelineRegistry, ceiling_problems, validate
-from pipelines.stage_timer import timed_run
-from pipelines.subgraph import inputs_for, without
-from ragpress import schema
-from ragpress.api_keys import KeyStore
-from ragpress.document_stores import scope_filters, shared_store
-from ragpress.limits import ceilings, over_ceiling
-from ragpress.model_loading import causal_lm
-from ragpress.settings import Settings
-from workers import runtime
-from workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
-from workers.embedded_worker import EmbeddedWorker
-from workers.job_store import JobStore
+from ragpress.base import schema
+from ragpress.base.api_keys import KeyStore
+from ragpress.base.document_stores import scope_filters, shared_store
+from ragpress.base.limits import ceilings, over_ceiling
+from ragpress.base.model_loading import causal_lm
+from ragpress.base.settings import Settings
+from ragpress.generators.prompting import passage_text
+from ragpress.generators.remote_generator import RemoteGeneratorError
+from ragpress.indexers.chunk_writer import retire_units
+from ragpress.pipelines.capabilities import SERVER_INPUTS, offered_models
+from ragpress.pipelines.loader import PipelineInvalid, PipelineProblem
+from ragpress.pipelines.param_types import value_problem
+from ragpress.pipelines.registry import PipelineRegistry, ceiling_problems, validate
+from ragpress.pipelines.stage_timer import timed_run
+from ragpress.pipelines.subgraph import inputs_for, without
+from ragpress.workers import runtime
+from ragpress.workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
+from ragpress.workers.embedded_worker import EmbeddedWorker
+from ragpress.workers.job_store import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Service:
                 queues.append(INGEST_QUEUE)
             self._worker = EmbeddedWorker(get_celery(), queues, self.settings.worker_threads)
             self._worker.start()
-            from workers.recovery import recover_interrupted_jobs  # imports the tasks, as submit() does
+            from ragpress.workers.recovery import recover_interrupted_jobs  # imports the tasks, as submit() does
 
             recover_interrupted_jobs(self.settings)
 
@@ -114,7 +114,7 @@ class Service:
     def submit(self, tenant: str, collection: str, documents: list[IncomingDocument],
                kv_precompute: str | None = None) -> str:
         """Queue documents for indexing; ``kv_precompute`` (if given) sets the collection's option first."""
-        from workers.tasks import enqueue_job
+        from ragpress.workers.tasks import enqueue_job
 
         if kv_precompute is not None:
             self.set_collection_options(tenant, collection, kv_precompute)
@@ -193,7 +193,7 @@ class Service:
 
     def set_collection_options(self, tenant: str, name: str, kv_precompute: str | None) -> dict[str, Any]:
         """Create the collection if needed and set its options (None: follow the server default)."""
-        from workers.kv_follow_up import KV_PRECOMPUTE_MODES
+        from ragpress.workers.kv_follow_up import KV_PRECOMPUTE_MODES
 
         if kv_precompute is not None and kv_precompute not in KV_PRECOMPUTE_MODES:
             raise ValueError(f"kv_precompute must be one of {KV_PRECOMPUTE_MODES}")
@@ -315,7 +315,7 @@ class Service:
 def _free_kv_states(tenant: str, collection: str, doc_id: str) -> None:
     """Cached KV states are content-addressed, so stale ones are never used; this only frees their bytes,
     and a KV store that is down must not fail the delete."""
-    from workers.kv_follow_up import free_document_kv
+    from ragpress.workers.kv_follow_up import free_document_kv
 
     try:
         free_document_kv(tenant, collection, doc_id)

@@ -1,6 +1,6 @@
-"""Fit the fusion reranker's weights (``rerankers.fusion``) on SciFact TRAIN claims; dev claims are never read.
+"""Fit the fusion reranker's weights (``ragpress.rerankers.fusion``) on SciFact TRAIN claims; dev claims are never read.
 
-    OMP_NUM_THREADS=1 python -m rerankers.fit_fusion --out rerankers/weights/fusion-minilm.json
+    OMP_NUM_THREADS=1 python -m ragpress.rerankers.fit_fusion --out rerankers/weights/fusion-minilm.json
 
 Candidates are each claim's MiniLM top ``--depth`` (what the reranker sees at query time), labels the qrels.
 A fixed share of the train claims (by hash) is held out to choose the feature set and the L2 strength by
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ragpress.pruners import data, mining
+from ragpress.rerankers import fusion, lexical
 
-from pruners import data, mining
-from ragpress.model_loading import sentence_transformer
-from ragpress.settings import get_settings
-from rerankers import fusion, lexical
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 The signals are ones dense retrieval alone lacks or only approximates: the bi-encoder cosine (retrieval's own
 score, recomputed so any retriever's list can be reranked), a lexical match of the query's rare terms over
-the candidate list (``rerankers.lexical``) and, optionally, the Provence model's relevance logit. Their
-weights are a logistic model fitted on SciFact train claims (``rerankers.fit_fusion``) and live in a small
+the candidate list (``ragpress.rerankers.lexical``) and, optionally, the Provence model's relevance logit. Their
+weights are a logistic model fitted on SciFact train claims (``ragpress.rerankers.fit_fusion``) and live in a small
 JSON file, so the shared encoder and the pruner's weights are untouched.
 """
 
@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from rerankers import lexical
+from ragpress.rerankers import lexical
 
 FUSION_FILE_KIND = "ragpress-fusion"
 DEFAULT_FUSION_NAME = "ragpress-fusion-minilm"
@@ -122,7 +121,7 @@ class LogisticWeights(Protocol):
 
 
 def combine(weights: LogisticWeights, features: dict[str, list[float]]) -> list[float]:
-    """The fused probability of each item (passages here; sentences for ``pruners.sentence_fusion``)."""
+    """The fused probability of each item (passages here; sentences for ``ragpress.pruners.sentence_fusion``)."""
     count = len(next(iter(features.values())))
     logits = [weights.bias + sum(w * features[f][i] for f, w in weights.weights.items()) for i in range(count)]
     return [1 / (1 + math.exp(-min(max(z, -50.0), 50.0))) for z in logits]

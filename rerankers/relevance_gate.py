@@ -4,22 +4,23 @@ After reranking, a passage's score is a relevance probability. When none clears 
 passes no passages, the generator answers that the documents do not hold the answer without being
 called, and ``abstain_reason`` says why (the "sufficient context" idea: a model handed irrelevant
 context guesses). With ``sufficiency`` it also asks a small learned model whether the evidence answers,
-from several signals at once (``rerankers.sufficiency``), and abstains when it judges it does not.
+from several signals at once (``ragpress.rerankers.sufficiency``), and abstains when it judges it does not.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
+from ragpress.rerankers.sufficiency import SufficiencyWeights, evidence_features
 
-from ragpress.model_loading import sentence_transformer
-from rerankers.sufficiency import SufficiencyWeights, evidence_features
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.roles import Role
 
 NO_RELEVANT_PASSAGE = "no_relevant_passage"
 NO_RELEVANT_SENTENCE = "no_relevant_sentence"
 INSUFFICIENT_EVIDENCE = "insufficient_evidence"
-SENTENCE_SCORES = "sentence_scores"  # written by pruners.component.ProvencePruner
+SENTENCE_SCORES = "sentence_scores"  # written by ragpress.pruners.component.ProvencePruner
 
 
 @component
@@ -31,7 +32,7 @@ class RelevanceGate:
     answers. Documents without sentence scores do not count as evidence for that check.
 
     With ``sufficiency`` (``"ragpress-sufficiency-minilm"``, the shipped weights, or a weights file from
-    ``python -m rerankers.fit_sufficiency``) it needs the ``query`` too and abstains when the model's
+    ``python -m ragpress.rerankers.fit_sufficiency``) it needs the ``query`` too and abstains when the model's
     probability that the documents answer it is below ``min_sufficiency`` (default: the file's threshold).
 
     Usage:
@@ -43,8 +44,10 @@ class RelevanceGate:
         'insufficient_evidence'
     """
 
+    role: ClassVar[Role] = Role.GATE
+
     # The shipped pruner's floor, as pipelines/pruned.yaml ranks (the first 5 hits): the highest that wrongly
-    # abstains on at most 5% of held-out answerable train questions (python -m bench.gate_threshold;
+    # abstains on at most 5% of held-out answerable train questions (python -m ragpress.bench.gate_threshold;
     # docs/benchmarks.md). Another reranker needs its own.
     def __init__(
         self,

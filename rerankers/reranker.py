@@ -4,15 +4,16 @@ relevance head, or any sentence-transformers cross-encoder."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
+from ragpress.pruners.component import check_range, check_top_k, document_spans, select
+from ragpress.pruners.model import DEFAULT_MODEL_NAME, is_weights_dir, load_shared
+from ragpress.pruners.scoring import score_passages
+from ragpress.rerankers import fusion, lexical
 
-from pruners.component import check_range, check_top_k, document_spans, select
-from pruners.model import DEFAULT_MODEL_NAME, is_weights_dir, load_shared
-from pruners.scoring import score_passages
-from ragpress.models import resolve
-from rerankers import fusion, lexical
+from ragpress.base.models import resolve
+from ragpress.base.roles import Role
 
 
 def is_ragpress_model(model: str) -> bool:
@@ -30,7 +31,7 @@ class Reranker:
 
     ``model`` is ``"ragpress-fusion-minilm"`` (the default: a logistic fusion of the bundled MiniLM's cosine
     with a BM25 match of the query's rare terms over the candidates, weights fitted on SciFact train claims;
-    see ``rerankers.fusion``) or a JSON file of such weights, ``"ragpress-provence-minilm"`` (the shipped
+    see ``ragpress.rerankers.fusion``) or a JSON file of such weights, ``"ragpress-provence-minilm"`` (the shipped
     adapter on the bundled MiniLM, the same model as ``ProvencePruner``) or a directory of such weights, or
     any sentence-transformers CrossEncoder id or directory (resolved through ragpress's model registry; fetch
     hub models with ``ragpress models fetch``).
@@ -41,6 +42,8 @@ class Reranker:
         reranker.warm_up()
         best = reranker.run(query="Who wrote Hamlet?", documents=documents)["documents"]
     """
+
+    role: ClassVar[Role] = Role.RANKER
 
     def __init__(
         self,
@@ -85,7 +88,7 @@ class Reranker:
         if is_fusion_model(self.model):
             self._warm_up_fusion()
         elif is_ragpress_model(self.model):
-            from pruners.component import weights_path
+            from ragpress.pruners.component import weights_path
 
             self._backend, self._tokenizer = load_shared(weights_path(self.model), self.quantize)
         else:
@@ -96,11 +99,11 @@ class Reranker:
             )
 
     def _warm_up_fusion(self) -> None:
-        from ragpress.model_loading import sentence_transformer
+        from ragpress.base.model_loading import sentence_transformer
 
         weights = fusion.FusionWeights.load(fusion.fusion_path(self.model))
         if weights.needs_relevance:
-            from pruners.component import weights_path
+            from ragpress.pruners.component import weights_path
 
             self._relevance_model = load_shared(weights_path(DEFAULT_MODEL_NAME), self.quantize)
         self._fusion = weights

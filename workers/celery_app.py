@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from ragpress.settings import Settings, get_settings
+from ragpress.base.settings import Settings, get_settings
 
 INGEST_QUEUE = "ingest"
 INDEX_QUEUE = "index"
@@ -20,13 +20,13 @@ _app: Celery | None = None
 def make_celery(settings: Settings) -> Celery:
     broker = settings.broker_url or "memory://"
     backend = settings.broker_url if broker.startswith(("redis://", "rediss://")) else "cache+memory://"
-    app = Celery("ragpress", broker=broker, backend=backend, include=["workers.tasks"])
+    app = Celery("ragpress", broker=broker, backend=backend, include=["ragpress.workers.tasks"])
     app.conf.update(
         task_acks_late=True,  # a task killed mid-way is redelivered, not lost
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a long batch must not hold others hostage in a dead worker
         task_default_queue=INGEST_QUEUE,
-        task_routes={"workers.tasks.write_units": {"queue": INDEX_QUEUE}},
+        task_routes={"ragpress.workers.tasks.write_units": {"queue": INDEX_QUEUE}},
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

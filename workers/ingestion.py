@@ -18,12 +18,12 @@ from typing import Any
 import kombu.exceptions
 import sqlalchemy.exc
 from haystack import Document
+from ragpress.indexers.chunk_writer import ChunkWriter
+from ragpress.indexers.converters import TextConverter
+from ragpress.pipelines.subgraph import components_of_type, upstream_of, without
+from ragpress.workers.job_store import JobStore, PendingDocument
 
-from indexers.chunk_writer import ChunkWriter
-from indexers.converters import TextConverter
-from pipelines.subgraph import components_of_type, upstream_of, without
-from ragpress import schema
-from workers.job_store import JobStore, PendingDocument
+from ragpress.base import schema
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def source_documents(tenant: str, collection: str, pending: list[PendingDocument
 def writer_name(pipeline: Any) -> str:
     names = components_of_type(pipeline, ChunkWriter)
     if len(names) != 1:
-        raise ValueError("An ingestion pipeline needs exactly one indexers.chunk_writer.ChunkWriter.")
+        raise ValueError("An ingestion pipeline needs exactly one ragpress.indexers.chunk_writer.ChunkWriter.")
     return names[0]
 
 

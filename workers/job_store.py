@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ragpress.database import make_engine, metadata
+from ragpress.base.database import make_engine, metadata
 
 jobs = sa.Table(
     "jobs", metadata,

@@ -17,16 +17,16 @@ import logging
 from typing import Any
 
 from haystack import Document
+from ragpress.workers.job_store import JobStore
 from sqlalchemy.engine import Engine
 
-from ragpress import schema
-from ragpress.settings import get_settings
-from workers.job_store import JobStore
+from ragpress.base import schema
+from ragpress.base.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 KV_PRECOMPUTE_MODES = ("lazy", "eager")
-KV_GENERATOR_TYPE = "generators.kv_generator.KVCacheGenerator"
+KV_GENERATOR_TYPE = "ragpress.generators.kv_generator.KVCacheGenerator"
 KV_SETTINGS = ("model", "store", "quantization", "system_prompt")  # what a stored entry's key depends on
 KV_LEVELS = (None, "chunk")
 MAX_KV_CONFIGS = 4  # the units a KV pipeline retrieves and loads states for
@@ -40,10 +40,10 @@ def kv_configs(engine: Engine, tenant: str) -> list[dict[str, Any]]:
     """The distinct KV settings of the tenant's pipelines that load cached states: of versions that meet
     today's pipeline rules only (an older one could name a store or model the server no longer allows), and at
     most ``MAX_KV_CONFIGS`` of them, since each is computed for every document ingested."""
-    from generators.kv_generator import KVCacheGenerator
-    from pipelines.capabilities import offered_models, static_problems
-    from pipelines.loader import PipelineInvalid, parse_yaml
-    from pipelines.registry import PipelineRegistry
+    from ragpress.generators.kv_generator import KVCacheGenerator
+    from ragpress.pipelines.capabilities import offered_models, static_problems
+    from ragpress.pipelines.loader import PipelineInvalid, parse_yaml
+    from ragpress.pipelines.registry import PipelineRegistry
 
     defaults = {name: parameter.default for name, parameter in
                 inspect.signature(KVCacheGenerator.__init__).parameters.items() if name in KV_SETTINGS}
@@ -93,7 +93,7 @@ def follow_up_items(sources: list[Document], units: list[Document], eager: bool)
 
 def run_follow_up(store: JobStore, job_id: str, tenant: str, collection: str, items: list[dict[str, Any]]) -> None:
     """Free each document's previous states; when the items carry text (eager), compute and store the new ones."""
-    from generators.kv_context import invalidate_document_kv, kv_owner
+    from ragpress.generators.kv_context import invalidate_document_kv, kv_owner
 
     configs = kv_configs(store.engine, tenant)
     for item in items:
@@ -118,7 +118,7 @@ def run_follow_up(store: JobStore, job_id: str, tenant: str, collection: str, it
 
 def _precompute(item: dict[str, Any], owner: str, configs: list[dict[str, Any]]) -> tuple[int, list[str]]:
     """Entries stored for every KV configuration, each on its own: one bad configuration spoils no other."""
-    from generators.kv_context import precompute_document_kv
+    from ragpress.generators.kv_context import precompute_document_kv
 
     spans = sorted({(int(start), int(end)) for start, end in item["spans"]})
     stored, errors = 0, []
@@ -133,8 +133,8 @@ def _precompute(item: dict[str, Any], owner: str, configs: list[dict[str, Any]])
 
 def free_document_kv(tenant: str, collection: str, doc_id: str) -> int:
     """Drop a deleted document's states from every store a pipeline of the tenant reads; returns how many."""
-    from generators.kv_context import invalidate_document_kv, kv_owner
-    from workers import runtime
+    from ragpress.generators.kv_context import invalidate_document_kv, kv_owner
+    from ragpress.workers import runtime
 
     owner = kv_owner(tenant, collection, doc_id)
     configs = kv_configs(runtime.job_store().engine, tenant)

@@ -8,13 +8,13 @@ from typing import Any
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
 from haystack import Document
+from ragpress.workers import runtime
+from ragpress.workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
+from ragpress.workers.ingestion import TRANSIENT, failure_reason, is_transient, process_batch, write_handed_off
+from ragpress.workers.job_store import FAILED
+from ragpress.workers.kv_follow_up import follow_up_items, kv_mode, run_follow_up
 
-from ragpress.settings import get_settings
-from workers import runtime
-from workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
-from workers.ingestion import TRANSIENT, failure_reason, is_transient, process_batch, write_handed_off
-from workers.job_store import FAILED
-from workers.kv_follow_up import follow_up_items, kv_mode, run_follow_up
+from ragpress.base.settings import get_settings
 
 logger = logging.getLogger(__name__)
 app = get_celery()
@@ -27,7 +27,7 @@ _RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": _BACKOFF_S, "retry_backof
           "retry_jitter": True, "max_retries": _MAX_RETRIES}
 
 
-@app.task(name="workers.tasks.ingest_batch", bind=True, acks_late=True, max_retries=_MAX_RETRIES)
+@app.task(name="ragpress.workers.tasks.ingest_batch", bind=True, acks_late=True, max_retries=_MAX_RETRIES)
 def ingest_batch(self: Task, job_id: str, seqs: list[int]) -> None:
     store = runtime.job_store()
     try:
@@ -40,7 +40,7 @@ def ingest_batch(self: Task, job_id: str, seqs: list[int]) -> None:
         _fail_unfinished(job_id, seqs, exc)
 
 
-@app.task(name="workers.tasks.write_units", bind=True, acks_late=True, max_retries=_MAX_RETRIES)
+@app.task(name="ragpress.workers.tasks.write_units", bind=True, acks_late=True, max_retries=_MAX_RETRIES)
 def write_units(self: Task, job_id: str, units: list[dict[str, Any]], done: dict[str, int]) -> None:
     try:
         write_handed_off(runtime.job_store(), job_id, units, {int(k): v for k, v in done.items()})
@@ -70,7 +70,7 @@ def _hand_off(job_id: str, units: list[dict[str, Any]], done: dict[int, int]) ->
     write_units.apply_async(args=(job_id, units, {str(k): v for k, v in done.items()}), queue=INDEX_QUEUE)
 
 
-@app.task(name="workers.tasks.kv_follow_up", bind=True, acks_late=True, **_RETRY)
+@app.task(name="ragpress.workers.tasks.kv_follow_up", bind=True, acks_late=True, **_RETRY)
 def kv_follow_up(self: Task, job_id: str, tenant: str, collection: str, items: list[dict[str, Any]]) -> None:
     run_follow_up(runtime.job_store(), job_id, tenant, collection, items)
 

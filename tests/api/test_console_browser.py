@@ -53,23 +53,23 @@ PRUNED_PIPELINE = """\
 # Query with pruning: retrieve, keep only the sentences the question needs, answer from them.
 components:
   embedder:
-    type: indexers.embedders.QueryEmbedder
+    type: ragpress.indexers.embedders.QueryEmbedder
     init_parameters:
       model: all-MiniLM-L6-v2
       batch_size: 32
       normalize: true
   retriever:
-    type: indexers.retrievers.ScopedEmbeddingRetriever
+    type: ragpress.indexers.retrievers.ScopedEmbeddingRetriever
     init_parameters:
       top_k: 6
       level: chunk
   pruner:
-    type: pruners.component.ProvencePruner
+    type: ragpress.pruners.component.ProvencePruner
     init_parameters:
       model: ragpress-provence-minilm
       top_k: 3
   generator:
-    type: generators.local_generator.LocalGenerator
+    type: ragpress.generators.local_generator.LocalGenerator
     init_parameters:
       model: SmolLM2-135M-Instruct
       max_new_tokens: 48
@@ -83,7 +83,7 @@ connections:
     receiver: generator.documents
 metadata: {}
 """
-PRUNER_TYPE = "pruners.component.ProvencePruner"
+PRUNER_TYPE = "ragpress.pruners.component.ProvencePruner"
 PRUNER_TYPE_LINE = PRUNED_PIPELINE.splitlines().index(f"    type: {PRUNER_TYPE}") + 1
 
 

@@ -17,7 +17,7 @@ import pytest
 from input_cases import meta_at_every_limit
 from support import ServerProcess, serving, wait_for_job
 
-from ragpress.input_limits import (
+from ragpress.base.input_limits import (
     MAX_INT,
     MAX_JSON_DEPTH,
     MAX_META_BYTES,
@@ -190,7 +190,7 @@ def test_a_very_deep_json_body_is_a_400_naming_the_limit(client: httpx.Client, c
 
 
 def test_pipeline_yaml_escaping_a_lone_surrogate_is_a_4xx(client: httpx.Client) -> None:
-    text = b'components:\n  "\\ud800":\n    type: indexers.embedders.QueryEmbedder\n'
+    text = b'components:\n  "\\ud800":\n    type: ragpress.indexers.embedders.QueryEmbedder\n'
     checked = client.post("/v1/pipelines/fz-surrogate/validate", content=text)
     assert checked.status_code == 200 and "lone surrogate" in checked.json()["problems"][0]["message"]
     assert client.put("/v1/pipelines/fz-surrogate", content=text).status_code == 422

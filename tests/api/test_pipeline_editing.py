@@ -25,7 +25,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_a_bad_edit_is_refused_with_its_line_and_never_replaces_the_working_pipeline(client: httpx.Client) -> None:
     original = client.get("/v1/pipelines/query").json()
-    bad = original["yaml"].replace("indexers.retrievers.ScopedEmbeddingRetriever", "os.system")
+    bad = original["yaml"].replace("ragpress.indexers.retrievers.ScopedEmbeddingRetriever", "os.system")
     response = client.put("/v1/pipelines/query", content=bad, headers=YAML)
     assert response.status_code == 422
     problem = response.json()["error"]["problems"][0]

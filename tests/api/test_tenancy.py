@@ -9,8 +9,8 @@ import httpx
 import pytest
 from support import ServerProcess, wait_for_job
 
-from ragpress.api_keys import KeyStore
-from ragpress.database import make_engine
+from ragpress.base.api_keys import KeyStore
+from ragpress.base.database import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

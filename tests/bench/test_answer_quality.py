@@ -1,9 +1,8 @@
 """The answerable / gold-removed contexts every abstention benchmark and the gate's fits are built from."""
 
 import pytest
-
-from bench.answer_quality import question_contexts
-from pruners.data import Dataset, Passage, Query
+from ragpress.bench.answer_quality import question_contexts
+from ragpress.pruners.data import Dataset, Passage, Query
 
 pytestmark = pytest.mark.integration
 

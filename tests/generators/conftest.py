@@ -1,8 +1,7 @@
 import pytest
-
-from generators import parallel_attention
-from generators.kv_context import KVContextBuilder
-from generators.kv_store import LocalKVStore
+from ragpress.generators import parallel_attention
+from ragpress.generators.kv_context import KVContextBuilder
+from ragpress.generators.kv_store import LocalKVStore
 
 ARCHITECTURES = ["SmolLM2-135M-Instruct", "gemma-3-270m"]
 

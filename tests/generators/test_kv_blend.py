@@ -3,9 +3,8 @@
 import pytest
 import torch
 from haystack import Document
-
-from generators.kv_blend import deviations, recompute, select
-from generators.prompting import build_prompt
+from ragpress.generators.kv_blend import deviations, recompute, select
+from ragpress.generators.prompting import build_prompt
 
 from .conftest import ARCHITECTURES
 

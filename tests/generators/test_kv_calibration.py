@@ -2,9 +2,8 @@
 
 import pytest
 from haystack import Document
-
-from generators.kv_calibration import measure, prepare
-from generators.kv_scoring import Example
+from ragpress.generators.kv_calibration import measure, prepare
+from ragpress.generators.kv_scoring import Example
 
 from .conftest import DOCUMENT
 

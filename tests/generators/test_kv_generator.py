@@ -4,12 +4,12 @@ import logging
 
 import pytest
 from haystack import Document, Pipeline
+from ragpress.generators.kv_context import builder_for
+from ragpress.generators.kv_generator import SHIPPED_CALIBRATIONS, KVCacheGenerator, calibration_name
+from ragpress.generators.kv_store import LocalKVStore, open_store
+from ragpress.generators.local_generator import LocalGenerator
 
-from generators.kv_context import builder_for
-from generators.kv_generator import SHIPPED_CALIBRATIONS, KVCacheGenerator, calibration_name
-from generators.kv_store import LocalKVStore, open_store
-from generators.local_generator import LocalGenerator
-from ragpress.schema import CONTENT_HASH, DOC_ID, END, START, content_hash
+from ragpress.base.schema import CONTENT_HASH, DOC_ID, END, START, content_hash
 
 from .conftest import DOCUMENT, SPANS
 
@@ -38,7 +38,7 @@ def generator(store_config, **kwargs) -> KVCacheGenerator:
 
 
 def test_precomputed_chunks_are_loaded_not_re_read_and_the_reply_streams(store_config):
-    from generators.kv_context import invalidate_document_kv, precompute_document_kv
+    from ragpress.generators.kv_context import invalidate_document_kv, precompute_document_kv
 
     assert precompute_document_kv(DOCUMENT, chunks(), doc_id="eiffel", store=store_config) == 2
     streamed = []
@@ -125,7 +125,7 @@ def test_the_component_round_trips_through_pipeline_yaml(store_config):
     pipeline.add_component("generator", KVCacheGenerator(store=store_config, quantization="int4",
                                                          temperature=0.8, scale=0.95, on_miss="prefill",
                                                          blend_share=0.1))
-    loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["generators"])
+    loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["ragpress"])
     restored = loaded.get_component("generator")
     assert isinstance(restored, KVCacheGenerator)
     assert restored.to_dict() == pipeline.get_component("generator").to_dict()

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-
-from generators import kv_quantization
-from generators.kv_quantization import dequantize, dequantize_into, quantize, stored_bytes
+from ragpress.generators import kv_quantization
+from ragpress.generators.kv_quantization import dequantize, dequantize_into, quantize, stored_bytes
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,7 @@ import time
 
 import pytest
 import torch
-
-from generators.kv_store import (
+from ragpress.generators.kv_store import (
     CorruptEntry,
     KVEntry,
     LocalKVStore,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
-
-from generators.local_generator import LocalGenerator, says_no_answer
-from pipelines.loader import load_pipeline
+from ragpress.generators.local_generator import LocalGenerator, says_no_answer
+from ragpress.pipelines.loader import load_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -64,8 +63,8 @@ def test_yaml_round_trip_keeps_the_parameters() -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize("kind", ["local", "kv", "remote"])
 def test_a_run_time_max_new_tokens_is_checked_like_the_init_value(kind: str) -> None:
-    from generators.kv_generator import KVCacheGenerator
-    from generators.remote_generator import RemoteGenerator
+    from ragpress.generators.kv_generator import KVCacheGenerator
+    from ragpress.generators.remote_generator import RemoteGenerator
 
     make = {"local": LocalGenerator, "kv": KVCacheGenerator,
             "remote": lambda: RemoteGenerator(base_url="http://127.0.0.1:9/v1", model="m")}[kind]

@@ -22,14 +22,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from haystack import Document, Pipeline
 from haystack.utils import Secret
+from ragpress.generators.decoding import greedy_decode
+from ragpress.generators.local_generator import LocalGenerator
+from ragpress.generators.remote_generator import API_KEY_ENV, RemoteGenerator, RemoteGeneratorError
+from ragpress.pipelines.loader import builtin_yaml, load_pipeline
+from ragpress.pipelines.registry import validate
 from support import free_port
 
-from generators.decoding import greedy_decode
-from generators.local_generator import LocalGenerator
-from generators.remote_generator import API_KEY_ENV, RemoteGenerator, RemoteGeneratorError
-from pipelines.loader import builtin_yaml, load_pipeline
-from pipelines.registry import validate
-from ragpress.model_loading import causal_lm
+from ragpress.base.model_loading import causal_lm
 
 pytestmark = pytest.mark.integration
 
@@ -249,7 +249,7 @@ def test_yaml_round_trip_keeps_parameters_and_never_the_key(monkeypatch: pytest.
 
 
 def test_the_builtin_remote_pipeline_takes_the_servers_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ragpress.settings import get_settings
+    from ragpress.base.settings import get_settings
 
     generator = load_pipeline(builtin_yaml("remote")).get_component("generator")
     monkeypatch.setenv("RAGPRESS_REMOTE_GENERATOR_URL", "http://gpu-box:8000/v1")
@@ -262,7 +262,7 @@ def test_the_builtin_remote_pipeline_takes_the_servers_url(monkeypatch: pytest.M
 
 
 def test_a_tenant_pipeline_cannot_choose_the_server_or_the_key() -> None:
-    from pipelines.loader import PipelineInvalid
+    from ragpress.pipelines.loader import PipelineInvalid
 
     yaml_text = builtin_yaml("remote").replace("      model: SmolLM2", "      base_url: http://evil:1/v1\n"
                                                                       "      model: SmolLM2")

@@ -1,11 +1,11 @@
-"""Inputs at the limits of ``ragpress.input_limits``, shared by the unit tests and the API round trip."""
+"""Inputs at the limits of ``ragpress.base.input_limits``, shared by the unit tests and the API round trip."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from ragpress.input_limits import MAX_INT, MAX_META_BYTES, MAX_META_KEY_CHARS, MAX_META_KEYS, MIN_INT
+from ragpress.base.input_limits import MAX_INT, MAX_META_BYTES, MAX_META_KEY_CHARS, MAX_META_KEYS, MIN_INT
 
 
 def meta_size(meta: dict[str, Any]) -> int:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
+from ragpress.indexers.context_expander import MultiScaleExpander, estimate_tokens, merge_adjacent
+from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter
+from ragpress.pipelines.loader import load_pipeline
 
-from indexers.context_expander import MultiScaleExpander, estimate_tokens, merge_adjacent
-from indexers.multi_scale_splitter import MultiScaleSplitter
-from pipelines.loader import load_pipeline
-from ragpress import schema
-from ragpress.document_stores import scope_filters, shared_store
+from ragpress.base import schema
+from ragpress.base.document_stores import scope_filters, shared_store
 
 SCOPE = schema.Scope("t-expand", "c-expand")
 TEXT = (

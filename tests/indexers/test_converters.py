@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document
-
-from indexers.converters import ConversionError, TextConverter, convert
-from pipelines.loader import load_pipeline
+from ragpress.indexers.converters import ConversionError, TextConverter, convert
+from ragpress.pipelines.loader import load_pipeline
 
 pytestmark = pytest.mark.unit
 

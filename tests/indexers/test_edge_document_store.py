@@ -20,10 +20,10 @@ from haystack import Document, Pipeline
 from haystack.core.errors import DeserializationError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
+from ragpress.indexers.edge_retrievers import EdgeEmbeddingRetriever, EdgeHybridRetriever, EdgeSparseEmbeddingRetriever
 
-from indexers.edge_document_store import EdgeDocumentStore, EdgeStoreError
-from indexers.edge_lock import IndexLockedError, owner_pid
-from indexers.edge_retrievers import EdgeEmbeddingRetriever, EdgeHybridRetriever, EdgeSparseEmbeddingRetriever
+from ragpress.base.edge_document_store import EdgeDocumentStore, EdgeStoreError
+from ragpress.base.edge_lock import IndexLockedError, owner_pid
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 16
@@ -77,7 +77,7 @@ def test_documents_persist_and_reload_from_the_folder(tmp_path):
 def test_a_second_process_is_told_who_owns_the_index(tmp_path):
     owner = run_child("""
         import sys
-        from indexers.edge_document_store import EdgeDocumentStore
+        from ragpress.base.edge_document_store import EdgeDocumentStore
         store = EdgeDocumentStore(path=sys.argv[1], embedding_dim=16)
         store.count_documents()
         print("ready", flush=True)
@@ -114,7 +114,7 @@ def test_every_acknowledged_write_survives_a_sigkill_during_ingestion(tmp_path):
         import numpy as np
         from haystack import Document
         from haystack.document_stores.types import DuplicatePolicy
-        from indexers.edge_document_store import EdgeDocumentStore
+        from ragpress.base.edge_document_store import EdgeDocumentStore
         store = EdgeDocumentStore(path=sys.argv[1], embedding_dim=16)
         rng = np.random.default_rng(0)
         batch = 0
@@ -190,7 +190,7 @@ def test_bm25_makes_text_searchable_without_a_sparse_embedder(store):
     {"meta.tenant": "t1"},
 ])
 def test_filters_qdrant_cannot_express_fail_loudly(bad):
-    from indexers.edge_filters import to_edge_filter
+    from ragpress.base.edge_filters import to_edge_filter
 
     with pytest.raises(FilterError):
         to_edge_filter(bad)
@@ -253,7 +253,7 @@ def test_retrievers_round_trip_through_to_dict(tmp_path, cls, extra):
                               optimizers_config={"indexing_threshold": 20000})
     retriever = cls(document_store=store, top_k=4, filters=TENANT_T1, filter_policy="merge", **extra)
     data = retriever.to_dict()
-    assert data["type"] == f"indexers.edge_retrievers.{cls.__name__}"
+    assert data["type"] == f"ragpress.indexers.edge_retrievers.{cls.__name__}"
     clone = cls.from_dict(data)
     assert clone.to_dict() == data
     assert clone.document_store.to_dict() == store.to_dict()
@@ -274,7 +274,7 @@ def test_a_retrieval_pipeline_survives_yaml_and_needs_its_module_allowlisted(tmp
 
     with pytest.raises(DeserializationError):
         Pipeline.loads(text)  # Haystack 3.4 imports nothing outside its allowlist
-    loaded = Pipeline.loads(text, allowed_modules=["indexers"])
+    loaded = Pipeline.loads(text, allowed_modules=["ragpress"])
     after = [d.id for d in loaded.run({"retriever": query})["retriever"]["documents"]]
     assert after == before and len(after) == 3
     loaded.get_component("retriever").document_store.close()

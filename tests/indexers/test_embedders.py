@@ -6,9 +6,8 @@ import math
 
 import pytest
 from haystack import Document, Pipeline
-
-from indexers.embedders import DocumentEmbedder, QueryEmbedder
-from pipelines.loader import load_pipeline
+from ragpress.indexers.embedders import DocumentEmbedder, QueryEmbedder
+from ragpress.pipelines.loader import load_pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from haystack import Document, Pipeline
+from ragpress.indexers.late_chunker import LateChunker, plan_windows
+from ragpress.indexers.sentence_chunker import SentenceChunker
+from ragpress.indexers.sentences import split_sentences
+from ragpress.pipelines.loader import load_pipeline
 
-from indexers.late_chunker import LateChunker, plan_windows
-from indexers.sentence_chunker import SentenceChunker
-from indexers.sentences import split_sentences
-from pipelines.loader import load_pipeline
-from ragpress.model_loading import sentence_transformer
+from ragpress.base.model_loading import sentence_transformer
 
 SHORT = ("The Millau Viaduct is a bridge in southern France. It is the tallest bridge in the world. "
          "Its architect was Norman Foster, who also designed the Gherkin in London.")

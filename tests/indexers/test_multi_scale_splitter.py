@@ -4,11 +4,11 @@ from itertools import pairwise
 
 import pytest
 from haystack import Document, Pipeline
+from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter, section_spans
+from ragpress.indexers.sentences import split_sentences
+from ragpress.pipelines.loader import load_pipeline
 
-from indexers.multi_scale_splitter import MultiScaleSplitter, section_spans
-from indexers.sentences import split_sentences
-from pipelines.loader import load_pipeline
-from ragpress import schema
+from ragpress.base import schema
 
 MARKDOWN = """# Millau Viaduct
 

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from haystack import Document, Pipeline
 from haystack.document_stores.types import DuplicatePolicy
+from ragpress.indexers.retrievers import ScopedEmbeddingRetriever
+from ragpress.pipelines.loader import load_pipeline
 
-from indexers.retrievers import ScopedEmbeddingRetriever
-from pipelines.loader import load_pipeline
-from ragpress import schema
-from ragpress.document_stores import shared_store
+from ragpress.base import schema
+from ragpress.base.document_stores import shared_store
 
 pytestmark = pytest.mark.integration
 

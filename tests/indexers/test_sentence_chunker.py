@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
+from ragpress.indexers.sentence_chunker import SentenceChunker, pack_sentences
+from ragpress.pipelines.loader import load_pipeline
 
-from indexers.sentence_chunker import SentenceChunker, pack_sentences
-from pipelines.loader import load_pipeline
-from ragpress import schema
+from ragpress.base import schema
 
 pytestmark = pytest.mark.unit
 

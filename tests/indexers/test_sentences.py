@@ -5,8 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
-
-from indexers.sentences import sentences, split_sentences
+from ragpress.indexers.sentences import sentences, split_sentences
 
 pytestmark = pytest.mark.unit
 

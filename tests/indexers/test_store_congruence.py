@@ -20,8 +20,8 @@ from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
-from indexers.edge_document_store import EdgeDocumentStore
-from ragpress.schema import unit_id
+from ragpress.base.edge_document_store import EdgeDocumentStore
+from ragpress.base.schema import unit_id
 
 pytestmark = pytest.mark.integration
 

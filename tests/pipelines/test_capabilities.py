@@ -8,12 +8,12 @@ import pytest
 import yaml
 from haystack import Pipeline
 from haystack.components.converters import OutputAdapter
+from ragpress.indexers.context_expander import MultiScaleExpander
+from ragpress.pipelines.capabilities import MAX_COMPONENTS, TENANT_COMPONENTS, graph_problems, offered_models
+from ragpress.pipelines.loader import PipelineInvalid, builtin_yaml
+from ragpress.pipelines.registry import validate
 
-from indexers.context_expander import MultiScaleExpander
-from pipelines.capabilities import MAX_COMPONENTS, TENANT_COMPONENTS, graph_problems, offered_models
-from pipelines.loader import PipelineInvalid, builtin_yaml
-from pipelines.registry import validate
-from ragpress.schema import Scope
+from ragpress.base.schema import Scope
 
 pytestmark = pytest.mark.unit
 
@@ -22,9 +22,9 @@ LOST_IN_THE_MIDDLE = "haystack.components.rankers.lost_in_the_middle.LostInTheMi
 
 RETRIEVE = """components:
   embedder:
-    type: indexers.embedders.QueryEmbedder
+    type: ragpress.indexers.embedders.QueryEmbedder
   retriever:
-    type: indexers.retrievers.ScopedEmbeddingRetriever
+    type: ragpress.indexers.retrievers.ScopedEmbeddingRetriever
 {extra}connections:
   - sender: embedder.embedding
     receiver: retriever.query_embedding
@@ -63,7 +63,7 @@ def test_an_unvetted_type_is_refused_at_its_line_naming_the_vetted_ones() -> Non
 
 
 def test_a_server_input_cannot_be_connected() -> None:
-    extra = "  expander:\n    type: indexers.context_expander.MultiScaleExpander\n"
+    extra = "  expander:\n    type: ragpress.indexers.context_expander.MultiScaleExpander\n"
     more = "  - sender: retriever.documents\n    receiver: expander.scope\n"
     [(field, message)] = problems(RETRIEVE.format(extra=extra, more=more))
     assert field == "connections.expander.scope"
@@ -87,7 +87,7 @@ def test_the_built_graph_is_checked_too_where_a_connection_names_no_socket() -> 
     ("batch_size", '[{"type": "env_var", "env_vars": [HOME]}]', "serialized object"),
 ])
 def test_models_are_the_servers_and_no_parameter_is_an_object(parameter: str, value: str, phrase: str) -> None:
-    extra = "  e2:\n    type: indexers.embedders.QueryEmbedder\n    init_parameters:\n" \
+    extra = "  e2:\n    type: ragpress.indexers.embedders.QueryEmbedder\n    init_parameters:\n" \
             f"      {parameter}: {value}\n"
     [(field, message)] = problems(RETRIEVE.format(extra=extra, more=""))
     assert field == f"components.e2.init_parameters.{parameter}" and phrase in message
@@ -150,6 +150,7 @@ def test_pipeline_settings_that_would_loosen_its_checks_are_refused(setting: str
 
 
 def test_an_input_nothing_gives_is_refused_before_a_query_fails_on_it() -> None:
-    text = "components:\n  retriever:\n    type: indexers.retrievers.ScopedEmbeddingRetriever\nconnections: []\n"
+    text = ("components:\n  retriever:\n    type: ragpress.indexers.retrievers.ScopedEmbeddingRetriever\n"
+            "connections: []\n")
     assert problems(text) == [("components.retriever", "'retriever.query_embedding' is never given: connect it "
                                                        "from another component")]

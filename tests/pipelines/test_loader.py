@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from pipelines.loader import BUILTIN_PIPELINES, PipelineInvalid, builtin_yaml, load_pipeline, parse_yaml
+from ragpress.pipelines.loader import BUILTIN_PIPELINES, PipelineInvalid, builtin_yaml, load_pipeline, parse_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +25,7 @@ def test_component_types_outside_the_allowlist_are_refused(type_name: str, tmp_p
 
 def test_python_object_tags_are_refused_before_anything_runs(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    yaml_text = ("components:\n  x:\n    type: indexers.converters.TextConverter\n"
+    yaml_text = ("components:\n  x:\n    type: ragpress.indexers.converters.TextConverter\n"
                  f"    init_parameters: !!python/object/apply:os.system ['touch {marker}']\nconnections: []\n")
     with pytest.raises(PipelineInvalid, match=r"YAML tags such as .*python.* are not accepted"):
         load_pipeline(yaml_text)

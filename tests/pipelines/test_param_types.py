@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import pytest
 from haystack import Document
+from ragpress.pipelines.param_types import value_problem
 
-from pipelines.param_types import value_problem
-from ragpress.schema import Scope
+from ragpress.base.schema import Scope
 
 pytestmark = pytest.mark.unit
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ragpress.pipelines import registry
+from ragpress.pipelines.loader import PipelineInvalid, builtin_yaml
+from ragpress.pipelines.registry import validate
 
-from pipelines import registry
-from pipelines.loader import PipelineInvalid, builtin_yaml
-from pipelines.registry import validate
-from ragpress.database import make_engine
-from ragpress.limits import ceilings
-from ragpress.settings import Settings
+from ragpress.base.database import make_engine
+from ragpress.base.limits import ceilings
+from ragpress.base.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document
-
-from pruners.bridge import bridged_sentences, entity_terms
-from pruners.component import ProvencePruner
+from ragpress.pruners.bridge import bridged_sentences, entity_terms
+from ragpress.pruners.component import ProvencePruner
 
 QUERY = "Where was the director of Inception born?"
 FIRST_HOP = "Inception is a 2010 film directed by Christopher Nolan."

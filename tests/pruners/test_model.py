@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from pruners.model import ProvenceConfig, load, new_trainable, save
+from ragpress.pruners.model import ProvenceConfig, load, new_trainable, save
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +41,7 @@ def test_interaction_keep_logits_depend_on_the_query() -> None:
 
 
 def test_the_query_states_are_the_bi_encoders_query_embedding_whatever_the_passage() -> None:
-    from ragpress.model_loading import sentence_transformer
+    from ragpress.base.model_loading import sentence_transformer
 
     model, tokenizer = new_trainable(ProvenceConfig(interaction=True))
     model.eval()

@@ -5,16 +5,15 @@ from pathlib import Path
 
 import pytest
 from haystack import Document
-
-from indexers.sentences import split_sentences
-from pruners.component import ProvencePruner, select
+from ragpress.indexers.sentences import split_sentences
+from ragpress.pruners.component import ProvencePruner, select
 
 pytestmark = pytest.mark.integration
 
 # The shipped weights are under-trained (docs/benchmarks.md, "Reranker and pruner"): these quality checks
 # are the specification the retrained model must meet; until then they are expected to fail.
 UNDER_TRAINED = pytest.mark.xfail(
-    reason="shipped weights under-trained; retrain with pruners.training", strict=False
+    reason="shipped weights under-trained; retrain with ragpress.pruners.training", strict=False
 )
 
 EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "dev_examples.json").read_text())

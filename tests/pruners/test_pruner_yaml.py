@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 from haystack import Document, Pipeline
-
-from pruners.component import ProvencePruner
+from ragpress.pruners.component import ProvencePruner
 
 pytestmark = pytest.mark.integration
 
-ALLOWED = ["pruners", "rerankers"]
+ALLOWED = ["ragpress"]
 EXAMPLE = next(
     e
     for e in json.loads((Path(__file__).parent / "fixtures" / "dev_examples.json").read_text())

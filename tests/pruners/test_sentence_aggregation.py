@@ -3,9 +3,8 @@
 from itertools import pairwise
 
 import pytest
-
-from pruners.calibration import recall_quantile
-from pruners.scoring import (
+from ragpress.pruners.calibration import recall_quantile
+from ragpress.pruners.scoring import (
     aggregate_sentences,
     kept_sentences,
     relative_cutoff,

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from haystack import Document, Pipeline
-
-from pruners.component import ProvencePruner, document_spans
-from pruners.fit_sentence_fusion import Example, fit, threshold_and_removal
-from pruners.scoring import PassageScores, score_passages
-from pruners.sentence_fusion import SentenceFusion, fused_scores, sentence_features
+from ragpress.pruners.component import ProvencePruner, document_spans
+from ragpress.pruners.fit_sentence_fusion import Example, fit, threshold_and_removal
+from ragpress.pruners.scoring import PassageScores, score_passages
+from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores, sentence_features
 
 QUERY = "Which enzyme does rs7903146 in TCF7L2 regulate?"
 PASSAGES = [
@@ -154,7 +153,7 @@ def test_yaml_round_trip_keeps_the_fusion_switch_and_the_outputs(documents):
     pipeline.add_component("pruner", ProvencePruner(sentence_fusion=False, top_k=3))
     text = pipeline.dumps()
     assert "sentence_fusion: false" in text
-    loaded = Pipeline.loads(text, allowed_modules=["pruners"])
+    loaded = Pipeline.loads(text, allowed_modules=["ragpress"])
     assert loaded.get_component("pruner").sentence_fusion is False
     inputs = {"pruner": {"query": EXAMPLE["query"], "documents": documents}}
     before = pipeline.run(inputs)["pruner"]["documents"]

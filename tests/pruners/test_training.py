@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from pruners.data import Passage
-from pruners.model import ProvenceConfig, new_trainable
-from pruners.scoring import score_passages
-from pruners.training import (
+from ragpress.pruners.data import Passage
+from ragpress.pruners.model import ProvenceConfig, new_trainable
+from ragpress.pruners.scoring import score_passages
+from ragpress.pruners.training import (
     IGNORE,
     SCALAR_LR_FACTOR,
     Item,

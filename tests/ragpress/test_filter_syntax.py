@@ -10,9 +10,9 @@ from haystack.errors import FilterError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexers.edge_filters import to_edge_filter
-from ragpress.filter_syntax import check_filters
-from ragpress.input_limits import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, MAX_FILTER_VALUES, MAX_INT
+from ragpress.base.edge_filters import to_edge_filter
+from ragpress.base.filter_syntax import check_filters
+from ragpress.base.input_limits import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, MAX_FILTER_VALUES, MAX_INT
 
 pytestmark = pytest.mark.unit
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,

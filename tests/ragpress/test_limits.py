@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragpress.limits import ceilings, over_ceiling
-from ragpress.settings import Settings
+from ragpress.base.limits import ceilings, over_ceiling
+from ragpress.base.settings import Settings
 
 pytestmark = pytest.mark.unit
 

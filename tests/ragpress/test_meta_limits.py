@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from input_cases import meta_at_every_limit, meta_size
 
-from ragpress.input_limits import MAX_INT, MAX_META_BYTES, MAX_META_KEY_CHARS, MAX_META_KEYS, MIN_INT
-from ragpress.meta_limits import MetaError, check_meta, check_payload, check_unit_meta
+from ragpress.base.input_limits import MAX_INT, MAX_META_BYTES, MAX_META_KEY_CHARS, MAX_META_KEYS, MIN_INT
+from ragpress.base.meta_limits import MetaError, check_meta, check_payload, check_unit_meta
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ragpress import models
-from ragpress.settings import Settings
+from ragpress.base import models
+from ragpress.base.settings import Settings
 
 pytestmark = pytest.mark.unit
 

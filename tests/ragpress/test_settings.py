@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ragpress.settings import Settings
+from ragpress.base.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragpress.input_limits import MAX_INT, MAX_JSON_DEPTH, MIN_INT
-from ragpress.strict_json import JsonRefused, loads, nesting_exceeds
+from ragpress.base.input_limits import MAX_INT, MAX_JSON_DEPTH, MIN_INT
+from ragpress.base.strict_json import JsonRefused, loads, nesting_exceeds
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,8 @@ import math
 
 import pytest
 from haystack import Document, Pipeline
-
-from rerankers import fusion, lexical
-from rerankers.reranker import Reranker
+from ragpress.rerankers import fusion, lexical
+from ragpress.rerankers.reranker import Reranker
 
 
 def test_terms_are_the_index_tokens_counted_stemmed_and_without_stopwords():
@@ -126,7 +125,7 @@ def test_yaml_round_trip_of_the_fusion_reranker_gives_the_same_scores(tmp_path):
     for model in (fusion.DEFAULT_FUSION_NAME, str(path)):
         pipeline = Pipeline()
         pipeline.add_component("reranker", Reranker(model=model, top_k=2))
-        loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["rerankers", "pruners"])
+        loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["ragpress"])
         assert loaded.get_component("reranker").to_dict() == pipeline.get_component("reranker").to_dict()
         before = pipeline.run(inputs)["reranker"]["documents"]
         after = loaded.run(inputs)["reranker"]["documents"]

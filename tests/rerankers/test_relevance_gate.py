@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
-
-from pipelines.loader import load_pipeline
-from rerankers.relevance_gate import NO_RELEVANT_PASSAGE, NO_RELEVANT_SENTENCE, RelevanceGate, best_sentence_score
+from ragpress.pipelines.loader import load_pipeline
+from ragpress.rerankers.relevance_gate import (
+    NO_RELEVANT_PASSAGE,
+    NO_RELEVANT_SENTENCE,
+    RelevanceGate,
+    best_sentence_score,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 from haystack import Document, Pipeline
-
-from pruners.model import DEFAULT_MODEL_NAME
-from rerankers.fusion import DEFAULT_FUSION_NAME
-from rerankers.reranker import Reranker
+from ragpress.pruners.model import DEFAULT_MODEL_NAME
+from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
+from ragpress.rerankers.reranker import Reranker
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +76,7 @@ def test_yaml_round_trip_gives_the_same_ranking():
     example = EXAMPLES[1]
     pipeline = Pipeline()
     pipeline.add_component("reranker", Reranker(model=DEFAULT_MODEL_NAME, top_k=3, max_length=384))
-    loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["rerankers", "pruners"])
+    loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["ragpress"])
     assert loaded.get_component("reranker").to_dict() == pipeline.get_component("reranker").to_dict()
     inputs = {"reranker": {"query": example["query"], "documents": documents_of(example)}}
     before = pipeline.run(inputs)["reranker"]["documents"]
@@ -89,7 +88,7 @@ def test_yaml_round_trip_gives_the_same_ranking():
 def test_any_sentence_transformers_cross_encoder_directory_can_be_named(tmp_path):
     from sentence_transformers import CrossEncoder
 
-    from ragpress.models import resolve
+    from ragpress.base.models import resolve
 
     # A cross-encoder built from the bundled MiniLM (untrained head): checks the interface, not quality.
     CrossEncoder(

@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from haystack import Document, Pipeline
-
-from pipelines.loader import load_pipeline
-from ragpress.model_loading import causal_lm, sentence_transformer
-from rerankers.fit_sufficiency import Example, choose, fit, fold, out_of_fold, refusal_rates, threshold_for
-from rerankers.relevance_gate import INSUFFICIENT_EVIDENCE, NO_RELEVANT_PASSAGE, RelevanceGate, abstain_reason
-from rerankers.sufficiency import (
+from ragpress.pipelines.loader import load_pipeline
+from ragpress.rerankers.fit_sufficiency import Example, choose, fit, fold, out_of_fold, refusal_rates, threshold_for
+from ragpress.rerankers.relevance_gate import INSUFFICIENT_EVIDENCE, NO_RELEVANT_PASSAGE, RelevanceGate, abstain_reason
+from ragpress.rerankers.sufficiency import (
     DEFAULT_SUFFICIENCY_NAME,
     EVIDENCE_FEATURES,
     SufficiencyWeights,
@@ -20,6 +18,8 @@ from rerankers.sufficiency import (
     continuation_logprobs,
     evidence_features,
 )
+
+from ragpress.base.model_loading import causal_lm, sentence_transformer
 
 QUERY = "Who won the Ekstraklasa Championship in 2000?"
 ANSWERING = Document(

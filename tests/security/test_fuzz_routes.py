@@ -19,9 +19,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ragpress.pipelines.loader import builtin_yaml
 from support import ServerProcess, serving, wait_for_job
-
-from pipelines.loader import builtin_yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -151,9 +150,9 @@ YAML_TOKENS = st.sampled_from(["&a ", "*a", "!!python/object:os.system ", "{", "
                                "? ", "%YAML 1.1\n", "---\n", "...\n", "'", '"', "\\u", "type: os.system\n",
                                "init_parameters: {}\n", "~", "1e400", "*"]) | WILD_TEXT
 COMPONENT_TYPES = st.sampled_from([
-    "indexers.embedders.QueryEmbedder", "indexers.retrievers.ScopedEmbeddingRetriever",
-    "generators.local_generator.LocalGenerator", "haystack.components.builders.PromptBuilder",
-    "indexers.chunk_writer.ChunkWriter", "os.system", "builtins.eval", "subprocess.Popen"]) | WILD_TEXT
+    "ragpress.indexers.embedders.QueryEmbedder", "ragpress.indexers.retrievers.ScopedEmbeddingRetriever",
+    "ragpress.generators.local_generator.LocalGenerator", "haystack.components.builders.PromptBuilder",
+    "ragpress.indexers.chunk_writer.ChunkWriter", "os.system", "builtins.eval", "subprocess.Popen"]) | WILD_TEXT
 PIPELINE = st.fixed_dictionaries(
     {"components": st.dictionaries(st.sampled_from(["embedder", "retriever", "generator"]) | WILD_TEXT,
                                    st.fixed_dictionaries({"type": COMPONENT_TYPES},

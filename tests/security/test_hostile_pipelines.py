@@ -16,12 +16,12 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from ragpress.pipelines.loader import builtin_yaml
+from ragpress.pipelines.registry import pipeline_versions
 from support import ServerProcess, wait_for_job
 
-from pipelines.loader import builtin_yaml
-from pipelines.registry import pipeline_versions
-from ragpress.api_keys import KeyStore
-from ragpress.database import make_engine, metadata
+from ragpress.base.api_keys import KeyStore
+from ragpress.base.database import make_engine, metadata
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,8 +72,8 @@ def _pipeline(components: dict[str, str], connections: list[tuple[str, str]]) ->
 
 def _query_pipeline_with(extra: dict[str, str], connections: list[tuple[str, str]]) -> str:
     """The built-in query pipeline's embedder and retriever plus ``extra``."""
-    base = {"embedder": _component("indexers.embedders.QueryEmbedder"),
-            "retriever": _component("indexers.retrievers.ScopedEmbeddingRetriever", top_k=4)}
+    base = {"embedder": _component("ragpress.indexers.embedders.QueryEmbedder"),
+            "retriever": _component("ragpress.indexers.retrievers.ScopedEmbeddingRetriever", top_k=4)}
     return _pipeline({**base, **extra}, [("embedder.embedding", "retriever.query_embedding"), *connections])
 
 
@@ -81,19 +81,19 @@ def hostile_pipelines(canary: str) -> dict[str, tuple[str, str]]:
     """name -> (YAML, a phrase the refusal must contain). Each stands for a rule, not only one finding."""
     other_scope = "\"{{ {'tenant': 'alice', 'collection': 'notes'} }}\""
     adapter = _component("haystack.components.converters.OutputAdapter", template=other_scope,
-                         output_type="ragpress.schema.Scope")
+                         output_type="ragpress.base.schema.Scope")
     return {
         # 1. a server-set input fed from another component
         "scope_from_template": (_query_pipeline_with(
             {"forge": adapter}, [("forge.output", "retriever.scope")]), "cannot be used in a tenant"),
         "scope_from_retriever_output": (_query_pipeline_with(
-            {"expander": _component("indexers.context_expander.MultiScaleExpander")},
+            {"expander": _component("ragpress.indexers.context_expander.MultiScaleExpander")},
             [("retriever.documents", "expander.documents"), ("retriever.documents", "expander.scope")]),
             "set by the server"),
         # 2. any writer in a query pipeline
         "writer": (_query_pipeline_with(
-            {"convert": _component("indexers.converters.TextConverter"),
-             "write": _component("indexers.chunk_writer.ChunkWriter")},
+            {"convert": _component("ragpress.indexers.converters.TextConverter"),
+             "write": _component("ragpress.indexers.chunk_writer.ChunkWriter")},
             [("convert.documents", "write.documents")]), "cannot be used in a tenant"),
         # 3. local files and internal URLs
         "file_reader": (_pipeline({"read": _component("haystack.components.converters.txt.TextFileToDocument")},
@@ -101,20 +101,21 @@ def hostile_pipelines(canary: str) -> dict[str, tuple[str, str]]:
         "url_fetcher": (_pipeline({"fetch": _component("haystack.components.fetchers.LinkContentFetcher")}, []),
                         "cannot be used in a tenant"),
         "model_from_a_server_directory": (_pipeline(
-            {"embedder": _component("indexers.embedders.QueryEmbedder", model="/etc")}, []), "not offered"),
+            {"embedder": _component("ragpress.indexers.embedders.QueryEmbedder", model="/etc")}, []), "not offered"),
         "pruner_weights_from_a_path": (_pipeline(
-            {"pruner": _component("pruners.component.ProvencePruner", model="/tmp")}, []), "not offered"),
+            {"pruner": _component("ragpress.pruners.component.ProvencePruner", model="/tmp")}, []), "not offered"),
         "unscoped_engine_retriever": (_pipeline(
-            {"r": _component("indexers.edge_retrievers.EdgeEmbeddingRetriever")}, []), "cannot be used in a tenant"),
+            {"r": _component("ragpress.indexers.edge_retrievers.EdgeEmbeddingRetriever")}, []),
+            "cannot be used in a tenant"),
         # 4. secrets sent away
         "openai_embedder": (_pipeline({"e": _component(
             "haystack.components.embedders.OpenAITextEmbedder", api_base_url=canary)}, []),
             "cannot be used in a tenant"),
         "remote_generator_url": (_query_pipeline_with(
-            {"generator": _component("generators.remote_generator.RemoteGenerator", base_url=canary)},
+            {"generator": _component("ragpress.generators.remote_generator.RemoteGenerator", base_url=canary)},
             [("retriever.documents", "generator.documents")]), "set by the server"),
         "remote_generator_other_secret": (_query_pipeline_with(
-            {"generator": _component("generators.remote_generator.RemoteGenerator",
+            {"generator": _component("ragpress.generators.remote_generator.RemoteGenerator",
                                      api_key='{"type": "env_var", "env_vars": ["OPENAI_API_KEY"], "strict": false}')},
             [("retriever.documents", "generator.documents")]), "set by the server"),
         "secret_in_a_plain_parameter": (_query_pipeline_with(
@@ -122,7 +123,7 @@ def hostile_pipelines(canary: str) -> dict[str, tuple[str, str]]:
                                 meta_field='{"type": "env_var", "env_vars": ["OPENAI_API_KEY"], "strict": false}')},
             [("retriever.documents", "rank.documents")]), "serialized object"),
         "kv_store_elsewhere": (_query_pipeline_with(
-            {"generator": _component("generators.kv_generator.KVCacheGenerator", store='{"path": "/tmp/x"}')},
+            {"generator": _component("ragpress.generators.kv_generator.KVCacheGenerator", store='{"path": "/tmp/x"}')},
             [("retriever.documents", "generator.documents")]), "set by the server"),
         # templates: a sandbox refusal, a CPU loop, or wiring into any socket
         "prompt_template": (_pipeline({"p": _component(
@@ -130,19 +131,20 @@ def hostile_pipelines(canary: str) -> dict[str, tuple[str, str]]:
             "cannot be used in a tenant"),
         # memory and CPU: a large model in every component, a prompt read on every query, a huge batch
         "generator_as_reranker": (_query_pipeline_with(
-            {"rr": _component("rerankers.reranker.Reranker", model="gemma-3-270m")},
+            {"rr": _component("ragpress.rerankers.reranker.Reranker", model="gemma-3-270m")},
             [("retriever.documents", "rr.documents")]), "not offered"),
         "long_system_prompt": (_query_pipeline_with(
-            {"generator": _component("generators.local_generator.LocalGenerator", system_prompt="z" * 3000)},
+            {"generator": _component("ragpress.generators.local_generator.LocalGenerator", system_prompt="z" * 3000)},
             [("retriever.documents", "generator.documents")]), "the limit is 2,000"),
-        "huge_batch": (_pipeline({"embedder": _component("indexers.embedders.QueryEmbedder", batch_size=10**9)}, []),
-                       "from 1 to 64"),
+        "huge_batch": (_pipeline(
+            {"embedder": _component("ragpress.indexers.embedders.QueryEmbedder", batch_size=10**9)}, []),
+            "from 1 to 64"),
         # 6. YAML that expands or is too large
         "alias_bomb": ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
                        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\ncomponents: {}\n", "anchors and aliases"),
         "huge": ("components: {}\nmetadata:\n  pad: " + "x" * 100_000 + "\n", "limit is"),
         "python_tag": ("components:\n  x: !!python/object/apply:os.system ['true']\n", "tags"),
-        "init_parameters_list": (_pipeline({"e": "    type: indexers.embedders.QueryEmbedder\n"
+        "init_parameters_list": (_pipeline({"e": "    type: ragpress.indexers.embedders.QueryEmbedder\n"
                                                   "    init_parameters: [1, 2]"}, []), "must be a mapping"),
     }
 

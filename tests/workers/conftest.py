@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pipelines.loader import builtin_yaml, load_pipeline
-from workers.job_store import JobStore
+from ragpress.pipelines.loader import builtin_yaml, load_pipeline
+from ragpress.workers.job_store import JobStore
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def test_a_worker_process_over_redis_ingests_and_the_owner_indexes(distributed: 
     assert job["status"] == "succeeded", worker_log.read_text()[-2000:]
     assert job["done"] == len(documents)
     assert worker.poll() is None, "the worker process should still be running"
-    assert "workers.tasks.ingest_batch" in worker_log.read_text()
+    assert "ragpress.workers.tasks.ingest_batch" in worker_log.read_text()
     question = paragraphs[0]["qas"][0]["question"]
     body = client.post("/v1/collections/dist/query", json={"query": question, "generate": False}).json()
     assert body["documents"][0]["doc_id"] == "warsaw-0"

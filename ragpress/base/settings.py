@@ -62,8 +62,8 @@ class Settings(BaseSettings):
         "ingestion (a follow-up task), lazy on a chunk's first query.",
     )
     remote_generator_url: str | None = Field(
-        None, description="OpenAI-compatible server (…/v1) for generators.remote_generator.RemoteGenerator; its key "
-        "is read from RAGPRESS_REMOTE_GENERATOR_API_KEY by the component, never stored here.",
+        None, description="OpenAI-compatible server (…/v1) for ragpress.generators.remote_generator."
+        "RemoteGenerator; its key is read from RAGPRESS_REMOTE_GENERATOR_API_KEY by the component, never stored here.",
     )
     embedder: str = Field("all-MiniLM-L6-v2", description="Registry name, Hugging Face id or local directory.")
     generator: str = Field("SmolLM2-135M-Instruct", description="Registry name, Hugging Face id or directory.")

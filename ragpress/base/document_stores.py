@@ -14,8 +14,8 @@ from typing import Any
 from haystack import Document
 from haystack.utils import Secret
 
-from ragpress import schema
-from ragpress.settings import Settings, get_settings
+from ragpress.base import schema
+from ragpress.base.settings import Settings, get_settings
 
 INDEX_NAME = "ragpress_units"
 # Fields every read or write filters on; Qdrant servers index them (local mode ignores it).
@@ -58,7 +58,7 @@ _store_lock = threading.Lock()
 
 
 def embedding_dim(settings: Settings) -> int:
-    from ragpress.model_loading import sentence_transformer
+    from ragpress.base.model_loading import sentence_transformer
 
     dim = sentence_transformer(settings.embedder).get_embedding_dimension()
     if not dim:
@@ -92,8 +92,8 @@ def make_document_store(settings: Settings) -> Any:
 
 
 def _open_edge(settings: Settings, dim: int) -> Any:
-    from indexers.edge_document_store import EdgeDocumentStore
-    from indexers.edge_lock import IndexLockedError
+    from ragpress.base.edge_document_store import EdgeDocumentStore
+    from ragpress.base.edge_lock import IndexLockedError
 
     try:
         store = EdgeDocumentStore(path=str(settings.data_path / "edge"), index=INDEX_NAME, embedding_dim=dim,

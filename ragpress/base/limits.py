@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ragpress.settings import Settings
+from ragpress.base.settings import Settings
 
 # Which setting bounds each component parameter.
 CEILING_SETTINGS = {

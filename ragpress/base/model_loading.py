@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ragpress.models import resolve
+from ragpress.base.models import resolve
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ragpress.settings import Settings, get_settings
+from ragpress.base.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

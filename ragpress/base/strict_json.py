@@ -18,7 +18,7 @@ import math
 import re
 from typing import Any
 
-from ragpress.input_limits import MAX_INT, MAX_JSON_DEPTH, MIN_INT, shown, surrogate_problem
+from ragpress.base.input_limits import MAX_INT, MAX_JSON_DEPTH, MIN_INT, shown, surrogate_problem
 
 # A JSON string, or an unterminated one running to the end. Possessive quantifiers and the end-of-input
 # alternative keep it linear: a plain backtracking pattern is quadratic on many escaped quotes.

@@ -4,7 +4,7 @@ A filter is a comparison ``{"field", "operator", "value"}`` or a logic node ``{"
 "conditions": [...]}``. ``check_filters`` refuses anything else with a ValueError saying what is wrong and where,
 so a malformed filter is the caller's 422 instead of an exception deep in a retriever. It also holds filters to
 what the index engines take: field paths their JSON-path parser accepts, integers within signed 64 bits,
-finite numbers, dates in the ISO-8601 forms Qdrant parses, and the size bounds of ``ragpress.input_limits``.
+finite numbers, dates in the ISO-8601 forms Qdrant parses, and the size bounds of ``ragpress.base.input_limits``.
 Whether a store can evaluate a valid filter (Qdrant Edge matches no booleans and no null) stays the store's
 to say.
 """
@@ -16,7 +16,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from ragpress.input_limits import (
+from ragpress.base.input_limits import (
     MAX_FILTER_CONDITIONS,
     MAX_FILTER_DEPTH,
     MAX_FILTER_VALUES,

@@ -2,7 +2,7 @@
 
 A value is a string, a finite number, an integer within signed 64 bits, a bool, null, a list of those, or
 (one level only) an object of those. Keys are 1 to ``MAX_META_KEY_CHARS`` characters without control
-characters. Strings and keys are valid Unicode. The numbers are in ``ragpress.input_limits``.
+characters. Strings and keys are valid Unicode. The numbers are in ``ragpress.base.input_limits``.
 
 Why each rule: the embedded engine cannot decode a payload nested ~128 levels deep and, once it stored one,
 fails every read of it, its delete, every later write and its own restart; it cannot take NaN, infinities or
@@ -10,7 +10,7 @@ lone surrogates at all, and silently turns an integer beyond 64 bits into a floa
 one document's payload, read on every query that returns it, small.
 
 The index writer also checks the payload fields ragpress itself writes (``PAYLOAD_FIELDS``, and the reserved
-meta fields of ``ragpress.schema``), which a caller can never set.
+meta fields of ``ragpress.base.schema``), which a caller can never set.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ragpress import schema
-from ragpress.input_limits import (
+from ragpress.base import schema
+from ragpress.base.input_limits import (
     MAX_INT,
     MAX_META_BYTES,
     MAX_META_KEY_CHARS,

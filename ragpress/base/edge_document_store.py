@@ -12,7 +12,7 @@ It is a drop-in for qdrant-haystack's ``QdrantDocumentStore`` where no server ru
 - ``optimize()`` builds the HNSW graphs and merges segments; Edge never does it by itself, so call it after a
   large ingest (until then search is exact and slower);
 - one process owns an index folder: a second one gets ``IndexLockedError`` naming the owner's pid;
-- every payload is checked before it is written (``ragpress.meta_limits``): the engine stores payloads it
+- every payload is checked before it is written (``ragpress.base.meta_limits``): the engine stores payloads it
   cannot read back (nested ~128 levels deep), and one such point fails every read that returns it, its own
   delete, every later write and the index's next start. A document that breaks a rule is refused with
   ``InvalidPayloadError`` naming it, before anything of the call is written. A point whose payload still cannot
@@ -42,10 +42,10 @@ from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack_integrations.document_stores.qdrant.converters import convert_id
 
-from indexers.edge_filters import to_edge_filter
-from indexers.edge_lock import FolderLock
-from ragpress.input_limits import shown
-from ragpress.meta_limits import MetaError, check_payload
+from ragpress.base.edge_filters import to_edge_filter
+from ragpress.base.edge_lock import FolderLock
+from ragpress.base.input_limits import shown
+from ragpress.base.meta_limits import MetaError, check_payload
 
 logger = logging.getLogger(__name__)
 
