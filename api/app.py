@@ -21,9 +21,10 @@ from ragpress.api.body_limit import BodySizeLimit
 from ragpress.api.limits import Admission, RateLimiter
 from ragpress.api.routes_pipelines import pipeline_routes
 from ragpress.api.schemas import NAME_PATTERN, CollectionIn, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
+from ragpress.pipelines.query_pipeline import QueryRequest
 
 from ragpress.base.settings import Settings, get_settings
-from ragpress.service import IncomingDocument, QueryRequest, Service
+from ragpress.service import IncomingDocument, Service
 
 logger = logging.getLogger(__name__)
 Name = Path(..., pattern=NAME_PATTERN, description="Letters, digits, '_', '.', '-'; at most 64.")
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         svc = service or Service(settings)
         await run_in_threadpool(svc.start)
         app.state.service = svc
-        if not auth.keys_required(settings, svc.keys.any_keys()):
+        if not auth.keys_required(settings, svc.any_keys()):
             logger.warning("No API keys exist: serving without authentication, on localhost only. "
                            "Create one with `ragpress keys create --tenant NAME` to require keys.")
         app.state.ready = True
@@ -119,7 +120,7 @@ def _v1_routes(settings: Settings) -> APIRouter:
 
     @router.get("/jobs", tags=["jobs"])
     async def list_jobs(request: Request, tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        return {"jobs": await run_in_threadpool(_service(request).job_store.list_jobs, tenant)}
+        return {"jobs": await run_in_threadpool(_service(request).jobs, tenant)}
 
     @router.post("/jobs/{job_id}/cancel", tags=["jobs"])
     async def cancel_job(request: Request, job_id: str, tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
@@ -222,24 +223,23 @@ def _admin_routes() -> APIRouter:
 
     @router.get("/tenants")
     async def list_tenants(request: Request) -> dict[str, Any]:
-        return {"tenants": await run_in_threadpool(_service(request).keys.list_tenants)}
+        return {"tenants": await run_in_threadpool(_service(request).tenants)}
 
     @router.post("/tenants", status_code=201)
     async def create_tenant(request: Request) -> dict[str, Any]:
         body = await errors.parse_body(request, TenantIn)
-        await run_in_threadpool(_service(request).keys.create_tenant, body.name)
+        await run_in_threadpool(_service(request).create_tenant, body.name)
         return {"name": body.name}
 
     @router.get("/keys")
     async def list_keys(request: Request) -> dict[str, Any]:
-        return {"keys": await run_in_threadpool(_service(request).keys.list_keys)}
+        return {"keys": await run_in_threadpool(_service(request).keys)}
 
     @router.post("/keys", status_code=201)
     async def create_key(request: Request) -> dict[str, Any]:
         body = await errors.parse_body(request, KeyIn)
         try:
-            key_id, key = await run_in_threadpool(_service(request).keys.create_key, body.tenant, body.admin,
-                                                  body.label)
+            key_id, key = await run_in_threadpool(_service(request).create_key, body.tenant, body.admin, body.label)
         except ValueError as exc:  # the key store's own rule: admin, or exactly one tenant
             raise errors.ApiError(422, "invalid_request", str(exc)) from None
         return {"id": key_id, "key": key, "tenant": body.tenant, "admin": body.admin}
@@ -251,7 +251,7 @@ def _admin_routes() -> APIRouter:
 
     @router.delete("/keys/{key_id}")
     async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
-        if not await run_in_threadpool(_service(request).keys.revoke, key_id):
+        if not await run_in_threadpool(_service(request).revoke_key, key_id):
             raise errors.ApiError(404, "not_found", f"No active key '{key_id}'.")
         return {"revoked": key_id}
 

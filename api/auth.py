@@ -55,12 +55,12 @@ def principal(request: Request) -> Principal:
     settings: Settings = request.app.state.settings
     key = presented_key(request)
     if key is None:
-        if keys_required(settings, service.keys.any_keys()):
+        if keys_required(settings, service.any_keys()):
             raise ApiError(401, "unauthorized", "An API key is required: send `Authorization: Bearer <key>`. "
                            "Create one with `ragpress keys create --tenant NAME`.", _UNAUTHORIZED)
         found = ANONYMOUS
     else:
-        found = service.keys.authenticate(key)
+        found = service.authenticate(key)
         if found is None:
             raise ApiError(401, "unauthorized", "The API key is unknown or revoked.", _UNAUTHORIZED)
     request.state.principal = found

@@ -12,7 +12,7 @@ from ragpress.api.schemas import MAX_QUERY_CHARS, NAME_PATTERN, RollbackIn
 from ragpress.pipelines.loader import PipelineInvalid
 
 from ragpress.base.input_limits import MAX_VERSION
-from ragpress.service import QueryRequest, Service, with_retrieval_only
+from ragpress.service import Service
 
 logger = logging.getLogger(__name__)
 PipelineName = Path(..., pattern=NAME_PATTERN)
@@ -37,35 +37,35 @@ def pipeline_routes() -> APIRouter:
 
     @router.get("")
     async def list_pipelines(request: Request, tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        return {"pipelines": await run_in_threadpool(_service(request).pipelines.list, tenant)}
+        return {"pipelines": await run_in_threadpool(_service(request).pipelines, tenant)}
 
     @router.get("/{name}")
     async def get_pipeline(request: Request, name: str = PipelineName, version: int | None = Version,
                            tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        return await run_in_threadpool(_service(request).pipelines.get, tenant, name, version)
+        return await run_in_threadpool(_service(request).pipeline, tenant, name, version)
 
     @router.put("/{name}")
     async def put_pipeline(request: Request, name: str = PipelineName,
                            tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         text = await _yaml_body(request)
-        return await run_in_threadpool(_service(request).pipelines.save, tenant, name, text)
+        return await run_in_threadpool(_service(request).save_pipeline, tenant, name, text)
 
     @router.delete("/{name}")
     async def delete_pipeline(request: Request, name: str = PipelineName,
                               tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        await run_in_threadpool(_service(request).pipelines.delete, tenant, name)
+        await run_in_threadpool(_service(request).delete_pipeline, tenant, name)
         return {"deleted": name}
 
     @router.get("/{name}/versions")
     async def versions(request: Request, name: str = PipelineName,
                        tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        return {"versions": await run_in_threadpool(_service(request).pipelines.versions, tenant, name)}
+        return {"versions": await run_in_threadpool(_service(request).pipeline_versions, tenant, name)}
 
     @router.post("/{name}/rollback")
     async def rollback(request: Request, name: str = PipelineName,
                        tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         body = await errors.parse_body(request, RollbackIn)
-        return await run_in_threadpool(_service(request).pipelines.rollback, tenant, name, body.version)
+        return await run_in_threadpool(_service(request).rollback_pipeline, tenant, name, body.version)
 
     @router.post("/{name}/validate")
     async def validate_pipeline(request: Request, name: str = PipelineName, dry_run: bool = False,
@@ -73,7 +73,7 @@ def pipeline_routes() -> APIRouter:
                                 tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         text = await _yaml_body(request)
         try:
-            pipeline, graph = await run_in_threadpool(_service(request).pipelines.validate, text)
+            graph = await run_in_threadpool(_service(request).validate_pipeline, text)
         except PipelineInvalid as exc:
             return {"valid": False, "problems": [p.as_dict() for p in exc.problems], "graph": None, "dry_run": None}
         result: dict[str, Any] = {"valid": True, "problems": [], "graph": graph, "dry_run": None}
@@ -81,11 +81,8 @@ def pipeline_routes() -> APIRouter:
             if not collection or not query or len(query) > MAX_QUERY_CHARS:
                 raise errors.ApiError(422, "invalid_request", "A dry run needs `collection` and `query` (at most "
                                       f"{MAX_QUERY_CHARS:,} characters).")
-            service = _service(request)
-            call = QueryRequest(query=query, generate=False)
             try:
-                result["dry_run"] = await run_in_threadpool(service.run_pipeline, tenant, collection,
-                                                               with_retrieval_only(pipeline), call)
+                result["dry_run"] = await run_in_threadpool(_service(request).dry_run, tenant, collection, text, query)
             except Exception as exc:  # a dry run reports what failed instead of failing the request
                 result.update(valid=False, problems=[{"message": f"dry run failed: {_dry_run_error(exc)}",
                                                       "line": None, "field": None}])

@@ -118,15 +118,6 @@ class QueryIn(Strict):
         return value
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
-
-
 class TenantIn(Strict):
     name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
 

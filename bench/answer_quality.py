@@ -2,7 +2,7 @@
 
     nice -n 10 python -m ragpress.bench.answer_quality --datasets xquad hotpotqa --questions 30
 
-For every dev question (pruners/data.py's hash-carved dev splits) the corpus is searched (MiniLM, or
+For every dev question (training/data.py's hash-carved dev splits) the corpus is searched (MiniLM, or
 hybrid MiniLM + BM25 with ``--candidates hybrid``) twice:
 as it is (answerable) and with the question's gold passages removed (unanswerable: the answer is not in
 the corpus any more). Each system (``--systems``) picks from the top ``--pool`` hits what the generator reads:
@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 import torch
 from haystack import Document
 from ragpress.bench.rerank_prune import hybrid_rankings, to_document
-from ragpress.generators.kv_scoring import f1
 from ragpress.generators.local_generator import LocalGenerator
-from ragpress.pruners import data, mining
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
 from ragpress.rerankers.reranker import Reranker
 from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
+from ragpress.training import data, mining
+from ragpress.training.kv_scoring import f1
 
 from ragpress.base.model_loading import sentence_transformer
 

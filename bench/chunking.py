@@ -174,7 +174,7 @@ def run_fixed(documents: list[Document], max_tokens: int) -> Run:
     chunker.warm_up()
     embedder.warm_up()
     start = time.perf_counter()
-    chunks = embedder.run(chunker.run(documents)["documents"])["documents"]
+    chunks = embedder.run(documents=chunker.run(documents=documents)["documents"])["documents"]
     return Run(chunks, {"fixed": _matrix(chunks)}, time.perf_counter() - start)
 
 

@@ -2,7 +2,7 @@
 
     nice -n 5 python -m ragpress.bench.gate_threshold --questions 60
 
-Questions are the held-out calibration share of the *train* side (``ragpress.pruners.data.is_calibration``: never
+Questions are the held-out calibration share of the *train* side (``ragpress.training.data.is_calibration``: never
 trained on, never dev), so the floor is not tuned on the dev questions the answer-quality benchmark reports.
 For each, ProvencePruner scores the MiniLM hits of the full corpus (answerable) and of the corpus without the
 question's gold passages (unanswerable) as ``pipelines/pruned.yaml`` sets it up (``--ranking input``: the first
@@ -14,7 +14,7 @@ answerable questions (a service that refuses answerable questions is worse than 
 
 With ``--features`` it prints instead how well each signal of ``ragpress.rerankers.sufficiency`` separates the two
 sets (AUC: the chance an answerable question scores above an unanswerable one; 0.5 is no separation), per
-dataset and pooled, on the examples ``ragpress.rerankers.fit_sufficiency`` fits on (generated answers included).
+dataset and pooled, on the examples ``ragpress.training.fit_sufficiency`` fits on (generated answers included).
 
 A second table does the same for ``RelevanceGate(min_sentence_score=...)``, the floor on the best pruner keep
 score of any sentence of the ``--context`` passages the generator would read, alone and on top of the picked
@@ -28,11 +28,13 @@ from pathlib import Path
 
 import torch
 from ragpress.bench.answer_quality import question_contexts
-from ragpress.pruners import data
-from ragpress.pruners.component import RANKINGS, ProvencePruner
+from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers import sufficiency
-from ragpress.rerankers.fit_sufficiency import collect
 from ragpress.rerankers.relevance_gate import abstain_reason, best_sentence_score
+from ragpress.training import data
+from ragpress.training.fit_sufficiency import collect
+
+from ragpress.scoring.selection import RANKINGS
 
 FLOORS = tuple(round(0.02 * i, 2) for i in range(1, 31))
 SENTENCE_FLOORS = tuple(round(0.005 * i, 3) for i in range(1, 41))

@@ -4,7 +4,7 @@
 
 Variants: (a) sequential prefill of prefix + chunks + question; (b) naive parallel encoding (cached chunk
 states side by side, positions reused, T = S = 1); (c) parallel + APE corrections (calibrated T, S from
-the store, see ``ragpress.generators.kv_calibration``) on fp32 states, and on fp16 states as the quantization
+the store, see ``ragpress.training.kv_calibration``) on fp32 states, and on fp16 states as the quantization
 reference; (d) (c) + pruning by masking (the gold supporting sentences stand in for the pruner, so this is
 an oracle pruner); (e) (c) with int8 and int4 states; (f) the chunks laid out one after another instead
 (keys re-rotated, no corrections), as loaded and with CacheBlend recomputing the most deviating share of
@@ -31,11 +31,13 @@ import torch
 from ragpress.generators import kv_blend, parallel_attention
 from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.kv_cache import ChunkKV, cache_tensors
-from ragpress.generators.kv_calibration import Prepared, prepare, sequential_prompt
 from ragpress.generators.kv_context import KVContextBuilder, ParallelContext
 from ragpress.generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_for
 from ragpress.generators.kv_quantization import dequantize, stored_bytes
-from ragpress.generators.kv_scoring import (
+from ragpress.generators.kv_store import KVEntry, LocalKVStore, encode_entry, open_store
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
+from ragpress.training.kv_calibration import Prepared, prepare, sequential_prompt
+from ragpress.training.kv_scoring import (
     Example,
     Scores,
     answer_kl,
@@ -46,8 +48,6 @@ from ragpress.generators.kv_scoring import (
     top1_agrees,
     xquad_examples,
 )
-from ragpress.generators.kv_store import KVEntry, LocalKVStore, encode_entry, open_store
-from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
 
 MODEL = "SmolLM2-135M-Instruct"
 VARIANTS = (

@@ -1,4 +1,4 @@
-"""Benchmark the reranker and the pruner on dev splits the model never trained on (see pruners/data.py).
+"""Benchmark the reranker and the pruner on dev splits the model never trained on (see training/data.py).
 
     nice -n 10 python -m ragpress.bench.rerank_prune --part all
 
@@ -22,14 +22,16 @@ from dataclasses import replace
 
 import torch
 from haystack import Document
-from ragpress.pruners import data, mining
 from ragpress.pruners.bridge import bridged_sentences
-from ragpress.pruners.component import RANKINGS, ProvencePruner, document_spans, select
-from ragpress.pruners.model import DEFAULT_MODEL_NAME
-from ragpress.pruners.scoring import kept_sentences
-from ragpress.rerankers.fit_fusion import ndcg_at_10
+from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
 from ragpress.rerankers.reranker import Reranker
+from ragpress.training import data, mining
+from ragpress.training.fit_fusion import ndcg_at_10
+
+from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
+from ragpress.scoring.selection import RANKINGS, kept_sentences, select
+from ragpress.scoring.sentences import document_spans
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -121,7 +123,7 @@ def rerank_all(
     model: str, dataset: data.Dataset, queries: list[data.Query], rankings: list[list[str]], depth: int,
     orders: Sequence[str] = ("relevance",),
 ) -> dict[str, list[list[str]]]:
-    """Per ordering (ragpress.pruners.component.RANKINGS), each query's ranking with its top ``depth`` reordered."""
+    """Per ordering (ragpress.scoring.selection.RANKINGS), each query's ranking with its top ``depth`` reordered."""
     reranker = Reranker(model=model)
     reranker.warm_up()
     reranked: dict[str, list[list[str]]] = {ranking: [] for ranking in orders}

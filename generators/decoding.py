@@ -71,8 +71,8 @@ def greedy_decode(
         if step == max_new_tokens - 1:
             break
         out = model(
-            input_ids=torch.tensor([[token]]),
-            position_ids=torch.tensor([[next_position]]),
+            input_ids=torch.tensor([[token]], device=model.device),
+            position_ids=torch.tensor([[next_position]], device=model.device),
             past_key_values=cache,
             use_cache=True,
             **(forward_kwargs or {}),

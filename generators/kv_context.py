@@ -29,16 +29,25 @@ from ragpress.generators.kv_store import (
 )
 from ragpress.generators.parallel_attention import ParallelLayout
 from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
-from ragpress.indexers.sentences import split_sentences
 from transformers import PreTrainedModel
 
 from ragpress.base import model_loading
-from ragpress.base.schema import COLLECTION, CONTENT_HASH, DOC_ID, END, SENTENCES, START, TENANT, content_hash
+from ragpress.base.schema import (
+    COLLECTION,
+    CONTENT_HASH,
+    DOC_ID,
+    END,
+    KEPT_SENTENCES,
+    SENTENCES,
+    START,
+    TENANT,
+    content_hash,
+)
+from ragpress.scoring.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
 
 SPARE_TOKENS = 160
-KEPT_SENTENCES = "kept_sentences"  # written by the pruner: indices into meta["sentences"]
 
 
 def supports_parallel(model: PreTrainedModel) -> str | None:

@@ -28,15 +28,17 @@ from ragpress.generators.prompting import (
     passage_text,
 )
 
+from ragpress.base.devices import check_device
 from ragpress.base.roles import Role
 from ragpress.base.schema import DOC_ID
 
 logger = logging.getLogger(__name__)
+CPU_DEVICES = ("auto", "cpu")
 
 DEFAULT_TEMPERATURE = 0.9  # APE's starting point, for a model with no calibration stored or shipped
 DEFAULT_SCALE = 0.9
 ON_MISS = ("encode", "prefill")
-# Shipped so a fresh install of a bundled model starts calibrated: `python -m ragpress.generators.kv_calibration
+# Shipped so a fresh install of a bundled model starts calibrated: `python -m ragpress.training.kv_calibration
 # --questions 12` (KL objective, 24 dev questions) picked these on 2026-12-03; see docs/benchmarks.md.
 SHIPPED_CALIBRATIONS = {
     ("SmolLM2-135M-Instruct", DEFAULT_SYSTEM_PROMPT): {"temperature": 0.7, "scale": 0.5},
@@ -72,7 +74,7 @@ class KVCacheGenerator:
     Each chunk's states (pre-computed at ingestion by ``precompute_document_kv`` or encoded on first use)
     are loaded from the KV store, placed side by side after the cached system prompt with positions
     reused, and the question alone is prefilled; attention over the context is corrected with APE's
-    temperature and scale (calibrated per model by ``python -m ragpress.generators.kv_calibration``). Sentences
+    temperature and scale (calibrated per model by ``python -m ragpress.training.kv_calibration``). Sentences
     the pruner dropped (``meta['kept_sentences']``) are masked out of attention, not re-encoded. With
     ``blend_share > 0`` the chunks are laid out one after another instead and CacheBlend recomputes that
     share of their tokens across chunks (closer to sequential reading, several times slower to the first
@@ -104,7 +106,11 @@ class KVCacheGenerator:
         max_new_tokens: int = 64,
         max_context_tokens: int = 4096,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        device: str = "auto",
     ) -> None:
+        if check_device(device) not in CPU_DEVICES:
+            # cached states are stored and assembled as CPU tensors; a GPU path would move every entry
+            raise ValueError("the KV generator runs on the CPU in this version: use device auto or cpu.")
         if quantization not in kv_quantization.QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {kv_quantization.QUANTIZATIONS}.")
         if on_miss not in ON_MISS:
@@ -114,7 +120,8 @@ class KVCacheGenerator:
         if store is not None and store.get("backend", "local") not in ("local", "redis"):
             raise ValueError("store.backend must be 'local' or 'redis'.")
         # the fallback is the sequential baseline itself (it also validates the shared parameters)
-        self._sequential = LocalGenerator(model, max_new_tokens, max_context_tokens, system_prompt)
+        self._sequential = LocalGenerator(model, max_new_tokens, max_context_tokens, system_prompt, device="cpu")
+        self.device = device
         self.model = model
         self.store = store
         self.quantization = quantization
@@ -152,6 +159,7 @@ class KVCacheGenerator:
             max_new_tokens=self.max_new_tokens,
             max_context_tokens=self.max_context_tokens,
             system_prompt=self.system_prompt,
+            device=self.device,
         )
 
     @classmethod
@@ -170,6 +178,7 @@ class KVCacheGenerator:
     @component.output_types(replies=list[str], meta=list[dict[str, Any]])
     def run(
         self,
+        *,
         query: str,
         documents: list[Document] | None = None,
         max_new_tokens: int | None = None,
@@ -178,6 +187,17 @@ class KVCacheGenerator:
         scale: float | None = None,
         blend_share: float | None = None,
     ) -> dict[str, Any]:
+        """
+        :param query: the question.
+        :param documents: the chunks to answer from, most relevant first; their cached states are loaded.
+        :param max_new_tokens: overrides the init value for this run.
+        :param streaming_callback: called with each new piece of the answer.
+        :param temperature: overrides the init value (or the calibration) for this run.
+        :param scale: overrides the init value (or the calibration) for this run.
+        :param blend_share: overrides the init value for this run.
+        :returns: ``replies`` (one answer) and ``meta`` (time to first token, abstention, chunks loaded and
+            encoded, prefilled tokens).
+        """
         share = _check_share(self.blend_share if blend_share is None else blend_share)
         _check_corrections(temperature, scale)  # a run's override is held to the init values' range
         max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
@@ -268,6 +288,7 @@ class KVCacheGenerator:
     def _fallback(self, query: str, documents: list[Document], max_new_tokens: int,
                   streaming_callback: Callable[[StreamingChunk], None] | None, why: str) -> dict[str, Any]:
         logger.warning("KVCacheGenerator falls back to sequential prefill: %s.", why)
-        result = self._sequential.run(query, documents, max_new_tokens, streaming_callback)
+        result = self._sequential.run(query=query, documents=documents, max_new_tokens=max_new_tokens,
+                                      streaming_callback=streaming_callback)
         result["meta"][0]["fallback_reason"] = why
         return result

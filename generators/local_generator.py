@@ -20,6 +20,7 @@ from ragpress.generators.prompting import (
 )
 
 from ragpress.base import model_loading
+from ragpress.base.devices import check_device
 from ragpress.base.roles import Role
 
 NO_ANSWER = "The documents do not contain the answer to this question."
@@ -47,6 +48,7 @@ class LocalGenerator:
         max_new_tokens: int = 64,
         max_context_tokens: int = 1536,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        device: str = "auto",
     ) -> None:
         new_token_limit(None, max_new_tokens)  # the same check as a run's override
         if max_context_tokens < 16:
@@ -57,12 +59,13 @@ class LocalGenerator:
         self.max_new_tokens = max_new_tokens
         self.max_context_tokens = max_context_tokens
         self.system_prompt = system_prompt
+        self.device = check_device(device)
         self._lm: Any = None
         self._tokenizer: Any = None
 
     def warm_up(self) -> None:
         if self._lm is None:
-            self._lm, self._tokenizer = model_loading.causal_lm(self.model)
+            self._lm, self._tokenizer = model_loading.causal_lm(self.model, self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -71,6 +74,7 @@ class LocalGenerator:
             max_new_tokens=self.max_new_tokens,
             max_context_tokens=self.max_context_tokens,
             system_prompt=self.system_prompt,
+            device=self.device,
         )
 
     @classmethod
@@ -80,11 +84,19 @@ class LocalGenerator:
     @component.output_types(replies=list[str], meta=list[dict[str, Any]])
     def run(
         self,
+        *,
         query: str,
         documents: list[Document] | None = None,
         max_new_tokens: int | None = None,
         streaming_callback: Callable[[StreamingChunk], None] | None = None,
     ) -> dict[str, Any]:
+        """
+        :param query: the question.
+        :param documents: the passages to answer from, most relevant first; none means abstain.
+        :param max_new_tokens: overrides the init value for this run.
+        :param streaming_callback: called with each new piece of the answer.
+        :returns: ``replies`` (one answer) and ``meta`` (time to first token, abstention, token counts).
+        """
         max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
         documents = [d for d in (documents or []) if passage_text(d).strip()]
         if not documents:
@@ -92,7 +104,7 @@ class LocalGenerator:
         self.warm_up()
         pieces = self.fit_to_budget(query, documents)
         started = time.perf_counter()
-        ids = torch.tensor([pieces.sequential()])
+        ids = torch.tensor([pieces.sequential()], device=self._lm.device)
         with torch.inference_mode():
             out = self._lm(input_ids=ids, use_cache=True)
         decoded = greedy_decode(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from haystack import Document
 from transformers import PreTrainedTokenizerBase
 
+from ragpress.base.schema import PRUNED_TEXT
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer the question using only the passages given. "
     "Answer in one short sentence."
@@ -37,7 +39,7 @@ class PromptPieces:
 
 def passage_text(document: Document) -> str:
     """The text the generator reads: the pruned text when the pruner ran, else the whole content."""
-    pruned = (document.meta or {}).get("pruned_text")
+    pruned = (document.meta or {}).get(PRUNED_TEXT)
     return pruned if pruned is not None else (document.content or "")
 
 

@@ -145,12 +145,21 @@ class RemoteGenerator:
     @component.output_types(replies=list[str], meta=list[dict[str, Any]])
     def run(
         self,
+        *,
         query: str,
         documents: list[Document] | None = None,
         max_new_tokens: int | None = None,
         streaming_callback: Callable[[StreamingChunk], None] | None = None,
         temperature: float | None = None,
     ) -> dict[str, Any]:
+        """
+        :param query: the question.
+        :param documents: the passages to answer from, most relevant first; none means abstain.
+        :param max_new_tokens: overrides the init value for this run.
+        :param streaming_callback: called with each new piece of the answer.
+        :param temperature: overrides the init value for this run.
+        :returns: ``replies`` (one answer) and ``meta`` (time to first token, abstention, usage).
+        """
         max_new_tokens = new_token_limit(max_new_tokens, self.max_new_tokens)
         if temperature is not None:  # a run's override is held to the init value's range
             _check_temperature(temperature)

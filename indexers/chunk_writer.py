@@ -52,7 +52,11 @@ class ChunkWriter:
         return default_from_dict(cls, data)
 
     @component.output_types(documents_written=int, documents_retired=int)
-    def run(self, documents: list[Document]) -> dict[str, int]:
+    def run(self, *, documents: list[Document]) -> dict[str, int]:
+        """
+        :param documents: embedded units, each with its scope, document id and content hash in ``meta``.
+        :returns: ``documents_written``, and ``documents_retired``: the units of older versions removed.
+        """
         store = shared_store()
         missing = [d.id for d in documents if d.embedding is None]
         if missing:

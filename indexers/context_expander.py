@@ -107,8 +107,15 @@ class MultiScaleExpander:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document], scope: schema.Scope, token_budget: int | None = None,
+    def run(self, *, documents: list[Document], scope: schema.Scope, token_budget: int | None = None,
             max_level: str | None = None) -> dict[str, list[Document]]:
+        """
+        :param documents: retrieved units, best first by score.
+        :param scope: the server's scope for this query; parents are looked up inside it only.
+        :param token_budget: overrides the init value for this run.
+        :param max_level: overrides the init value for this run.
+        :returns: ``documents``: merged and expanded units within the budget, best first.
+        """
         budget, ceiling = token_budget or self.token_budget, max_level or self.max_level
         _check(budget, ceiling)
         if not documents:

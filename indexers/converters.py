@@ -154,7 +154,12 @@ class TextConverter:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document], failed=list[dict[str, Any]])
-    def run(self, documents: list[Document], sources: list[ByteStream] | None = None) -> dict[str, Any]:
+    def run(self, *, documents: list[Document], sources: list[ByteStream] | None = None) -> dict[str, Any]:
+        """
+        :param documents: submitted documents; ``meta.content_type`` says how to read their text.
+        :param sources: raw files (PDF, HTML, ...) with their meta, converted the same way.
+        :returns: ``documents`` converted to clean text, and ``failed``: what could not be read, with why.
+        """
         converted: list[Document] = []
         failed: list[dict[str, Any]] = []
         items: list[tuple[str | bytes, dict[str, Any]]] = [(d.content or "", dict(d.meta)) for d in documents]

@@ -97,6 +97,7 @@ class EdgeEmbeddingRetriever(_EdgeRetriever):
     @component.output_types(documents=list[Document])
     def run(
         self,
+        *,
         query_embedding: list[float],
         filters: dict[str, Any] | None = None,
         top_k: int | None = None,
@@ -118,6 +119,7 @@ class EdgeSparseEmbeddingRetriever(_EdgeRetriever):
     @component.output_types(documents=list[Document])
     def run(
         self,
+        *,
         query_sparse_embedding: SparseEmbedding | None = None,
         query: str | None = None,
         filters: dict[str, Any] | None = None,
@@ -160,6 +162,7 @@ class EdgeHybridRetriever(_EdgeRetriever):
     @component.output_types(documents=list[Document])
     def run(
         self,
+        *,
         query_embedding: list[float],
         query_sparse_embedding: SparseEmbedding | None = None,
         query: str | None = None,

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 
+from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
 
@@ -14,7 +15,14 @@ from ragpress.base.roles import Role
 class _Embedder:
     role: ClassVar[Role] = Role.EMBEDDER
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 32, normalize: bool = True) -> None:
+    def __init__(self, model: str = "all-MiniLM-L6-v2", batch_size: int = 32, normalize: bool = True,
+                 device: str = "auto") -> None:
+        """
+        :param model: a registry model's name, a Hugging Face id in the local cache, or a directory.
+        :param batch_size: texts encoded per forward pass.
+        :param normalize: scale vectors to unit length (cosine similarity as a dot product).
+        :param device: ``auto`` (a GPU when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
         if not model:
@@ -22,14 +30,16 @@ class _Embedder:
         self.model = model
         self.batch_size = batch_size
         self.normalize = normalize
+        self.device = check_device(device)
         self._model: Any = None
 
     def warm_up(self) -> None:
         if self._model is None:
-            self._model = sentence_transformer(self.model)
+            self._model = sentence_transformer(self.model, self.device)
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, model=self.model, batch_size=self.batch_size, normalize=self.normalize)
+        return default_to_dict(self, model=self.model, batch_size=self.batch_size, normalize=self.normalize,
+                               device=self.device)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
@@ -53,7 +63,11 @@ class DocumentEmbedder(_Embedder):
     """
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document]) -> dict[str, list[Document]]:
+    def run(self, *, documents: list[Document]) -> dict[str, list[Document]]:
+        """
+        :param documents: units to embed; one that already has a vector keeps it.
+        :returns: ``documents``, each with its ``embedding``.
+        """
         todo = [i for i, d in enumerate(documents) if d.embedding is None]
         vectors = self.encode([documents[i].content or "" for i in todo])
         embedded = list(documents)
@@ -71,7 +85,11 @@ class QueryEmbedder(_Embedder):
     """
 
     @component.output_types(embedding=list[float])
-    def run(self, text: str) -> dict[str, list[float]]:
+    def run(self, *, text: str) -> dict[str, list[float]]:
+        """
+        :param text: the query.
+        :returns: ``embedding``, the query's vector.
+        """
         if not isinstance(text, str):
             raise TypeError("QueryEmbedder expects a string.")
         return {"embedding": self.encode([text])[0]}

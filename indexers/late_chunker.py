@@ -24,6 +24,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from ragpress.indexers.sentence_chunker import SentenceChunker
 
 from ragpress.base import schema
+from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
 
@@ -128,11 +129,12 @@ class TokenEncoder:
     def _forward(self, batch: list[list[int]]) -> torch.Tensor:
         width = max(len(ids) for ids in batch)
         pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
+        device = self.model.device  # pooling and blending stay on the CPU in float32
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch], device=device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], device=device)
         with torch.inference_mode():
             features = self.model[0]({"input_ids": input_ids, "attention_mask": mask})
-        return features["token_embeddings"]
+        return features["token_embeddings"].float().cpu()
 
 
 def blend(base: torch.Tensor, other: torch.Tensor, weight: float, normalize: bool = True) -> torch.Tensor:
@@ -209,7 +211,7 @@ class LateChunker:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  window_tokens: int | None = None, window_overlap: int = 64, batch_size: int = 16,
-                 prompt_name: str | None = "document", local_weight: float = 0.25) -> None:
+                 prompt_name: str | None = "document", local_weight: float = 0.25, device: str = "auto") -> None:
         if not model:
             raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
         if window_tokens is not None and window_tokens < 32:
@@ -219,6 +221,7 @@ class LateChunker:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
         check_weight("local_weight", local_weight)
+        self.device = check_device(device)
         self.model = model
         self.max_tokens = max_tokens
         self.overlap_sentences = overlap_sentences
@@ -233,7 +236,7 @@ class LateChunker:
 
     def warm_up(self) -> None:
         if self._encoder is None:
-            loaded = sentence_transformer(self.model)
+            loaded = sentence_transformer(self.model, self.device)
             prompt = document_prompt(loaded, self.prompt_name)
             self._encoder = TokenEncoder(loaded, self.window_tokens, prompt)
             self._splitter.warm_up()
@@ -242,15 +245,21 @@ class LateChunker:
         return default_to_dict(self, model=self.model, max_tokens=self.max_tokens,
                                overlap_sentences=self.overlap_sentences, window_tokens=self.window_tokens,
                                window_overlap=self.window_overlap, batch_size=self.batch_size,
-                               prompt_name=self.prompt_name, local_weight=self.local_weight)
+                               prompt_name=self.prompt_name, local_weight=self.local_weight, device=self.device)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LateChunker:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document], max_tokens: int | None = None,
+    def run(self, *, documents: list[Document], max_tokens: int | None = None,
             local_weight: float | None = None) -> dict[str, list[Document]]:
+        """
+        :param documents: whole documents, each read once (in overlapping windows when long).
+        :param max_tokens: overrides the init value for this run.
+        :param local_weight: overrides the init value for this run.
+        :returns: ``documents``: the chunks with their late-pooled embeddings.
+        """
         weight = self.local_weight if local_weight is None else check_weight("local_weight", local_weight)
         parts = self.parts(documents, max_tokens, with_local=weight > 0)
         vectors = parts.late_vectors
@@ -283,7 +292,7 @@ class LateChunker:
     def _embed_group(self, documents: list[Document], max_tokens: int, with_local: bool) -> LateParts:
         encoder = self._encoder
         assert encoder is not None
-        planned = [self._splitter.run([d], max_tokens=max_tokens)["documents"] for d in documents]
+        planned = [self._splitter.run(documents=[d], max_tokens=max_tokens)["documents"] for d in documents]
         kept = [i for i, chunks in enumerate(planned) if chunks]
         tokens = [encoder.tokenize(documents[i].content or "") for i in kept]
         embeddings = encoder.document_tokens(tokens, self.window_overlap, self.batch_size)

@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from ragpress.indexers.sentence_chunker import pack_sentences
-from ragpress.indexers.sentences import split_sentences
 
 from ragpress.base import schema
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
+from ragpress.scoring.sentences import split_sentences
 
 Span = tuple[int, int]
 
@@ -125,8 +125,14 @@ class MultiScaleSplitter:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document], chunk_tokens: int | None = None,
+    def run(self, *, documents: list[Document], chunk_tokens: int | None = None,
             slice_tokens: int | None = None) -> dict[str, list[Document]]:
+        """
+        :param documents: converted documents with their scope and document id in ``meta``.
+        :param chunk_tokens: overrides the init value for this run.
+        :param slice_tokens: overrides the init value for this run.
+        :returns: ``documents``: every level's units, each with level, parent, position, offsets and sentences.
+        """
         chunk_budget, slice_budget = chunk_tokens or self.chunk_tokens, slice_tokens or self.slice_tokens
         _check_budgets(chunk_budget, slice_budget)
         self.warm_up()

@@ -61,12 +61,21 @@ class ScopedEmbeddingRetriever:
     @component.output_types(documents=list[Document], timing_ms=float)
     def run(
         self,
+        *,
         query_embedding: list[float],
         scope: schema.Scope,
         filters: dict[str, Any] | None = None,
         top_k: int | None = None,
         query: str | None = None,
     ) -> dict[str, Any]:
+        """
+        :param query_embedding: the query's vector.
+        :param scope: the server's scope for this query; the search never leaves it.
+        :param filters: the caller's filters, ANDed with the scope, level and strategy.
+        :param top_k: overrides the init value for this run.
+        :param query: the query text, for the BM25 half of a hybrid search.
+        :returns: ``documents``, best first, and ``timing_ms``.
+        """
         started = time.perf_counter()
         tenant, collection = validate_scope(scope)
         conditions = [c for c in (filters, self._field_filter(schema.LEVEL, self.level),

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.indexers.sentences import split_sentences
 
 from ragpress.base import schema
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
+from ragpress.scoring.sentences import split_sentences
 
 Span = tuple[int, int]
 
@@ -99,7 +99,12 @@ class SentenceChunker:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document], max_tokens: int | None = None) -> dict[str, list[Document]]:
+    def run(self, *, documents: list[Document], max_tokens: int | None = None) -> dict[str, list[Document]]:
+        """
+        :param documents: documents to cut on sentence boundaries.
+        :param max_tokens: overrides the init value for this run.
+        :returns: ``documents``: the chunks, with offsets and sentence spans.
+        """
         self.warm_up()
         budget = max_tokens or self.max_tokens
         chunks: list[Document] = []

@@ -33,6 +33,7 @@ from ragpress.indexers.late_chunker import (
 from ragpress.indexers.sentence_chunker import SentenceChunker
 
 from ragpress.base import schema
+from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
 
@@ -94,7 +95,8 @@ class SituatedChunker:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  context_tokens: int | None = None, context_weight: float = 0.0, title_key: str | None = None,
-                 batch_size: int = 16, prompt_name: str | None = "document", local_weight: float = 0.25) -> None:
+                 batch_size: int = 16, prompt_name: str | None = "document", local_weight: float = 0.25,
+                 device: str = "auto") -> None:
         if not model:
             raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
         check_weight("context_weight", context_weight)
@@ -103,6 +105,7 @@ class SituatedChunker:
             raise ValueError("context_tokens must be at least 32.")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
+        self.device = check_device(device)
         self.model = model
         self.max_tokens = max_tokens
         self.overlap_sentences = overlap_sentences
@@ -117,7 +120,7 @@ class SituatedChunker:
 
     def warm_up(self) -> None:
         if self._encoder is None:
-            loaded = sentence_transformer(self.model)
+            loaded = sentence_transformer(self.model, self.device)
             self._encoder = TokenEncoder(loaded, self.context_tokens, document_prompt(loaded, self.prompt_name))
             self._splitter.warm_up()
 
@@ -126,15 +129,22 @@ class SituatedChunker:
                                overlap_sentences=self.overlap_sentences, context_tokens=self.context_tokens,
                                context_weight=self.context_weight, title_key=self.title_key,
                                batch_size=self.batch_size, prompt_name=self.prompt_name,
-                               local_weight=self.local_weight)
+                               local_weight=self.local_weight, device=self.device)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SituatedChunker:
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document], max_tokens: int | None = None,
+    def run(self, *, documents: list[Document], max_tokens: int | None = None,
             context_weight: float | None = None, local_weight: float | None = None) -> dict[str, list[Document]]:
+        """
+        :param documents: whole documents.
+        :param max_tokens: overrides the init value for this run.
+        :param context_weight: overrides the init value for this run.
+        :param local_weight: overrides the init value for this run.
+        :returns: ``documents``: the chunks with their situated embeddings.
+        """
         weight = self.context_weight if context_weight is None else check_weight("context_weight", context_weight)
         local = self.local_weight if local_weight is None else check_weight("local_weight", local_weight)
         parts = self.parts(documents, max_tokens, with_local=local > 0)
@@ -171,7 +181,7 @@ class SituatedChunker:
         windows: dict[tuple[int, Span], int] = {}
         sequences: list[list[int]] = []
         for doc_index, document in enumerate(documents):
-            planned = self._splitter.run([document], max_tokens=max_tokens)["documents"]
+            planned = self._splitter.run(documents=[document], max_tokens=max_tokens)["documents"]
             if not planned:
                 continue
             tokens = encoder.tokenize(document.content or "")

@@ -35,11 +35,12 @@ from haystack import Pipeline
 from ragpress.generators.remote_generator import API_KEY_ENV as REMOTE_API_KEY_ENV
 from ragpress.pipelines.loader import PipelineProblem, line_of
 from ragpress.pipelines.param_types import plain_type, value_problem
-from ragpress.pruners.model import DEFAULT_MODEL_NAME as PRUNER_MODEL
 from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
 from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME
 
 from ragpress.base.models import REGISTRY
+from ragpress.base.roles import Role
+from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME as PRUNER_MODEL
 
 MAX_COMPONENTS = 32
 MAX_RUNS_PER_COMPONENT = 100
@@ -55,6 +56,8 @@ class Capability:
     server_params: frozenset[str] = frozenset()
     # init parameter -> the role of the models it may name (``offered_models``)
     model_params: Mapping[str, str] = field(default_factory=dict)
+    # What the component does, for types that cannot declare it (Haystack's own); ragpress's declare ``role``.
+    role: Role | None = None
 
 
 _STREAMS = frozenset({"streaming_callback"})
@@ -75,9 +78,9 @@ TENANT_COMPONENTS: dict[str, Capability] = {
     "ragpress.generators.remote_generator.RemoteGenerator": Capability(
         server_inputs=_STREAMS, server_params=frozenset({"base_url", "api_key"})),
     # Pure Haystack components: documents in, documents out; no file, network, environment, store or template.
-    "haystack.components.joiners.document_joiner.DocumentJoiner": Capability(),
-    "haystack.components.rankers.lost_in_the_middle.LostInTheMiddleRanker": Capability(),
-    "haystack.components.rankers.meta_field.MetaFieldRanker": Capability(),
+    "haystack.components.joiners.document_joiner.DocumentJoiner": Capability(role=Role.JOINER),
+    "haystack.components.rankers.lost_in_the_middle.LostInTheMiddleRanker": Capability(role=Role.RANKER),
+    "haystack.components.rankers.meta_field.MetaFieldRanker": Capability(role=Role.RANKER),
 }
 
 # What a dumped pipeline writes for a server-bound parameter (so a round-tripped pipeline saves again).
@@ -86,7 +89,7 @@ SERVER_DEFAULTS: dict[str, list[Any]] = {
 }
 
 SERVER_INPUTS = frozenset().union(*(c.server_inputs for c in TENANT_COMPONENTS.values()))
-# Inputs the server gives every component that has them (``Service.run_pipeline``).
+# Inputs the server gives every component that has them (``QueryPipeline.run``).
 SERVER_SUPPLIED = SERVER_INPUTS | {"query", "text"}
 
 OfferedModels = Mapping[str, frozenset[str]]
@@ -209,8 +212,18 @@ def graph_problems(text: str, pipeline: Pipeline) -> list[PipelineProblem]:
 
 
 def _capability_of(pipeline: Pipeline, name: str) -> Capability:
-    kind = type(pipeline.get_component(name))
+    return _capability(type(pipeline.get_component(name)))
+
+
+def _capability(kind: type) -> Capability:
     return TENANT_COMPONENTS.get(f"{kind.__module__}.{kind.__name__}", Capability())
+
+
+def role_of(kind: type) -> Role | None:
+    """What components of type ``kind`` do: the ``role`` the class declares, or this table's for a type that cannot
+    (None for a type that is neither ragpress's nor vetted)."""
+    declared = getattr(kind, "role", None)
+    return declared if isinstance(declared, Role) else _capability(kind).role
 
 
 def _nested(value: Any) -> Iterator[Any]:

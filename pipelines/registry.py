@@ -8,6 +8,7 @@ pipeline objects by (name, version): a newly saved version is used by the next r
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,16 +57,34 @@ def graph_of(pipeline: Pipeline) -> dict[str, list[dict[str, str]]]:
     return {"nodes": nodes, "edges": edges}
 
 
-def ceiling_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
-    """Init parameters above the server's cost ceilings (``ragpress.base.limits``)."""
-    problems = []
+@dataclass(frozen=True)
+class CeilingExcess:
+    """An init parameter a pipeline sets above the server's cost ceiling for it (``ragpress.base.limits``)."""
+
+    component: str
+    parameter: str
+    message: str
+
+    @property
+    def field(self) -> str:
+        return f"components.{self.component}.init_parameters.{self.parameter}"
+
+
+def ceiling_excesses(text: str, limits: Mapping[str, int]) -> list[CeilingExcess]:
+    """The init parameters of the pipeline YAML ``text`` above the server's cost ceilings."""
+    excesses = []
     for name, spec in parse_yaml(text)["components"].items():
         for parameter, value in sorted((spec.get("init_parameters") or {}).items()):
             message = over_ceiling(parameter, value, limits)
             if message is not None:
-                problems.append(PipelineProblem(message, line_of(text, f"{parameter}:", after=f"{name}:"),
-                                                f"components.{name}.init_parameters.{parameter}"))
-    return problems
+                excesses.append(CeilingExcess(name, parameter, message))
+    return excesses
+
+
+def ceiling_problems(text: str, limits: Mapping[str, int]) -> list[PipelineProblem]:
+    """``ceiling_excesses`` as problems pointing at their lines."""
+    return [PipelineProblem(e.message, line_of(text, f"{e.parameter}:", after=f"{e.component}:"), e.field)
+            for e in ceiling_excesses(text, limits)]
 
 
 def validate(text: str, limits: Mapping[str, int] | None = None,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from ragpress.pruners.scoring import Span
-from ragpress.rerankers.lexical import query_terms, term_counts
+from ragpress.scoring.lexical import query_terms, term_counts
+from ragpress.scoring.sentences import Span
 
 # Capitalised words and numerals: where a bridge entity shows up in English text.
 NAME_OR_NUMBER = re.compile(r"\b(?:[A-Z][\w'’-]*|\d[\d.,]*)")

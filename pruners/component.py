@@ -3,43 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.indexers.sentences import split_sentences
 from ragpress.pruners.bridge import bridged_sentences
-from ragpress.pruners.model import DEFAULT_MODEL_NAME, DEFAULT_WEIGHTS, ProvenceModel, is_weights_dir, load_shared
-from ragpress.pruners.scoring import Span, kept_sentences, relative_cutoff, score_passages
 from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores
 
+from ragpress.base.devices import check_device
 from ragpress.base.roles import Role
-from ragpress.base.schema import SENTENCES
-
-# How documents are ordered, and so which top_k are kept: by the pruner's relevance, in the order they came in
-# (retrieval's), or by reciprocal-rank fusion of the two (RRF_K as in Cormack et al.'s RRF).
-RANKINGS = ("relevance", "input", "fused")
-RRF_K = 60
-PRUNED_TEXT = "pruned_text"
-KEPT_SENTENCES = "kept_sentences"
-SENTENCE_SCORES = "sentence_scores"
-
-
-def weights_path(model: str) -> Path:
-    """The weights directory for ``model``: the shipped adapter's name or a directory holding one."""
-    if model == DEFAULT_MODEL_NAME:
-        return DEFAULT_WEIGHTS
-    if is_weights_dir(model):
-        return Path(model).expanduser()
-    raise ValueError(
-        f"model {model!r} is neither {DEFAULT_MODEL_NAME!r} nor a directory with "
-        "adapter.safetensors + config.json"
-    )
-
-
-def check_range(name: str, value: float | None, low: float, high: float) -> None:
-    if value is not None and not low <= value <= high:
-        raise ValueError(f"{name} must be within [{low}, {high}], got {value}")
+from ragpress.base.schema import KEPT_SENTENCES, PRUNED_TEXT, SENTENCE_SCORES
+from ragpress.scoring.passage_scoring import score_passages
+from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME, ProvenceModel, load_shared, weights_path
+from ragpress.scoring.selection import (
+    check_range,
+    check_ranking,
+    check_top_k,
+    kept_sentences,
+    relative_cutoff,
+    select,
+)
+from ragpress.scoring.sentences import Span, document_spans
 
 
 def check_rule(threshold: float | None, relative_threshold: float | None) -> None:
@@ -47,25 +30,6 @@ def check_rule(threshold: float | None, relative_threshold: float | None) -> Non
     check_range("relative_threshold", relative_threshold, 0.0, 1.0)
     if threshold is not None and relative_threshold is not None:
         raise ValueError("give threshold (absolute) or relative_threshold, not both")
-
-
-def check_top_k(top_k: int | None) -> None:
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
-
-
-def check_ranking(ranking: str) -> None:
-    if ranking not in RANKINGS:
-        raise ValueError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
-
-
-def document_spans(document: Document) -> list[Span]:
-    """The document's sentence spans: ``meta["sentences"]`` when the chunker stored them, else the shared
-    splitter's, so kept indices always match what the chunker and the KV generator use."""
-    stored = (document.meta or {}).get(SENTENCES)
-    if stored:
-        return [(int(s), int(e)) for s, e in stored]
-    return split_sentences(document.content or "")
 
 
 @component
@@ -107,6 +71,7 @@ class ProvencePruner:
         sentence_fusion: bool = True,
         ranking: str = "relevance",
         bridge: bool = False,
+        device: str = "auto",
     ) -> None:
         """
         :param model: ``"ragpress-provence-minilm"`` (shipped weights) or a directory of trained weights.
@@ -115,8 +80,8 @@ class ProvencePruner:
             best sentence's among all the documents of one call (so the best sentence is always kept).
             At most one of the two; with neither, the weights' calibrated rule (the fusion's threshold,
             ``default_relative_threshold`` or ``default_threshold`` in their config.json, each set to keep 97%
-            of the gold sentences of held-out training queries; see ragpress.pruners.fit_sentence_fusion and
-            ragpress.pruners.calibration).
+            of the gold sentences of held-out training queries; see ragpress.training.fit_sentence_fusion and
+            ragpress.training.pruner_calibration).
         :param top_k: return at most this many documents (None: all).
         :param score_threshold: drop documents whose relevance probability is below this (None: keep all).
         :param max_length: tokens per window (query + passage + 3 specials); longer passages use more windows.
@@ -130,6 +95,7 @@ class ProvencePruner:
             ``top_k`` are scored, so it is also faster) or ``"fused"`` (reciprocal-rank fusion of the two).
         :param bridge: also keep a dropped sentence of another document that shares a name or number with the
             call's best sentence, absent from the query (a multi-hop question's second hop; ragpress.pruners.bridge).
+        :param device: ``auto`` (a GPU when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         """
         weights_path(model)
         check_rule(threshold, relative_threshold)
@@ -151,13 +117,14 @@ class ProvencePruner:
         self.sentence_fusion = sentence_fusion
         self.ranking = ranking
         self.bridge = bridge
+        self.device = check_device(device)
         self._model: ProvenceModel | None = None
         self._tokenizer: Any = None
         self._fitted_fusion: SentenceFusion | None = None
 
     def warm_up(self) -> None:
         if self._model is None:
-            self._model, self._tokenizer = load_shared(weights_path(self.model), self.quantize)
+            self._model, self._tokenizer = load_shared(weights_path(self.model), self.quantize, self.device)
             self._fitted_fusion = SentenceFusion.from_config(self._model.config.sentence_fusion)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +141,7 @@ class ProvencePruner:
             sentence_fusion=self.sentence_fusion,
             ranking=self.ranking,
             bridge=self.bridge,
+            device=self.device,
         )
 
     @classmethod
@@ -183,6 +151,7 @@ class ProvencePruner:
     @component.output_types(documents=list[Document])
     def run(
         self,
+        *,
         query: str,
         documents: list[Document],
         threshold: float | None = None,
@@ -193,7 +162,19 @@ class ProvencePruner:
         bridge: bool | None = None,
     ) -> dict[str, list[Document]]:
         """Rerank and prune ``documents`` for ``query``; arguments given here override the init values (a
-        sentence rule given here, absolute or relative, replaces the init one)."""
+        sentence rule given here, absolute or relative, replaces the init one).
+
+        :param query: the question.
+        :param documents: the candidate passages.
+        :param threshold: an absolute sentence rule for this run.
+        :param top_k: overrides the init value for this run.
+        :param score_threshold: overrides the init value for this run.
+        :param relative_threshold: a relative sentence rule for this run.
+        :param ranking: overrides the init value for this run.
+        :param bridge: overrides the init value for this run.
+        :returns: ``documents`` in ``ranking`` order, each with its relevance probability as ``score`` and, in
+            ``meta``, its pruned text, the kept sentences and every sentence's score.
+        """
         check_rule(threshold, relative_threshold)
         if threshold is None and relative_threshold is None:
             threshold, relative_threshold = self.threshold, self.relative_threshold
@@ -254,24 +235,6 @@ class ProvencePruner:
         if relative_threshold is None:
             return threshold
         return relative_cutoff(sentence_scores, relative_threshold)
-
-
-def select(documents: list[Document], top_k: int | None, score_threshold: float | None,
-           ranking: str = "relevance") -> list[Document]:
-    """Order as ``ranking`` says (sorts are stable, so ties keep the input order), then apply the score floor
-    and top_k."""
-    by_score = sorted(range(len(documents)), key=lambda i: -(documents[i].score or 0.0))
-    if ranking == "relevance":
-        order = by_score
-    elif ranking == "input":
-        order = list(range(len(documents)))
-    else:
-        fused = {i: 1 / (RRF_K + i) + 1 / (RRF_K + rank) for rank, i in enumerate(by_score)}
-        order = sorted(fused, key=lambda i: (-fused[i], i))
-    ranked = [documents[i] for i in order]
-    if score_threshold is not None:
-        ranked = [d for d in ranked if (d.score or 0.0) >= score_threshold]
-    return ranked[:top_k] if top_k is not None else ranked
 
 
 def _pruned(

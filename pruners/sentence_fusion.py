@@ -9,11 +9,11 @@ the best of the same call, so a cut-off on the result transfers across queries:
 - ``passage_keep``: the best keep logit inside the sentence's passage minus the call's best;
 - ``relevance``: the passage's relevance logit minus the call's best passage relevance logit;
 - ``sentence_lexical``: the query's BM25 match with the sentence, IDF taken over the call's sentences
-  (``ragpress.rerankers.lexical``), as a share of the best sentence's;
+  (``ragpress.scoring.lexical``), as a share of the best sentence's;
 - ``passage_lexical``: the same over the call's passages.
 
-Weights and the default threshold are fitted on held-out train queries (``ragpress.pruners.fit_sentence_fusion``) and
-live in the pruner weights' config.json under ``sentence_fusion``.
+Weights and the default threshold are fitted on held-out train queries (``ragpress.training.fit_sentence_fusion``)
+and live in the pruner weights' config.json under ``sentence_fusion``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ragpress.pruners.scoring import PassageScores, Span
-from ragpress.rerankers import fusion, lexical
+from ragpress.scoring import lexical
+from ragpress.scoring.logistic_fusion import check_logistic, combine, logit
+from ragpress.scoring.passage_scoring import PassageScores
+from ragpress.scoring.sentences import Span
 
 FEATURES = ("keep", "passage_keep", "relevance", "sentence_lexical", "passage_lexical")
 
@@ -37,7 +39,7 @@ class SentenceFusion:
     fitted_on: str = ""
 
     def __post_init__(self) -> None:
-        fusion.check_logistic("sentence fusion", self.weights, FEATURES, self.threshold)
+        check_logistic("sentence fusion", self.weights, FEATURES, self.threshold)
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,9 +54,9 @@ def sentence_features(
 ) -> dict[str, list[float]]:
     """Every feature of every sentence of the call, passages in order, sentences in order within each."""
     sentences = [text[s:e] for text, spans in passages for s, e in spans]
-    keep = [[fusion.logit(s) for s in r.sentence_scores] for r in scores]
+    keep = [[logit(s) for s in r.sentence_scores] for r in scores]
     best_keep = max((k for ks in keep for k in ks), default=0.0)
-    relevance = [fusion.logit(r.score) for r in scores]
+    relevance = [logit(r.score) for r in scores]
     best_relevance = max(relevance, default=0.0)
     passage_lexical = _share_of_best(lexical.bm25_coverage(query, [text for text, _ in passages]))
     per_passage = [
@@ -82,7 +84,7 @@ def fused_scores(
 ) -> list[list[float]]:
     """The fused keep probability of each sentence, per passage."""
     features = sentence_features(query, passages, scores)
-    flat = fusion.combine(model, {name: features[name] for name in model.weights})
+    flat = combine(model, {name: features[name] for name in model.weights})
     result, start = [], 0
     for r in scores:
         result.append(flat[start : start + len(r.sentence_scores)])

@@ -39,8 +39,14 @@ class Client:
     def add_documents(self, collection: str, documents: list[dict[str, Any]]) -> str:
         return self._call("POST", f"/v1/collections/{collection}/documents", json={"documents": documents})["job_id"]
 
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/jobs")["jobs"]
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/jobs/{job_id}/cancel")
 
     def wait(self, job_id: str, timeout_s: float = 600, poll_s: float = 0.3,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -61,3 +67,11 @@ class Client:
 
     def collections(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/collections")["collections"]
+
+    def pipeline(self, name: str, version: int | None = None) -> dict[str, Any]:
+        params = {"version": version} if version is not None else {}
+        return self._call("GET", f"/v1/pipelines/{name}", params=params)
+
+    def save_pipeline(self, name: str, text: bytes) -> dict[str, Any]:
+        """Validate and save pipeline YAML as the pipeline's next version."""
+        return self._call("PUT", f"/v1/pipelines/{name}", content=text, headers={"content-type": "application/yaml"})

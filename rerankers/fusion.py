@@ -2,21 +2,22 @@
 
 The signals are ones dense retrieval alone lacks or only approximates: the bi-encoder cosine (retrieval's own
 score, recomputed so any retriever's list can be reranked), a lexical match of the query's rare terms over
-the candidate list (``ragpress.rerankers.lexical``) and, optionally, the Provence model's relevance logit. Their
-weights are a logistic model fitted on SciFact train claims (``ragpress.rerankers.fit_fusion``) and live in a small
-JSON file, so the shared encoder and the pruner's weights are untouched.
+the candidate list (``ragpress.scoring.lexical``) and, optionally, the Provence model's relevance logit. Their
+weights are a logistic model (``ragpress.scoring.logistic_fusion``) fitted on SciFact train claims
+(``ragpress.training.fit_fusion``) and live in a small JSON file, so the shared encoder and the pruner's weights
+are untouched.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
-from ragpress.rerankers import lexical
+
+from ragpress.scoring import lexical
+from ragpress.scoring.logistic_fusion import check_logistic
 
 FUSION_FILE_KIND = "ragpress-fusion"
 DEFAULT_FUSION_NAME = "ragpress-fusion-minilm"
@@ -96,32 +97,3 @@ def embedding_features(
             start += len(piece)
         features["sentence"] = best
     return features
-
-
-def logit(probability: float) -> float:
-    """The relevance logit back from a probability (clipped: float32 sigmoids saturate near 1e-7)."""
-    p = min(max(probability, 1e-7), 1 - 1e-7)
-    return math.log(p / (1 - p))
-
-
-def check_logistic(kind: str, weights: dict[str, float], allowed: tuple[str, ...],
-                   threshold: float | None = None) -> None:
-    """What every fitted logistic model here must hold: known, non-empty features and a threshold in [0, 1]."""
-    if not weights or set(weights) - set(allowed):
-        raise ValueError(f"{kind} features must be a non-empty subset of {allowed}, got {sorted(weights)}")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"{kind} threshold must be within [0, 1], got {threshold}")
-
-
-class LogisticWeights(Protocol):
-    """A fitted logistic model: a weight per named feature and a bias."""
-
-    weights: dict[str, float]
-    bias: float
-
-
-def combine(weights: LogisticWeights, features: dict[str, list[float]]) -> list[float]:
-    """The fused probability of each item (passages here; sentences for ``ragpress.pruners.sentence_fusion``)."""
-    count = len(next(iter(features.values())))
-    logits = [weights.bias + sum(w * features[f][i] for f, w in weights.weights.items()) for i in range(count)]
-    return [1 / (1 + math.exp(-min(max(z, -50.0), 50.0))) for z in logits]

@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 from haystack import Document, component, default_from_dict, default_to_dict
 from ragpress.rerankers.sufficiency import SufficiencyWeights, evidence_features
 
+from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
+from ragpress.base.schema import SENTENCE_SCORES
 
 NO_RELEVANT_PASSAGE = "no_relevant_passage"
 NO_RELEVANT_SENTENCE = "no_relevant_sentence"
 INSUFFICIENT_EVIDENCE = "insufficient_evidence"
-SENTENCE_SCORES = "sentence_scores"  # written by ragpress.pruners.component.ProvencePruner
 
 
 @component
@@ -32,7 +33,7 @@ class RelevanceGate:
     answers. Documents without sentence scores do not count as evidence for that check.
 
     With ``sufficiency`` (``"ragpress-sufficiency-minilm"``, the shipped weights, or a weights file from
-    ``python -m ragpress.rerankers.fit_sufficiency``) it needs the ``query`` too and abstains when the model's
+    ``python -m ragpress.training.fit_sufficiency``) it needs the ``query`` too and abstains when the model's
     probability that the documents answer it is below ``min_sufficiency`` (default: the file's threshold).
 
     Usage:
@@ -56,6 +57,7 @@ class RelevanceGate:
         min_sentence_score: float | None = None,
         sufficiency: str | None = None,
         min_sufficiency: float | None = None,
+        device: str = "auto",
     ) -> None:
         for name, value in (
             ("min_score", min_score), ("drop_below", drop_below), ("min_sentence_score", min_sentence_score),
@@ -72,16 +74,17 @@ class RelevanceGate:
         self.min_sentence_score = min_sentence_score
         self.sufficiency = sufficiency
         self.min_sufficiency = min_sufficiency
+        self.device = check_device(device)
         self._weights = weights
 
     def warm_up(self) -> None:
         if self._weights is not None:
-            sentence_transformer(self._weights.embedder)
+            sentence_transformer(self._weights.embedder, self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
             self, min_score=self.min_score, drop_below=self.drop_below, min_sentence_score=self.min_sentence_score,
-            sufficiency=self.sufficiency, min_sufficiency=self.min_sufficiency,
+            sufficiency=self.sufficiency, min_sufficiency=self.min_sufficiency, device=self.device,
         )
 
     @classmethod
@@ -91,14 +94,22 @@ class RelevanceGate:
     @component.output_types(documents=list[Document], abstain_reason=str)
     def run(
         self,
+        *,
         documents: list[Document],
         query: str | None = None,
         min_score: float | None = None,
         min_sentence_score: float | None = None,
         min_sufficiency: float | None = None,
     ) -> dict[str, Any]:
-        """Gate ``documents`` (``query`` is needed with ``sufficiency``); floors given here override the init
-        values."""
+        """Gate ``documents``; floors given here override the init values.
+
+        :param documents: the ranked (and pruned) passages, with their relevance scores.
+        :param query: the question; needed with ``sufficiency``.
+        :param min_score: overrides the init value for this run.
+        :param min_sentence_score: overrides the init value for this run.
+        :param min_sufficiency: overrides the init value (or the weights' threshold) for this run.
+        :returns: ``documents`` to answer from (empty when abstaining) and ``abstain_reason`` ("" when not).
+        """
         _check_unit("min_sufficiency", min_sufficiency)
         threshold = self.min_score if min_score is None else min_score
         sentence_floor = self.min_sentence_score if min_sentence_score is None else min_sentence_score
@@ -119,7 +130,7 @@ class RelevanceGate:
             return None, None
         if query is None:
             raise ValueError("a gate with sufficiency needs the query")
-        embedder = sentence_transformer(self._weights.embedder)
+        embedder = sentence_transformer(self._weights.embedder, self.device)
         features = evidence_features(embedder, query, documents, self._weights.weights)
         cut = next(c for c in (floor, self.min_sufficiency, self._weights.threshold) if c is not None)
         return self._weights.probability(features), cut

@@ -7,13 +7,17 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.pruners.component import check_range, check_top_k, document_spans, select
-from ragpress.pruners.model import DEFAULT_MODEL_NAME, is_weights_dir, load_shared
-from ragpress.pruners.scoring import score_passages
-from ragpress.rerankers import fusion, lexical
+from ragpress.rerankers import fusion
 
+from ragpress.base.devices import check_device, resolve_device
 from ragpress.base.models import resolve
 from ragpress.base.roles import Role
+from ragpress.scoring import lexical
+from ragpress.scoring.logistic_fusion import combine, logit
+from ragpress.scoring.passage_scoring import score_passages
+from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME, is_weights_dir, load_shared, weights_path
+from ragpress.scoring.selection import check_range, check_top_k, select
+from ragpress.scoring.sentences import document_spans
 
 
 def is_ragpress_model(model: str) -> bool:
@@ -53,6 +57,7 @@ class Reranker:
         max_length: int = 512,
         batch_size: int = 16,
         quantize: bool = False,
+        device: str = "auto",
     ) -> None:
         """
         :param model: the fusion name or file, the ragpress adapter name or weights directory, or a
@@ -64,6 +69,7 @@ class Reranker:
             passage's first 256 tokens, as dense retrieval does, and each sentence on its own.
         :param batch_size: pairs per forward pass.
         :param quantize: dynamic int8 quantization (Provence model, also when a fusion file uses its logit).
+        :param device: ``auto`` (a GPU when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         """
         if not model:
             raise ValueError("model must name the ragpress adapter, a weights directory or a CrossEncoder")
@@ -77,6 +83,7 @@ class Reranker:
         self.max_length = max_length
         self.batch_size = batch_size
         self.quantize = quantize
+        self.device = check_device(device)
         self._backend: Any = None
         self._tokenizer: Any = None
         self._fusion: fusion.FusionWeights | None = None
@@ -88,14 +95,13 @@ class Reranker:
         if is_fusion_model(self.model):
             self._warm_up_fusion()
         elif is_ragpress_model(self.model):
-            from ragpress.pruners.component import weights_path
-
-            self._backend, self._tokenizer = load_shared(weights_path(self.model), self.quantize)
+            self._backend, self._tokenizer = load_shared(weights_path(self.model), self.quantize, self.device)
         else:
             from sentence_transformers import CrossEncoder
 
             self._backend = CrossEncoder(
-                resolve(self.model), device="cpu", max_length=self.max_length, local_files_only=True
+                resolve(self.model), device=resolve_device(self.device), max_length=self.max_length,
+                local_files_only=True
             )
 
     def _warm_up_fusion(self) -> None:
@@ -103,12 +109,10 @@ class Reranker:
 
         weights = fusion.FusionWeights.load(fusion.fusion_path(self.model))
         if weights.needs_relevance:
-            from ragpress.pruners.component import weights_path
-
-            self._relevance_model = load_shared(weights_path(DEFAULT_MODEL_NAME), self.quantize)
+            self._relevance_model = load_shared(weights_path(DEFAULT_MODEL_NAME), self.quantize, self.device)
         self._fusion = weights
         # The shared instance: the query embedder already holds it, so no second copy is loaded.
-        self._backend = sentence_transformer(weights.embedder)
+        self._backend = sentence_transformer(weights.embedder, self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -119,6 +123,7 @@ class Reranker:
             max_length=self.max_length,
             batch_size=self.batch_size,
             quantize=self.quantize,
+            device=self.device,
         )
 
     @classmethod
@@ -128,12 +133,20 @@ class Reranker:
     @component.output_types(documents=list[Document])
     def run(
         self,
+        *,
         query: str,
         documents: list[Document],
         top_k: int | None = None,
         score_threshold: float | None = None,
     ) -> dict[str, list[Document]]:
-        """Rerank ``documents`` for ``query``; arguments given here override the init values."""
+        """Rerank ``documents`` for ``query``; arguments given here override the init values.
+
+        :param query: the question.
+        :param documents: the candidate passages.
+        :param top_k: overrides the init value for this run.
+        :param score_threshold: overrides the init value for this run.
+        :returns: ``documents``, best first, each with its relevance probability as ``score``.
+        """
         top_k = self.top_k if top_k is None else top_k
         score_threshold = self.score_threshold if score_threshold is None else score_threshold
         check_range("score_threshold", score_threshold, 0.0, 1.0)
@@ -178,5 +191,5 @@ class Reranker:
             results = score_passages(
                 model, tokenizer, query, list(zip(texts, spans, strict=True)), self.batch_size, self.max_length
             )
-            features["relevance"] = [fusion.logit(r.score) for r in results]
-        return [0.0 if not t.strip() else s for t, s in zip(texts, fusion.combine(weights, features), strict=True)]
+            features["relevance"] = [logit(r.score) for r in results]
+        return [0.0 if not t.strip() else s for t, s in zip(texts, combine(weights, features), strict=True)]

@@ -7,14 +7,14 @@ reads (the pruned, reranked, gated passages) and, for the answer-side ones, from
 - ``relevance``, ``margin``: the best passage score and how far it stands above the second;
 - ``sentence``, ``mass``: the best pruner keep score of a sentence, and the summed keep scores of the kept ones;
 - ``cosine``: the best bi-encoder cosine of the query with one sentence of the passages read;
-- ``lexical``: how much of the query's rare vocabulary the best-covering passage holds (``ragpress.rerankers.lexical``);
+- ``lexical``: how much of the query's rare vocabulary the best-covering passage holds (``ragpress.scoring.lexical``);
 - ``answer_logprob``, ``answer_min_logprob``: the generator's mean and lowest token log-probability of its
   own reply, re-scored under the prompt it answered from (its self-confidence);
 - ``decline_logprob``: the mean token log-probability of the abstention reply under the same prompt (how
   ready the model was to say the passages do not hold the answer).
 
 ``ragpress.bench.gate_threshold --features`` measures how well each separates answerable questions from the same
-questions with their gold passages removed; ``ragpress.rerankers.fit_sufficiency`` fits a logistic model on some.
+questions with their gold passages removed; ``ragpress.training.fit_sufficiency`` fits a logistic model on some.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 from haystack import Document
-from ragpress.pruners.component import KEPT_SENTENCES, SENTENCE_SCORES, document_spans
-from ragpress.rerankers import lexical
-from ragpress.rerankers.fusion import check_logistic, combine, embedding_features
+from ragpress.rerankers.fusion import embedding_features
+
+from ragpress.base.schema import KEPT_SENTENCES, SENTENCE_SCORES
+from ragpress.scoring import lexical
+from ragpress.scoring.logistic_fusion import check_logistic, combine
+from ragpress.scoring.sentences import document_spans
 
 EVIDENCE_FEATURES = ("relevance", "margin", "sentence", "mass", "cosine", "lexical")
 ANSWER_FEATURES = ("answer_logprob", "answer_min_logprob", "decline_logprob")

@@ -46,8 +46,3 @@ def get_celery() -> Celery:
     if _app is None:
         _app = make_celery(get_settings())
     return _app
-
-
-def reset_celery() -> None:
-    global _app
-    _app = None

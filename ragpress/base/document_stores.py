@@ -13,20 +13,14 @@ from typing import Any
 
 from haystack import Document
 from haystack.utils import Secret
+from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
+from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+from portalocker.exceptions import LockException
 
 from ragpress.base import schema
 from ragpress.base.settings import Settings, get_settings
 
 INDEX_NAME = "ragpress_units"
-# Fields every read or write filters on; Qdrant servers index them (local mode ignores it).
-INDEXED_FIELDS = (
-    {"field_name": "meta.tenant", "field_schema": {"type": "keyword", "is_tenant": True}},
-    {"field_name": "meta.collection", "field_schema": "keyword"},
-    {"field_name": "meta.doc_id", "field_schema": "keyword"},
-    {"field_name": "meta.level", "field_schema": "keyword"},
-    {"field_name": "meta.content_hash", "field_schema": "keyword"},
-    {"field_name": "meta.strategy", "field_schema": "keyword"},
-)
 
 
 class IndexUnavailable(RuntimeError):
@@ -52,6 +46,21 @@ class _Serialized:
 
         return locked
 
+    def close(self) -> None:
+        """Close the engine once the call in progress returns; it reopens on next use."""
+        with self._lock:
+            self._store.close()
+
+
+class _QdrantStore(QdrantDocumentStore):
+    """qdrant-haystack's store with the ``embedding_retrieval`` the Edge store has: qdrant-haystack searches
+    publicly only through its retriever component."""
+
+    def embedding_retrieval(self, query_embedding: list[float], filters: dict[str, Any] | None = None,
+                            top_k: int = 10) -> list[Document]:
+        retriever = QdrantEmbeddingRetriever(document_store=self, top_k=top_k)
+        return retriever.run(query_embedding=query_embedding, filters=filters)["documents"]
+
 
 _store: Any = None
 _store_lock = threading.Lock()
@@ -67,8 +76,6 @@ def embedding_dim(settings: Settings) -> int:
 
 
 def make_document_store(settings: Settings) -> Any:
-    from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
-
     common: dict[str, Any] = {
         "index": INDEX_NAME,
         "embedding_dim": embedding_dim(settings),
@@ -78,15 +85,15 @@ def make_document_store(settings: Settings) -> Any:
     if settings.qdrant_url:
         api_key = settings.qdrant_api_key
         secret = Secret.from_token(api_key.get_secret_value()) if api_key else None
-        store = QdrantDocumentStore(url=settings.qdrant_url, api_key=secret,
-                                    payload_fields_to_index=list(INDEXED_FIELDS), **common)
+        store = _QdrantStore(url=settings.qdrant_url, api_key=secret,
+                             payload_fields_to_index=list(schema.INDEXED_FIELDS), **common)
         _open(store, f"the Qdrant server at {settings.qdrant_url}")
         return store
     if settings.embedded_engine == "edge":
         return _Serialized(_open_edge(settings, common["embedding_dim"]))
     path = settings.embedded_index_path
     path.mkdir(parents=True, exist_ok=True)
-    store = QdrantDocumentStore(path=str(path), force_disable_check_same_thread=True, **common)
+    store = _QdrantStore(path=str(path), force_disable_check_same_thread=True, **common)
     _open(store, f"the embedded index at {path}")
     return _Serialized(store)
 
@@ -97,7 +104,7 @@ def _open_edge(settings: Settings, dim: int) -> Any:
 
     try:
         store = EdgeDocumentStore(path=str(settings.data_path / "edge"), index=INDEX_NAME, embedding_dim=dim,
-                                  payload_fields_to_index=list(INDEXED_FIELDS))
+                                  payload_fields_to_index=list(schema.INDEXED_FIELDS))
         store.count_documents()
     except IndexLockedError as exc:
         raise IndexUnavailable(f"{exc} (one process owns an embedded index; send work to it through its API)") from exc
@@ -108,13 +115,13 @@ def _open(store: Any, where: str) -> None:
     try:
         store.count_documents()
     except Exception as exc:
-        message = str(exc)
-        if "already accessed by another instance" in message or "lock" in message.lower():
+        # qdrant-client's local mode raises a RuntimeError while handling portalocker's refusal of its folder lock.
+        if isinstance(exc.__context__, LockException):
             raise IndexUnavailable(
                 f"{where} is owned by another process. Stop it (one process owns an embedded index), send "
                 "work to it through its API, or point RAGPRESS_DATA_DIR elsewhere."
             ) from exc
-        raise IndexUnavailable(f"Cannot open {where}: {message}") from exc
+        raise IndexUnavailable(f"Cannot open {where}: {exc}") from exc
 
 
 def shared_store(settings: Settings | None = None) -> Any:
@@ -124,15 +131,6 @@ def shared_store(settings: Settings | None = None) -> Any:
         if _store is None:
             _store = make_document_store(settings or get_settings())
         return _store
-
-
-def close_shared_store() -> None:
-    global _store
-    with _store_lock:
-        if _store is not None:
-            inner = getattr(_store, "_store", _store)
-            inner.close()
-            _store = None
 
 
 def scope_filters(tenant: str, collection: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -147,6 +145,5 @@ def scope_filters(tenant: str, collection: str, extra: dict[str, Any] | None = N
 
 
 def dense_search(store: Any, embedding: list[float], filters: dict[str, Any], top_k: int) -> list[Document]:
-    if hasattr(store, "embedding_retrieval"):
-        return store.embedding_retrieval(query_embedding=embedding, filters=filters, top_k=top_k)
-    return store._query_by_embedding(query_embedding=embedding, filters=filters, top_k=top_k)
+    """The ``top_k`` units nearest ``embedding`` among those ``filters`` match, in any store this module makes."""
+    return store.embedding_retrieval(query_embedding=embedding, filters=filters, top_k=top_k)

@@ -12,11 +12,11 @@ It is a drop-in for qdrant-haystack's ``QdrantDocumentStore`` where no server ru
 - ``optimize()`` builds the HNSW graphs and merges segments; Edge never does it by itself, so call it after a
   large ingest (until then search is exact and slower);
 - one process owns an index folder: a second one gets ``IndexLockedError`` naming the owner's pid;
-- every payload is checked before it is written (``ragpress.base.meta_limits``): the engine stores payloads it
-  cannot read back (nested ~128 levels deep), and one such point fails every read that returns it, its own
-  delete, every later write and the index's next start. A document that breaks a rule is refused with
-  ``InvalidPayloadError`` naming it, before anything of the call is written. A point whose payload still cannot
-  be read is skipped and logged, never a failed query.
+- every payload is checked before it is written (``ragpress.base.edge_points``): a document that breaks a rule
+  is refused with ``InvalidPayloadError`` naming it, before anything of the call is written. A point whose
+  payload still cannot be read is skipped and logged, never a failed query.
+
+The point layout is ``ragpress.base.edge_points``'s, the shard's configuration ``ragpress.base.edge_shard``'s.
 
 Usage:
     >>> store = EdgeDocumentStore(path="/var/lib/ragpress/edge", embedding_dim=384)
@@ -28,10 +28,7 @@ Usage:
 from __future__ import annotations
 
 import logging
-import math
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,38 +41,15 @@ from haystack_integrations.document_stores.qdrant.converters import convert_id
 
 from ragpress.base.edge_filters import to_edge_filter
 from ragpress.base.edge_lock import FolderLock
-from ragpress.base.input_limits import shown
-from ragpress.base.meta_limits import MetaError, check_payload
+from ragpress.base.edge_points import DENSE, SPARSE, checked_payload, one_per_id, scaled, to_document, to_point
+from ragpress.base.edge_points import InvalidPayloadError as InvalidPayloadError  # the store's errors, re-exported
+from ragpress.base.edge_shard import DISTANCES, load_or_create, shard_config
+from ragpress.base.edge_shard import EdgeStoreError as EdgeStoreError
+from ragpress.base.schema import INDEXED_FIELDS as DEFAULT_INDEXED_FIELDS
 
 logger = logging.getLogger(__name__)
 
-DENSE = "text-dense"
-SPARSE = "text-sparse"
 RRF_K = 60
-_DISTANCES = {"cosine": edge.Distance.Cosine, "dot_product": edge.Distance.Dot, "l2": edge.Distance.Euclid}
-_SCHEMAS = {
-    "keyword": edge.PayloadSchemaType.Keyword, "integer": edge.PayloadSchemaType.Integer,
-    "float": edge.PayloadSchemaType.Float, "bool": edge.PayloadSchemaType.Bool,
-    "datetime": edge.PayloadSchemaType.Datetime, "uuid": edge.PayloadSchemaType.Uuid,
-    "text": edge.PayloadSchemaType.Text,
-}
-# The fields ragpress filters on (ragpress/schema.py); the tenant index co-locates each tenant's points.
-DEFAULT_INDEXED_FIELDS: tuple[dict[str, Any], ...] = (
-    {"field_name": "meta.tenant", "field_schema": {"type": "keyword", "is_tenant": True}},
-    {"field_name": "meta.collection", "field_schema": "keyword"},
-    {"field_name": "meta.doc_id", "field_schema": "keyword"},
-    {"field_name": "meta.level", "field_schema": "keyword"},
-    {"field_name": "meta.content_hash", "field_schema": "keyword"},
-    {"field_name": "meta.strategy", "field_schema": "keyword"},
-)
-
-
-class EdgeStoreError(RuntimeError):
-    """An Edge operation failed; the message names the index."""
-
-
-class InvalidPayloadError(ValueError):
-    """A document whose payload the engine must not store; the message names the document and the rule."""
 
 
 class EdgeDocumentStore:
@@ -111,8 +85,8 @@ class EdgeDocumentStore:
         :param write_batch_size: Points per upsert; each upsert is one WAL record.
         :param scroll_size: Points per page when listing documents.
         """
-        if similarity not in _DISTANCES:
-            raise ValueError(f"similarity must be one of {sorted(_DISTANCES)}.")
+        if similarity not in DISTANCES:
+            raise ValueError(f"similarity must be one of {sorted(DISTANCES)}.")
         if not path or path == ":memory:":
             raise ValueError("EdgeDocumentStore needs a folder path; Qdrant Edge has no in-memory mode.")
         self.path = path
@@ -142,47 +116,16 @@ class EdgeDocumentStore:
             return self._shard
         folder = self.shard_path
         folder.mkdir(parents=True, exist_ok=True)
+        config = shard_config(self.embedding_dim, self.similarity, self.hnsw_config, self.optimizers_config)
         lock = FolderLock(folder)
         lock.acquire()  # before Edge touches the WAL, so a second process gets our clear error, not WouldBlock
         try:
-            self._shard = self._load_or_create(folder)
+            self._shard = load_or_create(folder, config, self.embedding_dim, self.payload_fields_to_index)
         except BaseException:
             lock.release()
             raise
         self._lock = lock
         return self._shard
-
-    def _load_or_create(self, folder: Path) -> edge.EdgeShard:
-        if (folder / "edge_config.json").exists():
-            self._check_dimension(folder)  # before loading: a refused shard must not stay open
-            shard = edge.EdgeShard.load(str(folder))
-        else:
-            shard = edge.EdgeShard.create(str(folder), self._config())
-        # Also on load: a crash between create() and the index updates must not leave filters unindexed.
-        present = set(shard.info().payload_schema)
-        for field in self.payload_fields_to_index:
-            if field["field_name"] not in present:
-                shard.update(edge.UpdateOperation.create_field_index(field["field_name"], _schema(field)))
-        return shard
-
-    def _config(self) -> edge.EdgeConfig:
-        hnsw = None
-        if self.hnsw_config:
-            params = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000, **self.hnsw_config}
-            hnsw = edge.HnswIndexConfig(**params)
-        return edge.EdgeConfig(
-            vectors={DENSE: edge.EdgeVectorParams(size=self.embedding_dim, distance=_DISTANCES[self.similarity])},
-            # IDF is applied by the engine at query time, which BM25 document vectors (term frequencies) need.
-            sparse_vectors={SPARSE: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
-            hnsw_config=hnsw,
-            optimizers=edge.EdgeOptimizersConfig(**self.optimizers_config) if self.optimizers_config else None,
-        )
-
-    def _check_dimension(self, folder: Path) -> None:
-        size = shard_dense_size(folder)
-        if size is not None and size != self.embedding_dim:
-            raise EdgeStoreError(
-                f"The index at {folder} holds {size}-d vectors, not embedding_dim={self.embedding_dim}.")
 
     def close(self) -> None:
         """Flush, release the engine and the folder lock. The store reopens on next use."""
@@ -250,12 +193,13 @@ class EdgeDocumentStore:
                 raise ValueError(f"write_documents() expects Documents, got {type(document).__name__}.")
         if not documents:
             return 0
-        documents = _one_per_id(documents, policy)
-        payloads = {d.id: _checked_payload(d) for d in documents}  # all of them before anything is written
+        documents = one_per_id(documents, policy)
+        payloads = {d.id: checked_payload(d) for d in documents}  # all of them before anything is written
         shard = self._open()
         documents = self._apply_policy(documents, policy)
         for start in range(0, len(documents), self.write_batch_size):
-            points = [self._to_point(d, payloads[d.id]) for d in documents[start:start + self.write_batch_size]]
+            points = [to_point(d, payloads[d.id], self._sparse_of(d))
+                      for d in documents[start:start + self.write_batch_size]]
             shard.update(edge.UpdateOperation.upsert_points(points))
         return len(documents)
 
@@ -294,7 +238,7 @@ class EdgeDocumentStore:
         query = edge.Query.Nearest(list(query_embedding), using=DENSE)
         documents = self._query(query, filters, top_k, return_embedding, score_threshold,
                                 edge.SearchParams(hnsw_ef=hnsw_ef, exact=exact))
-        return [self._scaled(d) for d in documents] if scale_score else documents
+        return [scaled(d, self.similarity) for d in documents] if scale_score else documents
 
     def sparse_retrieval(
         self,
@@ -383,7 +327,7 @@ class EdgeDocumentStore:
 
     def _document_or_none(self, point: Any, score: float | None, with_vector: bool) -> Document | None:
         try:
-            return self._to_document(point, score, with_vector)
+            return to_document(point, score, with_vector)
         except Exception as exc:  # a payload Haystack cannot make a Document of is that point's problem only
             logger.error("index '%s': skipped point %s, whose payload is not a Document: %s", self.index,
                          point.id, exc)
@@ -399,14 +343,6 @@ class EdgeDocumentStore:
     def _want_vectors(self, return_embedding: bool | None) -> bool:
         return self.return_embedding if return_embedding is None else return_embedding
 
-    def _scaled(self, document: Document) -> Document:
-        # The same squashing qdrant-haystack applies, so thresholds carry over between the stores.
-        if document.score is None:
-            return document
-        if self.similarity == "cosine":
-            return replace(document, score=(document.score + 1) / 2)
-        return replace(document, score=float(1 / (1 + math.exp(-document.score / 100))))
-
     def _apply_policy(self, documents: list[Document], policy: DuplicatePolicy) -> list[Document]:
         if policy in (DuplicatePolicy.OVERWRITE, DuplicatePolicy.NONE):
             return documents
@@ -420,27 +356,11 @@ class EdgeDocumentStore:
             raise DuplicateDocumentError(f"Documents already in index '{self.index}': {listed}")
         return [d for d in documents if d.id not in existing]
 
-    def _to_point(self, document: Document, payload: dict[str, Any]) -> edge.Point:
-        vectors: dict[str, Any] = {}
-        if document.embedding is not None:
-            vectors[DENSE] = list(document.embedding)
-        sparse = document.sparse_embedding
-        if sparse is None and self.use_bm25 and document.content:
-            sparse = self.embed_sparse(document.content)
-        if sparse is not None and sparse.indices:
-            vectors[SPARSE] = edge.SparseVector(list(sparse.indices), [float(v) for v in sparse.values])
-        return edge.Point(id=convert_id(document.id), vector=vectors, payload=payload)
-
-    def _to_document(self, point: Any, score: float | None, with_vector: bool) -> Document:
-        data = dict(point.payload or {})
-        data["score"] = score
-        vectors = point.vector if with_vector and isinstance(point.vector, dict) else {}
-        dense = vectors.get(DENSE)
-        data["embedding"] = list(dense) if dense is not None else None
-        sparse = vectors.get(SPARSE)
-        data["sparse_embedding"] = (
-            {"indices": list(sparse.indices), "values": list(sparse.values)} if sparse is not None else None)
-        return Document.from_dict(data)
+    def _sparse_of(self, document: Document) -> SparseEmbedding | None:
+        """The document's own sparse embedding, else (with ``use_bm25``) the BM25 vector of its content."""
+        if document.sparse_embedding is None and self.use_bm25 and document.content:
+            return self.embed_sparse(document.content)
+        return document.sparse_embedding
 
     def _scroll(self, edge_filter: edge.Filter | None, with_vector: bool) -> Iterator[Document]:
         shard = self._open()
@@ -458,59 +378,3 @@ class EdgeDocumentStore:
                 return
             page["offset"] = page["next"]
 
-
-def _checked_payload(document: Document) -> dict[str, Any]:
-    """The payload the engine will store for ``document``, or InvalidPayloadError saying which rule it breaks."""
-    # Vectors leave the payload before to_dict(), whose deep copy of a 384-float list costs more than the
-    # upsert itself (qdrant-haystack pays it: ~10 ms per document here).
-    payload = replace(document, embedding=None, sparse_embedding=None).to_dict(flatten=False)
-    payload.pop("embedding", None)
-    payload.pop("sparse_embedding", None)
-    try:
-        check_payload(payload)
-    except MetaError as exc:
-        name = (document.meta or {}).get("doc_id")
-        which = f"document {shown(name)} (unit {shown(document.id)})" if isinstance(name, str) else (
-            f"document {shown(document.id)}")
-        raise InvalidPayloadError(f"{which} cannot be indexed: {exc}") from None
-    return payload
-
-
-def _one_per_id(documents: list[Document], policy: DuplicatePolicy) -> list[Document]:
-    # Repeated ids in one call usually mean a bug upstream, so say so; which copy wins follows qdrant-haystack.
-    first_wins = policy in (DuplicatePolicy.SKIP, DuplicatePolicy.FAIL)
-    unique: dict[str, Document] = {}
-    for document in documents:
-        if not (first_wins and document.id in unique):
-            unique[document.id] = document
-    if len(unique) < len(documents):
-        logger.warning("write_documents got %d repeated ids in one call; kept the %s of each.",
-                       len(documents) - len(unique), "first" if first_wins else "last")
-    return list(unique.values())
-
-
-def _schema(field: dict[str, Any]) -> Any:
-    spec = field.get("field_schema", "keyword")
-    if isinstance(spec, str):
-        return _SCHEMAS[spec]
-    kind = spec.get("type", "keyword")
-    if kind == "keyword":
-        return edge.KeywordIndexParams(is_tenant=spec.get("is_tenant"))
-    return _SCHEMAS[kind]
-
-
-def shard_dense_size(folder: Path) -> int | None:
-    """The dense vector size recorded in an Edge folder's config, or None if it has none."""
-    import json
-
-    config_file = folder / "edge_config.json"
-    if not config_file.exists():
-        return None
-    vectors = json.loads(config_file.read_text()).get("vectors", {})
-    params = vectors.get(DENSE) if isinstance(vectors, dict) else None
-    return int(params["size"]) if isinstance(params, dict) and "size" in params else None
-
-
-def point_id(document_id: str) -> uuid.UUID:
-    """The Qdrant point id a Document id maps to, the same one qdrant-haystack uses."""
-    return uuid.UUID(convert_id(document_id))

@@ -66,7 +66,7 @@ RESERVED_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 # Annotations the query stages add to a retrieved unit (pruner, context expander) and later stages trust: the
 # generator reads `pruned_text` in place of the unit's text. Stored, they would be read as if a stage wrote them.
-QUERY_TIME_FIELDS = frozenset({"pruned_text", "kept_sentences", "sentence_scores", "expanded_from"})
+QUERY_TIME_FIELDS = frozenset({schema.PRUNED_TEXT, schema.KEPT_SENTENCES, schema.SENTENCE_SCORES, "expanded_from"})
 RESERVED_META = frozenset(RESERVED_FIELDS) | QUERY_TIME_FIELDS
 # The top-level payload of a point: Haystack's Document.to_dict() without its vectors.
 PAYLOAD_FIELDS = frozenset({"id", "content", "blob", "meta", "score"})

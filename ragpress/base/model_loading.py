@@ -1,7 +1,7 @@
 """Load each model once per process and share it between pipelines and worker threads.
 
 Components name models by registry name, Hugging Face id or directory; this module resolves the name
-through the registry (never downloading) and keeps one loaded instance per (name, kind).
+through the registry (never downloading) and keeps one loaded instance per (kind, name, device).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ragpress.base.devices import dtype_for, resolve_device
 from ragpress.base.models import resolve
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str], Any] = {}
+_loaded: dict[tuple[str, str, str], Any] = {}
 
 
 def _quiet() -> None:
@@ -27,39 +28,40 @@ def _quiet() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _load_once(kind: str, name: str, loader: Any) -> Any:
+def _load_once(kind: str, name: str, device: str, loader: Any) -> Any:
     _quiet()
-    key = (kind, name)
+    key = (kind, name, resolve_device(device))
     with _lock:
         if key not in _loaded:
-            _loaded[key] = loader(resolve(name))
+            _loaded[key] = loader(resolve(name), key[2])
         return _loaded[key]
 
 
-def sentence_transformer(name: str) -> SentenceTransformer:
-    """A SentenceTransformer on the CPU, loaded from local files only."""
+def sentence_transformer(name: str, device: str = "auto") -> SentenceTransformer:
+    """A SentenceTransformer on ``device`` (``ragpress.base.devices``), loaded from local files only."""
 
-    def load(path: str) -> SentenceTransformer:
+    def load(path: str, on: str) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(path, device="cpu", local_files_only=True)
+        return SentenceTransformer(path, device=on, local_files_only=True,
+                                   model_kwargs={"torch_dtype": dtype_for(on)})
 
-    return _load_once("sentence-transformer", name, load)
+    return _load_once("sentence-transformer", name, device, load)
 
 
-def causal_lm(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A causal language model (fp32, eval mode, CPU) and its tokenizer, from local files only."""
+def causal_lm(name: str, device: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal language model (eval mode; float32 on the CPU) on ``device`` and its tokenizer, from local
+    files only."""
 
-    def load(path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        import torch
+    def load(path: str, on: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype_for(on), local_files_only=True).to(on)
         model.eval()
         return model, tokenizer
 
-    return _load_once("causal-lm", name, load)
+    return _load_once("causal-lm", name, device, load)
 
 
 def clear() -> None:

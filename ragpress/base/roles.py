@@ -1,7 +1,8 @@
 """What each pipeline component does, declared by the component itself (a ``role`` class attribute).
 
-The service routes a request's ``top_k``, times stages and finds the answer stages by role, never by matching
-class names, so a component of any name (a user's own, a Haystack one) takes part by declaring its role.
+A query pipeline (``ragpress.pipelines.query_pipeline``) routes a request's ``top_k``, times stages and finds the
+answer stages by role, never by matching class names, so a component of any name takes part by declaring its
+role; Haystack's own components, which cannot declare one, take theirs from ``ragpress.pipelines.capabilities``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ class Role(StrEnum):
     EMBEDDER = "embedder"
     WRITER = "writer"
     RETRIEVER = "retriever"
+    JOINER = "joiner"
     EXPANDER = "expander"
     RANKER = "ranker"
     PRUNER = "pruner"

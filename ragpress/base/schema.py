@@ -9,6 +9,10 @@ Each Haystack ``Document`` that ragpress indexes is one unit at one scale. Its `
 - ``start``, ``end``: character offsets of this unit's text in the document text.
 - ``sentences``: ``[[start, end], ...]`` character spans of its sentences, relative to this unit's text.
 - ``strategy``: the chunking strategy that produced the unit's vector (``fixed``, ``late``, ``situated``).
+
+The pruner adds three keys at query time (never stored): ``pruned_text``, the kept sentences the generator
+reads instead of the text; ``kept_sentences``, their indices into ``sentences``; ``sentence_scores``, every
+sentence's keep score, which the relevance gate reads.
 """
 
 from __future__ import annotations
@@ -31,8 +35,19 @@ START = "start"
 END = "end"
 SENTENCES = "sentences"
 STRATEGY = "strategy"
+PRUNED_TEXT = "pruned_text"
+KEPT_SENTENCES = "kept_sentences"
+SENTENCE_SCORES = "sentence_scores"
 
 DEFAULT_TENANT = "default"
+
+# The payload fields every read or write filters on, in qdrant-haystack's ``payload_fields_to_index`` format: each
+# index keeps a payload index of them, and the tenant index co-locates each tenant's points.
+INDEXED_FIELDS: tuple[dict[str, Any], ...] = (
+    {"field_name": f"meta.{TENANT}", "field_schema": {"type": "keyword", "is_tenant": True}},
+    *({"field_name": f"meta.{name}", "field_schema": "keyword"}
+      for name in (COLLECTION, DOC_ID, LEVEL, CONTENT_HASH, STRATEGY)),
+)
 
 
 @dataclass(frozen=True)

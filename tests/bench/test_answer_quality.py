@@ -2,7 +2,7 @@
 
 import pytest
 from ragpress.bench.answer_quality import question_contexts
-from ragpress.pruners.data import Dataset, Passage, Query
+from ragpress.training.data import Dataset, Passage, Query
 
 pytestmark = pytest.mark.integration
 

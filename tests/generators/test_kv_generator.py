@@ -8,6 +8,8 @@ from ragpress.generators.kv_context import builder_for
 from ragpress.generators.kv_generator import SHIPPED_CALIBRATIONS, KVCacheGenerator, calibration_name
 from ragpress.generators.kv_store import LocalKVStore, open_store
 from ragpress.generators.local_generator import LocalGenerator
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
+from serialization import assert_pinned, assert_restored
 
 from ragpress.base.schema import CONTENT_HASH, DOC_ID, END, START, content_hash
 
@@ -42,20 +44,23 @@ def test_precomputed_chunks_are_loaded_not_re_read_and_the_reply_streams(store_c
 
     assert precompute_document_kv(DOCUMENT, chunks(), doc_id="eiffel", store=store_config) == 2
     streamed = []
-    result = generator(store_config).run(QUESTION, chunks(), streaming_callback=lambda c: streamed.append(c.content))
+    result = generator(store_config).run(query=QUESTION, documents=chunks(),
+                                         streaming_callback=lambda c: streamed.append(c.content))
     meta = result["meta"][0]
     assert meta["mode"] == "parallel"
     assert (meta["kv_chunks_loaded"], meta["kv_chunks_encoded"]) == (2, 0)
     assert meta["prefilled_tokens"] < meta["prompt_tokens"] / 3
-    assert set(LocalGenerator(max_new_tokens=2).run(QUESTION, chunks())["meta"][0]) <= set(meta) | {"mode"}
+    sequential = LocalGenerator(max_new_tokens=2).run(query=QUESTION, documents=chunks())["meta"][0]
+    assert set(sequential) <= set(meta) | {"mode"}
     assert "".join(streamed).strip() == result["replies"][0]
     assert invalidate_document_kv("eiffel", store_config) == 2  # document deleted or replaced
-    assert generator(store_config, on_miss="prefill").run(QUESTION, chunks())["meta"][0]["mode"] == "sequential"
+    prefilled = generator(store_config, on_miss="prefill").run(query=QUESTION, documents=chunks())
+    assert prefilled["meta"][0]["mode"] == "sequential"
 
 
 def test_a_missing_entry_falls_back_to_sequential_prefill_with_a_warning(store_config, caplog):
     with caplog.at_level(logging.WARNING):
-        result = generator(store_config, on_miss="prefill").run(QUESTION, chunks())
+        result = generator(store_config, on_miss="prefill").run(query=QUESTION, documents=chunks())
     assert result["meta"][0]["mode"] == "sequential"
     assert "falls back to sequential prefill" in caplog.text
     assert result["meta"][0]["kv_missing_doc_ids"] == ["eiffel"]  # what to queue for lazy pre-compute
@@ -64,7 +69,7 @@ def test_a_missing_entry_falls_back_to_sequential_prefill_with_a_warning(store_c
 
 def test_a_corrupt_entry_is_never_used_it_is_re_encoded_with_a_warning(store_config, caplog):
     gen = generator(store_config)
-    clean = gen.run(QUESTION, chunks())["replies"][0]
+    clean = gen.run(query=QUESTION, documents=chunks())["replies"][0]
     builder = builder_for(gen.model, store_config, gen.quantization, gen.system_prompt)
     store = LocalKVStore(store_config["path"])
     for chunk in chunks():
@@ -73,24 +78,24 @@ def test_a_corrupt_entry_is_never_used_it_is_re_encoded_with_a_warning(store_con
         data[len(data) // 2] ^= 0xFF
         store.put(key, bytes(data))
     with caplog.at_level(logging.WARNING):
-        result = gen.run(QUESTION, chunks())
+        result = gen.run(query=QUESTION, documents=chunks())
     assert "is corrupt" in caplog.text
     assert result["meta"][0]["kv_chunks_encoded"] == 2
     assert result["replies"][0] == clean
 
 
 def test_no_documents_means_abstaining_without_the_model(store_config):
-    result = KVCacheGenerator(store=store_config).run(QUESTION, [])
+    result = KVCacheGenerator(store=store_config).run(query=QUESTION, documents=[])
     assert result["meta"][0]["abstained"] is True
 
 
 def test_a_blend_share_recomputes_that_share_of_the_context_across_chunks(store_config):
     gen = generator(store_config, blend_share=0.25)
-    meta = gen.run(QUESTION, chunks())["meta"][0]
+    meta = gen.run(query=QUESTION, documents=chunks())["meta"][0]
     context_tokens = meta["prompt_tokens"] - meta["prefilled_tokens"] - len(gen._builder.prefix_ids)
     assert meta["mode"] == "blend"
     assert meta["kv_recomputed_tokens"] == -(-context_tokens // 4)  # a quarter, rounded up
-    parallel = gen.run(QUESTION, chunks(), blend_share=0.0)["meta"][0]  # the runtime value wins
+    parallel = gen.run(query=QUESTION, documents=chunks(), blend_share=0.0)["meta"][0]  # the runtime value wins
     assert (parallel["mode"], parallel["kv_recomputed_tokens"]) == ("parallel", 0)
 
 
@@ -129,3 +134,27 @@ def test_the_component_round_trips_through_pipeline_yaml(store_config):
     restored = loaded.get_component("generator")
     assert isinstance(restored, KVCacheGenerator)
     assert restored.to_dict() == pipeline.get_component("generator").to_dict()
+
+
+KV_DEFAULTS = {"model": "SmolLM2-135M-Instruct", "store": None, "quantization": "int8", "temperature": None,
+               "scale": None, "on_miss": "encode", "blend_share": 0.0, "max_new_tokens": 64, "max_context_tokens": 4096,
+               "system_prompt": DEFAULT_SYSTEM_PROMPT, "device": "auto"}
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(KVCacheGenerator(), KV_DEFAULTS)
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(KVCacheGenerator, {**KV_DEFAULTS, "store": {"backend": "local", "path": "/tmp/kv"},
+                                       "quantization": "int4", "temperature": 0.8, "scale": 1.0, "on_miss": "prefill",
+                                       "blend_share": 0.2, "max_new_tokens": 8, "max_context_tokens": 512,
+                                       "system_prompt": "Answer briefly.", "device": "cpu"})
+
+
+@pytest.mark.unit
+def test_a_gpu_is_refused_until_the_kv_path_runs_there() -> None:
+    with pytest.raises(ValueError, match="device"):
+        KVCacheGenerator(device="cuda")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from haystack import Document, Pipeline
 from ragpress.generators.local_generator import LocalGenerator, says_no_answer
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
 from ragpress.pipelines.loader import load_pipeline
+from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +72,15 @@ def test_a_run_time_max_new_tokens_is_checked_like_the_init_value(kind: str) -> 
             "remote": lambda: RemoteGenerator(base_url="http://127.0.0.1:9/v1", model="m")}[kind]
     with pytest.raises(ValueError, match="max_new_tokens must be at least 1, not 0"):
         make().run(query="q", documents=PASSAGES, max_new_tokens=0)
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(LocalGenerator(), {"model": "SmolLM2-135M-Instruct", "max_new_tokens": 64, "max_context_tokens": 1536,
+                                     "system_prompt": DEFAULT_SYSTEM_PROMPT, "device": "auto"})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(LocalGenerator, {"model": "gemma-3-270m", "max_new_tokens": 8, "max_context_tokens": 256,
+                                     "system_prompt": "Answer briefly.", "device": "cpu"})

@@ -24,9 +24,11 @@ from haystack import Document, Pipeline
 from haystack.utils import Secret
 from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.local_generator import LocalGenerator
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
 from ragpress.generators.remote_generator import API_KEY_ENV, RemoteGenerator, RemoteGeneratorError
 from ragpress.pipelines.loader import builtin_yaml, load_pipeline
 from ragpress.pipelines.registry import validate
+from serialization import assert_pinned, assert_restored
 from support import free_port
 
 from ragpress.base.model_loading import causal_lm
@@ -269,3 +271,22 @@ def test_a_tenant_pipeline_cannot_choose_the_server_or_the_key() -> None:
     with pytest.raises(PipelineInvalid, match="base_url"):
         validate(yaml_text)
     validate(load_pipeline(builtin_yaml("remote")).dumps())  # a dumped pipeline (server defaults) saves
+
+
+REMOTE_DEFAULTS = {"base_url": None, "model": "SmolLM2-135M-Instruct",
+                   "api_key": {"type": "env_var", "env_vars": ["RAGPRESS_REMOTE_GENERATOR_API_KEY"], "strict": False},
+                   "max_new_tokens": 64, "temperature": 0.0, "max_context_chars": 6000,
+                   "system_prompt": DEFAULT_SYSTEM_PROMPT, "timeout_s": 60.0, "max_retries": 3, "backoff_s": 0.5}
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(RemoteGenerator(), REMOTE_DEFAULTS)
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(RemoteGenerator, {**REMOTE_DEFAULTS, "base_url": "http://127.0.0.1:8001/v1", "model": "qwen",
+                                      "max_new_tokens": 16, "temperature": 0.5, "max_context_chars": 2000,
+                                      "system_prompt": "Answer briefly.", "timeout_s": 5.0, "max_retries": 1,
+                                      "backoff_s": 0.1})

@@ -7,6 +7,7 @@ from haystack import Document, Pipeline
 from ragpress.indexers.context_expander import MultiScaleExpander, estimate_tokens, merge_adjacent
 from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter
 from ragpress.pipelines.loader import load_pipeline
+from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
 from ragpress.base.document_stores import scope_filters, shared_store
@@ -143,3 +144,13 @@ def test_yaml_round_trip_keeps_parameters_and_outputs() -> None:
     docs = [Document(content="x" * 40, score=0.3)]
     assert again.run(documents=docs, scope=SCOPE) == pipeline.get_component("expander").run(documents=docs,
                                                                                               scope=SCOPE)
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(MultiScaleExpander(), {"token_budget": 1024, "max_level": "chunk", "merge_neighbours": True})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(MultiScaleExpander, {"token_budget": 300, "max_level": "document", "merge_neighbours": False})

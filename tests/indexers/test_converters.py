@@ -6,6 +6,7 @@ import pytest
 from haystack import Document
 from ragpress.indexers.converters import ConversionError, TextConverter, convert
 from ragpress.pipelines.loader import load_pipeline
+from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.unit
 
@@ -81,3 +82,13 @@ def test_yaml_round_trip_gives_the_same_outputs() -> None:
     loaded = load_pipeline(pipeline.dumps())
     doc = [Document(content="# H\n\ntext", meta={"doc_id": "x"})]
     assert loaded.run({"converter": {"documents": doc}}) == pipeline.run({"converter": {"documents": doc}})
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(TextConverter(), {"default_content_type": "text/plain"})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(TextConverter, {"default_content_type": "text/markdown"})

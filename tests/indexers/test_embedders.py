@@ -8,6 +8,7 @@ import pytest
 from haystack import Document, Pipeline
 from ragpress.indexers.embedders import DocumentEmbedder, QueryEmbedder
 from ragpress.pipelines.loader import load_pipeline
+from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.integration
 
@@ -32,3 +33,22 @@ def test_yaml_round_trip_keeps_the_parameters(component: object) -> None:
     pipeline = Pipeline()
     pipeline.add_component("e", component)
     assert load_pipeline(pipeline.dumps()).get_component("e").to_dict() == component.to_dict()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind", [QueryEmbedder, DocumentEmbedder])
+def test_to_dict_pins_the_serialized_shape(kind: type) -> None:
+    assert_pinned(kind(), {"model": "all-MiniLM-L6-v2", "batch_size": 32, "normalize": True, "device": "auto"})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind", [QueryEmbedder, DocumentEmbedder])
+def test_from_dict_restores_every_parameter(kind: type) -> None:
+    assert_restored(kind, {"model": "embeddinggemma-300m", "batch_size": 4, "normalize": False, "device": "cpu"})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", ""])
+def test_a_device_it_cannot_use_is_refused_at_init(device: str) -> None:
+    with pytest.raises(ValueError, match="device must be one of"):
+        QueryEmbedder(device=device)

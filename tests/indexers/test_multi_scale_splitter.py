@@ -5,10 +5,11 @@ from itertools import pairwise
 import pytest
 from haystack import Document, Pipeline
 from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter, section_spans
-from ragpress.indexers.sentences import split_sentences
 from ragpress.pipelines.loader import load_pipeline
+from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
+from ragpress.scoring.sentences import split_sentences
 
 MARKDOWN = """# Millau Viaduct
 
@@ -41,7 +42,7 @@ def splitter() -> MultiScaleSplitter:
 
 def _units(splitter, text, **meta):
     document = Document(content=text, meta={"doc_id": "d", "tenant": "t", "collection": "c", **meta})
-    return splitter.run([document])["documents"]
+    return splitter.run(documents=[document])["documents"]
 
 
 def _by_level(units):
@@ -143,10 +144,10 @@ def test_empty_documents_give_no_units(splitter):
 @pytest.mark.integration
 def test_budgets_can_be_overridden_at_run_time_and_are_validated(splitter):
     document = Document(content=PLAIN, meta={"doc_id": "d"})
-    coarse = splitter.run([document], chunk_tokens=400, slice_tokens=400)["documents"]
+    coarse = splitter.run(documents=[document], chunk_tokens=400, slice_tokens=400)["documents"]
     assert len(_by_level(coarse)["chunk"]) == 1
     with pytest.raises(ValueError):
-        splitter.run([document], chunk_tokens=8, slice_tokens=16)
+        splitter.run(documents=[document], chunk_tokens=8, slice_tokens=16)
     with pytest.raises(ValueError):
         MultiScaleSplitter(slice_tokens=2)
 
@@ -154,7 +155,7 @@ def test_budgets_can_be_overridden_at_run_time_and_are_validated(splitter):
 @pytest.mark.integration
 def test_the_document_level_can_be_left_out():
     units = MultiScaleSplitter(chunk_tokens=40, slice_tokens=16, include_document=False).run(
-        [Document(content=MARKDOWN, meta={"doc_id": "d"})])["documents"]
+        documents=[Document(content=MARKDOWN, meta={"doc_id": "d"})])["documents"]
     levels = _by_level(units)
     assert "document" not in levels
     assert all(s.meta[schema.PARENT_ID] is None for s in levels["section"])
@@ -169,3 +170,15 @@ def test_yaml_round_trip_gives_the_same_units():
     before = pipeline.run({"splitter": {"documents": [document]}})["splitter"]["documents"]
     after = loaded.run({"splitter": {"documents": [document]}})["splitter"]["documents"]
     assert [(u.id, u.meta) for u in after] == [(u.id, u.meta) for u in before]
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(MultiScaleSplitter(), {"chunk_tokens": 128, "slice_tokens": 32, "include_document": True,
+                                         "tokenizer_model": "all-MiniLM-L6-v2"})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(MultiScaleSplitter, {"chunk_tokens": 64, "slice_tokens": 16, "include_document": False,
+                                         "tokenizer_model": "all-MiniLM-L6-v2"})

@@ -9,6 +9,7 @@ from haystack import Document, Pipeline
 from haystack.document_stores.types import DuplicatePolicy
 from ragpress.indexers.retrievers import ScopedEmbeddingRetriever
 from ragpress.pipelines.loader import load_pipeline
+from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
 from ragpress.base.document_stores import shared_store
@@ -95,3 +96,13 @@ def test_yaml_round_trip_keeps_strategy_and_hybrid(units: Any) -> None:
 def test_a_scope_the_server_did_not_make_is_refused(forged: object) -> None:
     with pytest.raises(ValueError, match="server's Scope"):
         ScopedEmbeddingRetriever().run(query_embedding=QUERY, scope=forged)  # type: ignore[arg-type]
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(ScopedEmbeddingRetriever(), {"top_k": 10, "level": "chunk", "strategy": None, "hybrid": False})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(ScopedEmbeddingRetriever, {"top_k": 3, "level": "slice", "strategy": "late", "hybrid": True})

@@ -6,6 +6,7 @@ import pytest
 from haystack import Document, Pipeline
 from ragpress.indexers.sentence_chunker import SentenceChunker, pack_sentences
 from ragpress.pipelines.loader import load_pipeline
+from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
 
@@ -54,3 +55,14 @@ def test_yaml_round_trip_gives_the_same_outputs() -> None:
 def test_invalid_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="max_tokens"):
         SentenceChunker(max_tokens=2)
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(SentenceChunker(), {"max_tokens": 128, "overlap_sentences": 0, "tokenizer_model": "all-MiniLM-L6-v2"})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(SentenceChunker, {"max_tokens": 64, "overlap_sentences": 1,
+                                      "tokenizer_model": "embeddinggemma-300m"})

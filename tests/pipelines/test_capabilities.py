@@ -8,11 +8,20 @@ import pytest
 import yaml
 from haystack import Pipeline
 from haystack.components.converters import OutputAdapter
+from haystack.components.joiners import DocumentJoiner
+from haystack.components.rankers import LostInTheMiddleRanker
 from ragpress.indexers.context_expander import MultiScaleExpander
-from ragpress.pipelines.capabilities import MAX_COMPONENTS, TENANT_COMPONENTS, graph_problems, offered_models
+from ragpress.pipelines.capabilities import (
+    MAX_COMPONENTS,
+    TENANT_COMPONENTS,
+    graph_problems,
+    offered_models,
+    role_of,
+)
 from ragpress.pipelines.loader import PipelineInvalid, builtin_yaml
 from ragpress.pipelines.registry import validate
 
+from ragpress.base.roles import Role
 from ragpress.base.schema import Scope
 
 pytestmark = pytest.mark.unit
@@ -121,6 +130,20 @@ def test_every_vetted_type_exists_under_the_name_it_is_vetted_by() -> None:
         module, _, kind = name.rpartition(".")
         cls = getattr(importlib.import_module(module), kind)
         assert f"{cls.__module__}.{cls.__name__}" == name
+
+
+def test_every_vetted_type_has_a_role_its_own_or_the_tables() -> None:
+    for name in TENANT_COMPONENTS:
+        module, _, kind = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), kind)
+        assert isinstance(role_of(cls), Role), name
+
+
+def test_haystacks_components_take_their_role_from_the_table_and_others_have_none() -> None:
+    assert role_of(LostInTheMiddleRanker) is Role.RANKER
+    assert role_of(DocumentJoiner) is Role.JOINER
+    assert role_of(MultiScaleExpander) is Role.EXPANDER  # ragpress's own declaration
+    assert role_of(OutputAdapter) is None
 
 
 @pytest.mark.parametrize(("component", "parameter", "value", "phrase"), [

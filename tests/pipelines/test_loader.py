@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from ragpress.pipelines.loader import BUILTIN_PIPELINES, PipelineInvalid, builtin_yaml, load_pipeline, parse_yaml
+from ragpress.pipelines.registry import validate
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +59,12 @@ def test_the_builtin_pipelines_load_and_round_trip(name: str) -> None:
     assert again["components"] == original["components"]
     edges = lambda d: sorted((c["sender"], c["receiver"]) for c in d["connections"])  # noqa: E731
     assert edges(again) == edges(original)
+
+
+@pytest.mark.unit
+def test_a_pipeline_saved_with_pre_namespace_type_names_loads_as_the_same_components() -> None:
+    current = builtin_yaml("query")
+    legacy = current.replace("type: ragpress.", "type: ")
+    assert "type: indexers.embedders.QueryEmbedder" in legacy
+    assert load_pipeline(legacy).to_dict() == load_pipeline(current).to_dict()
+    validate(legacy)  # a tenant's stored version passes the same rules

@@ -42,6 +42,13 @@ def test_every_value_over_a_ceiling_is_reported_at_once() -> None:
                                                       "components.expander.init_parameters.token_budget"}
 
 
+def test_excesses_name_their_component_and_parameter_for_a_request_to_override() -> None:
+    text = builtin_yaml("pruned").replace("top_k: 5", "top_k: 500")
+    [excess] = registry.ceiling_excesses(text, LIMITS)
+    assert (excess.component, excess.parameter) == ("pruner", "top_k") and "limit of 20" in excess.message
+    assert excess.field == "components.pruner.init_parameters.top_k"
+
+
 def test_without_ceilings_only_validity_is_checked() -> None:
     validate(builtin_yaml("pruned").replace("max_new_tokens: 64", "max_new_tokens: 100000"))
 

@@ -1,16 +1,17 @@
-"""Sentence fusion: query-relative features, the fused probability, its fit, and the pruner using it."""
+"""Sentence fusion: query-relative features, the fused probability, and the pruner using it (its fit:
+tests/training/test_fit_sentence_fusion.py)."""
 
 import json
 import math
 from pathlib import Path
 
 import pytest
-import torch
 from haystack import Document, Pipeline
-from ragpress.pruners.component import ProvencePruner, document_spans
-from ragpress.pruners.fit_sentence_fusion import Example, fit, threshold_and_removal
-from ragpress.pruners.scoring import PassageScores, score_passages
+from ragpress.pruners.component import ProvencePruner
 from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores, sentence_features
+
+from ragpress.scoring.passage_scoring import PassageScores, score_passages
+from ragpress.scoring.sentences import document_spans
 
 QUERY = "Which enzyme does rs7903146 in TCF7L2 regulate?"
 PASSAGES = [
@@ -79,29 +80,6 @@ def test_a_fusion_refuses_unknown_features_and_thresholds_outside_the_unit_inter
     model = SentenceFusion(weights={"keep": 1.0}, bias=-2.0, threshold=0.1, fitted_on="test")
     assert SentenceFusion.from_config(json.loads(json.dumps(model.to_config()))) == model
     assert SentenceFusion.from_config(None) is None
-
-
-def synthetic(dataset: str, informative: list[float], gold: list[bool]) -> Example:
-    return Example(dataset, {"keep": informative, "sentence_lexical": [0.5] * len(gold)}, gold, [10] * len(gold))
-
-
-@pytest.mark.unit
-def test_the_fit_weights_an_informative_feature_and_the_threshold_keeps_the_asked_recall():
-    torch.manual_seed(0)
-    examples = []
-    for q in range(40):
-        gold = [i == q % 5 for i in range(5)]
-        examples.append(synthetic("xquad", [2.0 * g + 0.3 * ((q + i) % 3) for i, g in enumerate(gold)], gold))
-    weights, bias = fit(examples, ("keep",), 0.01)
-    assert weights["keep"] > 1.0
-    scores = [[1 / (1 + math.exp(-(bias + weights["keep"] * x))) for x in e.features["keep"]] for e in examples]
-    threshold, removed, kept = threshold_and_removal(examples, scores, 0.97, ("xquad",))
-    assert kept >= 0.97
-    assert removed == pytest.approx(0.8)  # exactly the four non-gold sentences of every query go
-    gold_scores = [s for e, ss in zip(examples, scores, strict=True) for s, g in zip(ss, e.gold, strict=True) if g]
-    assert min(gold_scores) >= threshold
-    with pytest.raises(ValueError, match="no gold"):
-        threshold_and_removal(examples, scores, 0.97, ("scifact",))  # no query of that dataset
 
 
 EXAMPLE = next(

@@ -1,55 +1,23 @@
-"""The fusion reranker: its lexical feature on tiny examples, the fused score, the weights file, and the
-component with the shipped weights (real MiniLM, no mocks)."""
+"""The fusion reranker: the fused score, the weights file, and the component with the shipped weights (real
+MiniLM, no mocks). Its lexical feature: tests/scoring/test_lexical.py."""
 
 import json
 import math
 
 import pytest
 from haystack import Document, Pipeline
-from ragpress.rerankers import fusion, lexical
+from ragpress.rerankers import fusion
 from ragpress.rerankers.reranker import Reranker
 
-
-def test_terms_are_the_index_tokens_counted_stemmed_and_without_stopwords():
-    counts = lexical.term_counts("The dog chased the dogs. Dog!")
-    assert sorted(counts.values()) == [1, 3]  # dog x3 (stemmed), chased x1; "the" is a stopword
-    assert lexical.term_counts("   ") == {}
-    assert lexical.query_terms("dogs") <= set(counts)
-
-
-def test_candidate_idf_is_bm25_idf_over_the_candidates():
-    passages = [lexical.term_counts(t) for t in ("ferritin levels", "ferritin intake", "vitamin intake")]
-    (ferritin,) = lexical.query_terms("ferritin")
-    (vitamin,) = lexical.query_terms("vitamin")
-    idf = lexical.candidate_idf({ferritin, vitamin}, passages)
-    assert idf[ferritin] == pytest.approx(math.log(1 + (3 - 2 + 0.5) / (2 + 0.5)))
-    assert idf[vitamin] == pytest.approx(math.log(1 + (3 - 1 + 0.5) / (1 + 0.5)))
-    assert idf[vitamin] > idf[ferritin]  # rarer among the candidates weighs more
-
-
-def test_coverage_rewards_the_rare_query_term_and_stays_in_the_unit_interval():
-    query = "Does rs7903146 in TCF7L2 raise diabetes risk?"
-    texts = [
-        "Diabetes risk rises with obesity and age.",
-        "The rs7903146 variant of TCF7L2 is associated with diabetes risk.",
-        "Diabetes risk in the elderly population.",
-        "",
-    ]
-    scores = lexical.bm25_coverage(query, texts)
-    assert scores[1] == max(scores)
-    assert scores[0] == pytest.approx(scores[2], rel=0.2)  # both match only the common terms
-    assert scores[3] == 0.0
-    assert all(0.0 <= s <= 1.0 for s in scores)
-    assert lexical.bm25_coverage("", texts) == [0.0] * len(texts)
-    assert lexical.bm25_coverage(query, []) == []
+from ragpress.scoring.logistic_fusion import combine, logit
 
 
 def test_combine_is_the_logistic_of_the_weighted_features():
     weights = fusion.FusionWeights(weights={"dense": 2.0, "lexical": 3.0}, bias=-1.0)
-    out = fusion.combine(weights, {"dense": [0.5, 0.5], "lexical": [0.0, 1.0]})
+    out = combine(weights, {"dense": [0.5, 0.5], "lexical": [0.0, 1.0]})
     assert out[0] == pytest.approx(1 / (1 + math.exp(-(-1.0 + 1.0))))
     assert out[1] == pytest.approx(1 / (1 + math.exp(-(-1.0 + 1.0 + 3.0))))
-    assert fusion.logit(out[1]) == pytest.approx(3.0, abs=1e-5)
+    assert logit(out[1]) == pytest.approx(3.0, abs=1e-5)
 
 
 def test_the_weights_file_round_trips_and_refuses_unknown_features(tmp_path):
@@ -70,7 +38,7 @@ def test_the_shipped_weights_use_lexical_evidence_on_top_of_the_dense_cosine():
     assert "dev" in shipped.fitted_on  # says how it was fitted, and that dev claims were not used
     tied = {name: [0.5, 0.5] for name in shipped.weights}
     tied["lexical"] = [0.1, 0.6]
-    low, high = fusion.combine(shipped, tied)
+    low, high = combine(shipped, tied)
     assert high > low
 
 

@@ -11,6 +11,7 @@ from ragpress.rerankers.relevance_gate import (
     RelevanceGate,
     best_sentence_score,
 )
+from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.unit
 
@@ -90,3 +91,16 @@ def test_a_sentence_floor_outside_zero_to_one_is_refused_and_survives_yaml() -> 
     inputs = {"gate": {"documents": PRUNED[::2]}}
     refused = {"gate": {"documents": [], "abstain_reason": NO_RELEVANT_SENTENCE}}
     assert loaded.run(inputs) == pipeline.run(inputs) == refused
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(RelevanceGate(), {"min_score": 0.14, "drop_below": None, "min_sentence_score": None,
+                                    "sufficiency": None, "min_sufficiency": None, "device": "auto"})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(RelevanceGate, {"min_score": 0.3, "drop_below": 0.1, "min_sentence_score": 0.2,
+                                    "sufficiency": "ragpress-sufficiency-minilm", "min_sufficiency": 0.4,
+                                    "device": "cpu"})

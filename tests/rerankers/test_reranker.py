@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from haystack import Document, Pipeline
-from ragpress.pruners.model import DEFAULT_MODEL_NAME
 from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
 from ragpress.rerankers.reranker import Reranker
+from serialization import assert_pinned, assert_restored
+
+from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +102,15 @@ def test_any_sentence_transformers_cross_encoder_directory_can_be_named(tmp_path
     assert len(ranked) == 3
     assert all(0.0 <= d.score <= 1.0 for d in ranked)
     assert [d.score for d in ranked] == sorted((d.score for d in ranked), reverse=True)
+
+
+@pytest.mark.unit
+def test_to_dict_pins_the_serialized_shape() -> None:
+    assert_pinned(Reranker(), {"model": "ragpress-fusion-minilm", "top_k": None, "score_threshold": None,
+                               "max_length": 512, "batch_size": 16, "quantize": False, "device": "auto"})
+
+
+@pytest.mark.unit
+def test_from_dict_restores_every_parameter() -> None:
+    assert_restored(Reranker, {"model": "ragpress-provence-minilm", "top_k": 3, "score_threshold": 0.1,
+                               "max_length": 128, "batch_size": 2, "quantize": True, "device": "cpu"})

@@ -1,8 +1,8 @@
 """Fit the sufficiency model of RelevanceGate on held-out calibration TRAIN questions; dev is never read.
 
-    OMP_NUM_THREADS=1 nice -n 5 python -m ragpress.rerankers.fit_sufficiency --threads 1
+    OMP_NUM_THREADS=1 nice -n 5 python -m ragpress.training.fit_sufficiency --threads 1
 
-Questions are ``ragpress.pruners.data.is_calibration`` train questions (the pruner never trained on them). Each is
+Questions are ``ragpress.training.data.is_calibration`` train questions (the pruner never trained on them). Each is
 answered twice, as ``ragpress.bench.answer_quality`` does: from the full corpus (answerable, label 1) and from the
 corpus without its gold passages (unanswerable, label 0). ProvencePruner keeps ``--context`` of the top
 ``--pool`` MiniLM hits, ordered by ``--ranking`` (``input``, retrieval's order, as ``pipelines/pruned.yaml``
@@ -31,15 +31,16 @@ import torch
 from haystack import Document
 from ragpress.bench.answer_quality import question_contexts
 from ragpress.generators.local_generator import NO_ANSWER, LocalGenerator
-from ragpress.pruners import data
-from ragpress.pruners.calibration import recall_quantile
-from ragpress.pruners.component import RANKINGS, ProvencePruner
+from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers import sufficiency
-from ragpress.rerankers.fit_fusion import fit_logistic
 from ragpress.rerankers.relevance_gate import RelevanceGate
+from ragpress.training import data
+from ragpress.training.fit_fusion import fit_logistic
+from ragpress.training.pruner_calibration import recall_quantile
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.settings import get_settings
+from ragpress.scoring.selection import RANKINGS
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def matrix(examples: list[Example], names: tuple[str, ...]) -> tuple[torch.Tenso
 
 
 def fit(examples: list[Example], names: tuple[str, ...], l2: float) -> sufficiency.SufficiencyWeights:
-    """Logistic regression of answerability on the features (``ragpress.rerankers.fit_fusion.fit_logistic``: the output
+    """Logistic regression of answerability on the features (``ragpress.training.fit_fusion.fit_logistic``: the output
     stays a calibrated probability, which the threshold is set on)."""
     x, y = matrix(examples, names)
     weights, bias = fit_logistic(x, y, l2)

@@ -17,11 +17,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragpress.indexers.sentences import split_sentences
+from ragpress.scoring.sentences import split_sentences
 
 DATASETS = ("scifact", "xquad", "hotpotqa", "musique")
 DEV_PERCENT = 20
@@ -211,8 +210,3 @@ def _musique(root: Path) -> Dataset:
         answers = [str(record["answer"]), *map(str, _parse(record.get("answer_aliases") or []))]
         queries.append(Query(record["id"], "musique", record["question"], relevant, gold, answers))
     return Dataset("musique", passages, queries)
-
-
-def iter_all(root: Path | None = None) -> Iterator[Dataset]:
-    for name in DATASETS:
-        yield load(name, root)

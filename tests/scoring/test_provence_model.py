@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from ragpress.pruners.model import ProvenceConfig, load, new_trainable, save
+
+from ragpress.scoring.provence_model import ProvenceConfig, load, new_trainable, save
 
 pytestmark = pytest.mark.integration
 

@@ -3,20 +3,20 @@
 The shipped weights come from two runs (see docs/benchmarks.md, "Reranker and pruner"; ``--time-budget``
 seconds cut a run short when a step is slower than the plan allows)::
 
-    OMP_NUM_THREADS=1 python -m ragpress.pruners.training --out /tmp/rp/run2 --time-budget 1500
-    OMP_NUM_THREADS=1 python -m ragpress.pruners.training --init /tmp/rp/run2 --seed 14 --time-budget 660 \
-        --out pruners/weights/provence-minilm
+    OMP_NUM_THREADS=1 python -m ragpress.training.pruner_training --out /tmp/rp/run2 --time-budget 1500
+    OMP_NUM_THREADS=1 python -m ragpress.training.pruner_training --init /tmp/rp/run2 --seed 14 --time-budget 660 \
+        --out ragpress/scoring/weights/provence-minilm
 
 ``--rank-weight`` adds a within-passage sentence ranking loss (``sentence_rank_loss``); a further run with it
 was measured and not shipped (docs/benchmarks.md, "Sentence ranking loss").
 
-Examples come from the TRAIN side of every split in ``ragpress.pruners.data`` (dev queries are never read):
+Examples come from the TRAIN side of every split in ``ragpress.training.data`` (dev queries are never read):
 positives are the labelled relevant passages, hard negatives the top MiniLM hits that are not labelled
 relevant; keep labels are the tokens of gold sentences (tokens of negatives are all "drop"). Silver
 examples turn one sentence of a SciFact abstract into a pseudo-query (a subsequence of its content words)
 with that sentence as the gold one; abstracts relevant to dev claims are excluded from them. A tenth of the
 train queries is held out of training to calibrate the default sentence thresholds saved with the weights
-(absolute here, relative in ragpress.pruners.calibration).
+(absolute here, relative in ragpress.training.pruner_calibration).
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ragpress.pruners import data, mining
-from ragpress.pruners.calibration import calibrate_relative_threshold, recall_quantile
-from ragpress.pruners.model import ADAPTER_FILE, ProvenceConfig, ProvenceModel, new_trainable, save
-from ragpress.pruners.scoring import (
+from ragpress.training import data, mining
+from ragpress.training.pruner_calibration import calibrate_relative_threshold, recall_quantile
+from torch import nn
+
+from ragpress.scoring.passage_scoring import (
     build_sequence,
     encode_passage,
     pad_batch,
@@ -42,9 +43,16 @@ from ragpress.pruners.scoring import (
     score_passages,
     window_ranges,
 )
-from torch import nn
+from ragpress.scoring.provence_model import (
+    ADAPTER_FILE,
+    DEFAULT_WEIGHTS,
+    ProvenceConfig,
+    ProvenceModel,
+    new_trainable,
+    save,
+)
 
-logger = logging.getLogger("ragpress.pruners.training")
+logger = logging.getLogger("ragpress.training.pruner_training")
 IGNORE = -100.0
 SCALAR_LR_FACTOR = 30
 
@@ -312,7 +320,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=data.default_root())
-    parser.add_argument("--out", type=Path, default=Path("pruners/weights/provence-minilm"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=1)
@@ -332,7 +340,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--interaction",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="query isolation + interaction features + cosine fusion (see ragpress.pruners.model); off: plain heads",
+        help="query isolation + interaction features + cosine fusion (see ragpress.scoring.provence_model); "
+        "off: plain heads",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--init", type=Path, default=None, help="weights directory to continue from")

@@ -2,7 +2,8 @@
 
 Passages longer than the window are cut into windows (at sentence boundaries when a sentence fits), each
 window is encoded with the query, the passage score is the best window's and a sentence's score is the mean
-keep probability of its tokens. Used identically by training (labels) and inference (scores).
+keep probability of its tokens. Used identically by training (labels) and inference (scores), and by both
+the pruner and the reranker's Provence mode.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from ragpress.pruners.model import ProvenceModel
 
-Span = tuple[int, int]
+from ragpress.scoring.provence_model import ProvenceModel
+from ragpress.scoring.sentences import Span
 
 
 @dataclass
@@ -73,21 +74,6 @@ def aggregate_sentences(token_probs: list[float], token_sentence: list[int], n_s
     return [s / c if c else 0.0 for s, c in zip(sums, counts, strict=True)]
 
 
-def kept_sentences(sentence_scores: list[float], threshold: float) -> list[int]:
-    return [i for i, score in enumerate(sentence_scores) if score >= threshold]
-
-
-def relative_cutoff(sentence_scores: list[list[float]], ratio: float) -> float:
-    """The absolute threshold that keeps every sentence scoring at least ``ratio`` times the best sentence of
-    all the query's passages.
-
-    Keep probabilities vary more between queries than between the sentences of one passage (a SciFact claim's
-    evidence scores ~0.02, an XQuAD answer sentence ~0.3), so a cut-off relative to the query's best sentence
-    transfers across queries where one absolute threshold does not. Scaling all scores leaves the kept set
-    unchanged, and the best sentence is always kept (when ``ratio`` <= 1)."""
-    return ratio * max((s for scores in sentence_scores for s in scores), default=0.0)
-
-
 Sequence = tuple[list[int], list[int], list[int]]
 
 
@@ -133,6 +119,7 @@ def score_passages(
 
     ``max_length`` (tokens of query + passage window + 3 specials) defaults to the model's (512)."""
     config = model.config
+    device = next(model.parameters()).device
     q_ids = query_ids(tokenizer, query, config.max_query_tokens)
     capacity = (max_length or config.max_length) - len(q_ids) - 3
     encoded = [encode_passage(tokenizer, text, spans) for text, spans in passages]
@@ -153,8 +140,9 @@ def score_passages(
             )
             for p, (s, e) in batch
         ]
-        rel, keep = model(**pad_batch(sequences, tokenizer.pad_token_id))
-        keep = torch.sigmoid(keep)
+        inputs = {name: tensor.to(device) for name, tensor in pad_batch(sequences, tokenizer.pad_token_id).items()}
+        rel, keep = model(**inputs)
+        rel, keep = rel.float().cpu(), torch.sigmoid(keep.float()).cpu()
         for row, (p, (s, e)) in enumerate(batch):
             logits[p] = max(logits[p], float(rel[row]))
             offset = len(q_ids) + 2

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import re
 
+from haystack import Document
+
+from ragpress.base.schema import SENTENCES
+
+Span = tuple[int, int]  # (start, end) character offsets of one sentence
+
 # Abbreviations whose trailing period does not end a sentence.
 _ABBREVIATIONS = frozenset(
     """
@@ -26,10 +32,10 @@ _BOUNDARY = re.compile(
 _WORD_BEFORE = re.compile(r"([\w.]+)\.$")
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
+def split_sentences(text: str) -> list[Span]:
     """Return ``(start, end)`` character spans of the sentences in ``text``, stripped of surrounding
     whitespace, in order, covering every non-whitespace character exactly once."""
-    spans: list[tuple[int, int]] = []
+    spans: list[Span] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
         end = match.start()
@@ -45,6 +51,15 @@ def sentences(text: str) -> list[str]:
     return [text[s:e] for s, e in split_sentences(text)]
 
 
+def document_spans(document: Document) -> list[Span]:
+    """The document's sentence spans: ``meta["sentences"]`` when the chunker stored them, else the shared
+    splitter's, so kept indices always match what the chunker and the KV generator use."""
+    stored = (document.meta or {}).get(SENTENCES)
+    if stored:
+        return [(int(s), int(e)) for s, e in stored]
+    return split_sentences(document.content or "")
+
+
 def _is_abbreviation(candidate: str) -> bool:
     match = _WORD_BEFORE.search(candidate.rstrip())
     if not match:
@@ -54,7 +69,7 @@ def _is_abbreviation(candidate: str) -> bool:
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
-def _append_stripped(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+def _append_stripped(text: str, start: int, end: int, spans: list[Span]) -> None:
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():

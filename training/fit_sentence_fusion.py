@@ -1,11 +1,11 @@
 """Fit the sentence fusion (``ragpress.pruners.sentence_fusion``) and its default threshold on held-out train queries.
 
-    OMP_NUM_THREADS=1 python -m ragpress.pruners.fit_sentence_fusion --weights pruners/weights/provence-minilm
+    OMP_NUM_THREADS=1 python -m ragpress.training.fit_sentence_fusion --weights ragpress/scoring/weights/provence-minilm
 
-The queries are the calibration share of the *train* side (``ragpress.pruners.data.is_calibration``): the pruner never
-trained on them, so its keep and relevance scores there are what unseen queries get, and no dev query is read.
-Each query's context is its gold passages plus MiniLM hard negatives (``ragpress.pruners.calibration``), as the pruning
-benchmark builds it. Labels are the gold sentences of all four datasets; the threshold is set on the
+The queries are the calibration share of the *train* side (``ragpress.training.data.is_calibration``): the pruner
+never trained on them, so its keep and relevance scores there are what unseen queries get, and no dev query is read.
+Each query's context is its gold passages plus MiniLM hard negatives (``ragpress.training.pruner_calibration``), as
+the pruning benchmark builds it. Labels are the gold sentences of all four datasets; the threshold is set on the
 human-labelled ones only (MuSiQue's are derived from answer strings and miss bridge sentences).
 
 The feature set and L2 strength are chosen by five-fold cross-validation over queries: each setting's
@@ -22,15 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ragpress.pruners import data
-from ragpress.pruners.calibration import calibration_contexts, recall_quantile, start, write_config_entry
-from ragpress.pruners.model import ProvenceModel
-from ragpress.pruners.scoring import score_passages
 from ragpress.pruners.sentence_fusion import FEATURES, SentenceFusion, sentence_features
-from ragpress.rerankers import fusion
-from ragpress.rerankers.fit_fusion import fit_logistic
+from ragpress.training import data
+from ragpress.training.fit_fusion import fit_logistic
+from ragpress.training.pruner_calibration import calibration_contexts, recall_quantile, start, write_config_entry
 
-logger = logging.getLogger("ragpress.pruners.fit_sentence_fusion")
+from ragpress.scoring.logistic_fusion import combine
+from ragpress.scoring.passage_scoring import score_passages
+from ragpress.scoring.provence_model import ProvenceModel
+
+logger = logging.getLogger("ragpress.training.fit_sentence_fusion")
 
 FOLDS = 5
 L2_GRID = (1e-3, 1e-2, 1e-1)
@@ -78,7 +79,7 @@ def fit(train: list[Example], names: tuple[str, ...], l2: float) -> tuple[dict[s
 
 def probabilities(example: Example, weights: dict[str, float], bias: float) -> list[float]:
     model = SentenceFusion(weights=weights, bias=bias, threshold=0.0)
-    return fusion.combine(model, {n: example.features[n] for n in weights})
+    return combine(model, {n: example.features[n] for n in weights})
 
 
 def out_of_fold(found: list[Example], names: tuple[str, ...], l2: float) -> list[list[float]]:

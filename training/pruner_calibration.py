@@ -1,8 +1,8 @@
 """Calibrate the pruner's default relative sentence threshold on held-out training queries.
 
-    OMP_NUM_THREADS=1 python -m ragpress.pruners.calibration --weights pruners/weights/provence-minilm
+    OMP_NUM_THREADS=1 python -m ragpress.training.pruner_calibration --weights ragpress/scoring/weights/provence-minilm
 
-The queries are the held-out calibration share of the *train* side (``ragpress.pruners.data.is_calibration``:
+The queries are the held-out calibration share of the *train* side (``ragpress.training.data.is_calibration``:
 never trained on, never dev). Each query's context is built as the pruning benchmark builds it
 (``ragpress.bench.rerank_prune --part prune``): its gold passages plus the best MiniLM hits that are not relevant,
 ``--context`` passages in all, because a relative rule depends on every passage of the call. The saved
@@ -20,11 +20,12 @@ import math
 from pathlib import Path
 
 import torch
-from ragpress.pruners import data, mining
-from ragpress.pruners.model import CONFIG_FILE, ProvenceModel, load
-from ragpress.pruners.scoring import score_passages
+from ragpress.training import data, mining
 
-logger = logging.getLogger("ragpress.pruners.calibration")
+from ragpress.scoring.passage_scoring import score_passages
+from ragpress.scoring.provence_model import CONFIG_FILE, DEFAULT_WEIGHTS, ProvenceModel, load
+
+logger = logging.getLogger("ragpress.training.pruner_calibration")
 
 # One held-out query: its text, its context passages and, per passage, the gold sentence indices.
 Context = tuple[str, list[data.Passage], list[list[int]]]
@@ -85,7 +86,7 @@ def calibrate_relative_threshold(
 def start(description: str, argv: list[str] | None) -> tuple[argparse.Namespace, ProvenceModel, object]:
     """The calibration scripts' shared start: their arguments, logging, torch threads and the loaded weights."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=Path("pruners/weights/provence-minilm"))
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--data", type=Path, default=None, help="shared datasets directory")
     parser.add_argument("--gold-recall", type=float, default=0.97)
     parser.add_argument("--context", type=int, default=5, help="passages per held-out query")

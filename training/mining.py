@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from ragpress.pruners.data import Dataset
+from ragpress.training.data import Dataset
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.settings import get_settings

@@ -2,16 +2,20 @@
 
 import pytest
 from haystack import Document
-from ragpress.generators.kv_calibration import measure, prepare
-from ragpress.generators.kv_scoring import Example
+from ragpress.generators import parallel_attention
+from ragpress.generators.kv_context import KVContextBuilder
+from ragpress.generators.kv_store import LocalKVStore
+from ragpress.training.kv_calibration import measure, prepare
+from ragpress.training.kv_scoring import Example
 
-from .conftest import DOCUMENT
+from ..generators.conftest import DOCUMENT
 
 pytestmark = pytest.mark.integration
 
 
-def test_one_chunk_without_corrections_is_sequential_prefill_so_its_kl_is_zero(builder_for):
-    builder = builder_for("SmolLM2-135M-Instruct")
+def test_one_chunk_without_corrections_is_sequential_prefill_so_its_kl_is_zero(tmp_path):
+    builder = KVContextBuilder("SmolLM2-135M-Instruct", LocalKVStore(tmp_path / "kv"), "none")
+    parallel_attention.enable(builder.lm)
     example = Example("When was the Eiffel Tower finished?", ["In 1889."], [Document(content=DOCUMENT)], "test")
     prepared = prepare(builder, [example], reference=True)
     exact = measure(builder, prepared, temperature=1.0, scale=1.0)

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from ragpress.pruners.data import Passage
-from ragpress.pruners.model import ProvenceConfig, new_trainable
-from ragpress.pruners.scoring import score_passages
-from ragpress.pruners.training import (
+from ragpress.training.data import Passage
+from ragpress.training.pruner_training import (
     IGNORE,
     SCALAR_LR_FACTOR,
     Item,
@@ -18,7 +16,10 @@ from ragpress.pruners.training import (
     sentence_rank_loss,
 )
 
-EXAMPLES = json.loads((Path(__file__).parent / "fixtures" / "dev_examples.json").read_text())
+from ragpress.scoring.passage_scoring import score_passages
+from ragpress.scoring.provence_model import ProvenceConfig, new_trainable
+
+EXAMPLES = json.loads((Path(__file__).parents[1] / "pruners" / "fixtures" / "dev_examples.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Pick APE's attention temperature T and scaling factor S for a model on dev data, and store them.
 
-    python -m ragpress.generators.kv_calibration --model SmolLM2-135M-Instruct --questions 12
+    python -m ragpress.training.kv_calibration --model SmolLM2-135M-Instruct --questions 12
     ragpress models calibrate SmolLM2-135M-Instruct --questions 12     # the same, into the server's store
 
 Dev questions come from the ``dev`` halves of XQuAD and HotpotQA (the benchmark evaluates on the
@@ -28,7 +28,9 @@ from typing import Any
 from ragpress.generators import parallel_attention
 from ragpress.generators.kv_context import KVContextBuilder
 from ragpress.generators.kv_generator import calibration_name
-from ragpress.generators.kv_scoring import (
+from ragpress.generators.kv_store import KVEntry, LocalKVStore, open_store
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
+from ragpress.training.kv_scoring import (
     DATASETS,
     Example,
     Scores,
@@ -38,8 +40,8 @@ from ragpress.generators.kv_scoring import (
     score_sequential,
     xquad_examples,
 )
-from ragpress.generators.kv_store import KVEntry, LocalKVStore, open_store
-from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
+
+from ragpress.base.models import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -194,15 +196,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATASETS, help="folder holding xquad_en/ and hipporag_mini/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-    result = calibrate(
-        args.model,
-        json.loads(args.store) if args.store else None,
-        args.questions,
-        tuple(float(t) for t in args.temperatures.split(",")),
-        tuple(float(s) for s in args.scales.split(",")),
-        objective=args.objective,
-        data=args.data,
-    )
+    try:
+        result = calibrate(
+            args.model,
+            json.loads(args.store) if args.store else None,
+            args.questions,
+            tuple(float(t) for t in args.temperatures.split(",")),
+            tuple(float(s) for s in args.scales.split(",")),
+            objective=args.objective,
+            data=args.data,
+        )
+    except (FileNotFoundError, ValueError, ModelError) as exc:
+        # What to fix, not a trace: `ragpress models calibrate` shows this last line as its error.
+        parser.exit(1, f"error: {exc}\n")
     print(json.dumps({k: v for k, v in result.items() if k != "grid"}, indent=2))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
-from ragpress.indexers.sentences import sentences, split_sentences
+
+from ragpress.scoring.sentences import sentences, split_sentences
 
 pytestmark = pytest.mark.unit
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 from haystack import Document
-from ragpress.generators.kv_context import KEPT_SENTENCES, ParallelContext
-from ragpress.indexers.sentences import split_sentences
+from ragpress.generators.kv_context import ParallelContext
 
-from ragpress.base.schema import SENTENCES
+from ragpress.base.schema import KEPT_SENTENCES, SENTENCES
+from ragpress.scoring.sentences import split_sentences
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -1,6 +1,6 @@
 """Fit the fusion reranker's weights (``ragpress.rerankers.fusion``) on SciFact TRAIN claims; dev claims are never read.
 
-    OMP_NUM_THREADS=1 python -m ragpress.rerankers.fit_fusion --out rerankers/weights/fusion-minilm.json
+    OMP_NUM_THREADS=1 python -m ragpress.training.fit_fusion --out rerankers/weights/fusion-minilm.json
 
 Candidates are each claim's MiniLM top ``--depth`` (what the reranker sees at query time), labels the qrels.
 A fixed share of the train claims (by hash) is held out to choose the feature set and the L2 strength by
@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ragpress.pruners import data, mining
-from ragpress.rerankers import fusion, lexical
+from ragpress.rerankers import fusion
+from ragpress.training import data, mining
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.settings import get_settings
+from ragpress.scoring import lexical
+from ragpress.scoring.logistic_fusion import combine
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +145,7 @@ def _logistic(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor
 def mean_ndcg(claims: list[Claim], weights: fusion.FusionWeights) -> float:
     scores = []
     for claim in claims:
-        fused = fusion.combine(weights, {n: claim.features[n] for n in weights.weights})
+        fused = combine(weights, {n: claim.features[n] for n in weights.weights})
         order = [p for _, p in sorted(zip(fused, claim.pids, strict=True), key=lambda pair: -pair[0])]
         scores.append(ndcg_at_10(order, claim.relevant))
     return 100 * statistics.mean(scores)

@@ -3,7 +3,8 @@
 ``[CLS] query [SEP] passage [SEP]`` goes through the encoder once and gives both outputs: a relevance logit
 per passage (the rerank score) and a keep logit per token (sequence labeling). Only the adapters, heads and
 fusion scalars are trained and saved (``adapter.safetensors`` + ``config.json``, about 3 MB), so the shipped
-weights sit on top of the bundled, sha256-pinned MiniLM.
+weights sit on top of the bundled, sha256-pinned MiniLM. The pruner and the reranker's Provence mode load the
+same instance (``load_shared``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ragpress.base.devices import resolve_device
 from ragpress.base.models import resolve
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -33,11 +35,12 @@ class ProvenceConfig:
     max_length: int = 512
     max_query_tokens: int = 64
     default_threshold: float = 0.1
-    # Share of the query's best sentence score a sentence needs (see ragpress.pruners.calibration); when set, it is
-    # the pruner's default rule instead of the absolute default_threshold.
+    # Share of the query's best sentence score a sentence needs (see ragpress.training.pruner_calibration); when
+    # set, it is the pruner's default rule instead of the absolute default_threshold.
     default_relative_threshold: float | None = None
     # Weights and default threshold of ragpress.pruners.sentence_fusion.SentenceFusion, fitted for these weights by
-    # ragpress.pruners.fit_sentence_fusion; when present, the pruner keeps sentences by that fused score by default.
+    # ragpress.training.fit_sentence_fusion; when present, the pruner keeps sentences by that fused score by
+    # default.
     sentence_fusion: dict | None = None
     # Query isolation, interaction features and cosine fusion (see ProvenceModel); False: the plain heads.
     interaction: bool = True
@@ -153,7 +156,7 @@ class CosineFusion(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # These scalars train too, with a larger learning rate (see ragpress.pruners.training).
+        # These scalars train too, with a larger learning rate (see ragpress.training.pruner_training).
         # Starting values put a fresh model's losses below the label prior on training windows.
         self.relevance_scale = nn.Parameter(torch.tensor(20.0))
         self.relevance_bias = nn.Parameter(torch.tensor(-14.0))
@@ -219,10 +222,25 @@ def is_weights_dir(path: str | Path) -> bool:
     return (directory / ADAPTER_FILE).is_file() and (directory / CONFIG_FILE).is_file()
 
 
-def load(directory: str | Path, quantize: bool = False) -> tuple[ProvenceModel, object]:
-    """Adapters and heads loaded onto the base encoder, merged for inference (no LoRA overhead), eval mode.
+def weights_path(model: str) -> Path:
+    """The weights directory for ``model``: the shipped adapter's name or a directory holding one."""
+    if model == DEFAULT_MODEL_NAME:
+        return DEFAULT_WEIGHTS
+    if is_weights_dir(model):
+        return Path(model).expanduser()
+    raise ValueError(
+        f"model {model!r} is neither {DEFAULT_MODEL_NAME!r} nor a directory with "
+        "adapter.safetensors + config.json"
+    )
 
-    ``quantize`` applies dynamic int8 quantization to the Linear layers (faster on CPU)."""
+
+def load(directory: str | Path, quantize: bool = False, device: str = "cpu") -> tuple[ProvenceModel, object]:
+    """Adapters and heads loaded onto the base encoder, merged for inference (no LoRA overhead), eval mode, on
+    the concrete ``device``.
+
+    ``quantize`` applies dynamic int8 quantization to the Linear layers (faster on CPU; CPU only)."""
+    if quantize and device != "cpu":
+        raise ValueError("quantize is dynamic int8 quantization, which runs on the CPU only; use device cpu.")
     from safetensors.torch import load_file
 
     directory = Path(directory).expanduser()
@@ -236,17 +254,17 @@ def load(directory: str | Path, quantize: bool = False) -> tuple[ProvenceModel, 
     model.eval()
     if quantize:
         model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    return model, tokenizer
+    return model.to(device), tokenizer
 
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, bool], tuple[ProvenceModel, object]] = {}
+_cache: dict[tuple[str, bool, str], tuple[ProvenceModel, object]] = {}
 
 
-def load_shared(directory: str | Path, quantize: bool = False) -> tuple[ProvenceModel, object]:
-    """One loaded instance per (weights directory, quantize) per process, shared by components."""
-    key = (str(Path(directory).expanduser().resolve()), quantize)
+def load_shared(directory: str | Path, quantize: bool = False, device: str = "auto") -> tuple[ProvenceModel, object]:
+    """One loaded instance per (weights directory, quantize, device) per process, shared by components."""
+    key = (str(Path(directory).expanduser().resolve()), quantize, resolve_device(device))
     with _lock:
         if key not in _cache:
-            _cache[key] = load(directory, quantize)
+            _cache[key] = load(directory, quantize, key[2])
         return _cache[key]
