@@ -16,14 +16,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from ragpress.api import auth, errors, metrics
 from ragpress.api.body_limit import BodySizeLimit
 from ragpress.api.limits import Admission, RateLimiter
 from ragpress.api.routes_pipelines import pipeline_routes
 from ragpress.api.schemas import NAME_PATTERN, CollectionIn, DocumentsIn, JobAccepted, KeyIn, QueryIn, TenantIn
-from ragpress.pipelines.query_pipeline import QueryRequest
-
 from ragpress.base.settings import Settings, get_settings
+from ragpress.pipelines.query_pipeline import QueryRequest
 from ragpress.service import IncomingDocument, Service
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import ipaddress
 import logging
 
 from fastapi import Request
-from ragpress.api.errors import ApiError
 
+from ragpress.api.errors import ApiError
 from ragpress.base import schema
 from ragpress.base.api_keys import Principal
 from ragpress.base.settings import Settings

@@ -9,15 +9,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from ragpress.generators.remote_generator import RemoteGeneratorError
-from ragpress.pipelines.loader import PipelineInvalid
-from ragpress.pipelines.query_pipeline import InvalidRequest
-from ragpress.pipelines.registry import PipelineNotFound
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragpress.base import strict_json
 from ragpress.base.document_stores import IndexUnavailable
 from ragpress.base.models import ModelError
+from ragpress.generators.remote_generator import RemoteGeneratorError
+from ragpress.pipelines.loader import PipelineInvalid
+from ragpress.pipelines.query_pipeline import InvalidRequest
+from ragpress.pipelines.registry import PipelineNotFound
 from ragpress.service import NotFound
 
 logger = logging.getLogger(__name__)

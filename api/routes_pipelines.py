@@ -7,11 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+
 from ragpress.api import auth, errors
 from ragpress.api.schemas import MAX_QUERY_CHARS, NAME_PATTERN, RollbackIn
-from ragpress.pipelines.loader import PipelineInvalid
-
 from ragpress.base.input_limits import MAX_VERSION
+from ragpress.pipelines.loader import PipelineInvalid
 from ragpress.service import Service
 
 logger = logging.getLogger(__name__)

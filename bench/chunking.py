@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 from haystack import Document
+
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
 from ragpress.indexers.embedders import DocumentEmbedder
 from ragpress.indexers.late_chunker import LateChunker, blend
 from ragpress.indexers.sentence_chunker import SentenceChunker
 from ragpress.indexers.situated_chunker import SituatedChunker, SituatedParts, mix
-
-from ragpress.base import schema
-from ragpress.base.model_loading import sentence_transformer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 RESULTS = Path(__file__).resolve().parent / "results" / "chunking"

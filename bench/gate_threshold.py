@@ -27,14 +27,14 @@ import argparse
 from pathlib import Path
 
 import torch
+
 from ragpress.bench.answer_quality import question_contexts
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers import sufficiency
 from ragpress.rerankers.relevance_gate import abstain_reason, best_sentence_score
-from ragpress.training import data
-from ragpress.training.fit_sufficiency import collect
-
 from ragpress.scoring.selection import RANKINGS
+from ragpress.training import answer_signals, data
+from ragpress.training.fit_sufficiency import collect
 
 FLOORS = tuple(round(0.02 * i, 2) for i in range(1, 31))
 SENTENCE_FLOORS = tuple(round(0.005 * i, 3) for i in range(1, 41))
@@ -85,7 +85,7 @@ def print_feature_aucs(args: argparse.Namespace) -> None:
     print("| signal | " + " | ".join(f"{n} ({len(e) // 2})" for n, e in examples.items()) + " |")
     print("|---" * (len(examples) + 1) + "|")
     for feature in sufficiency.FEATURES:
-        aucs = [sufficiency.auc([x.features[feature] for x in e if x.answerable],
+        aucs = [answer_signals.auc([x.features[feature] for x in e if x.answerable],
                                 [x.features[feature] for x in e if not x.answerable]) for e in examples.values()]
         print(f"| {feature} | " + " | ".join(f"{a:.2f}" for a in aucs) + " |")
 

@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from haystack import Document
+
+from ragpress.base import schema
+from ragpress.base.model_loading import sentence_transformer
 from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter
 from ragpress.pipelines.loader import builtin_yaml, parse_yaml
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.relevance_gate import RelevanceGate, abstain_reason
 from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
-
-from ragpress.base import schema
-from ragpress.base.model_loading import sentence_transformer
 
 DATASETS = ("scientific_qa", "multidoc_qa")
 THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.4)

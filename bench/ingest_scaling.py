@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from ragpress.bench.load_test import HOST, ROOT, free_port, start_server, wait_ready
 
 DATA = ROOT.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"

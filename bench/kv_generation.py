@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from ragpress.generators import kv_blend, parallel_attention
 from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.kv_cache import ChunkKV, cache_tensors

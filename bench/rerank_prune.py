@@ -22,16 +22,16 @@ from dataclasses import replace
 
 import torch
 from haystack import Document
+
 from ragpress.pruners.bridge import bridged_sentences
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
 from ragpress.rerankers.reranker import Reranker
-from ragpress.training import data, mining
-from ragpress.training.fit_fusion import ndcg_at_10
-
 from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
 from ragpress.scoring.selection import RANKINGS, kept_sentences, select
 from ragpress.scoring.sentences import document_spans
+from ragpress.training import data, mining
+from ragpress.training.fit_fusion import ndcg_at_10
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)

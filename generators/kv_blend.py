@@ -18,9 +18,10 @@ import contextlib
 import math
 
 import torch
+from transformers import PreTrainedModel
+
 from ragpress.generators.kv_context import ParallelContext
 from ragpress.generators.parallel_attention import ParallelLayout, ProbeDone, ValueProbe, build_cache
-from transformers import PreTrainedModel
 
 PROBE_LAYER = 1  # CacheBlend selects on the second layer: the first with cross-token information
 

@@ -15,20 +15,6 @@ from typing import Any
 
 import torch
 from haystack import Document
-from ragpress.generators import kv_quantization, parallel_attention
-from ragpress.generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix, rerotate_keys
-from ragpress.generators.kv_store import (
-    CorruptEntry,
-    KVEntry,
-    KVStore,
-    decode_entry,
-    encode_entry,
-    entry_key,
-    open_store,
-    settings_fingerprint,
-)
-from ragpress.generators.parallel_attention import ParallelLayout
-from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
 from transformers import PreTrainedModel
 
 from ragpress.base import model_loading
@@ -43,6 +29,20 @@ from ragpress.base.schema import (
     TENANT,
     content_hash,
 )
+from ragpress.generators import kv_quantization, parallel_attention
+from ragpress.generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix, rerotate_keys
+from ragpress.generators.kv_store import (
+    CorruptEntry,
+    KVEntry,
+    KVStore,
+    decode_entry,
+    encode_entry,
+    entry_key,
+    open_store,
+    settings_fingerprint,
+)
+from ragpress.generators.parallel_attention import ParallelLayout
+from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
 from ragpress.scoring.sentences import split_sentences
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,10 @@ from typing import Any, ClassVar
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
+
+from ragpress.base.devices import check_device
+from ragpress.base.roles import Role
+from ragpress.base.schema import DOC_ID
 from ragpress.generators import kv_blend, kv_quantization, parallel_attention
 from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.kv_context import (
@@ -27,10 +31,6 @@ from ragpress.generators.prompting import (
     order_for_generation,
     passage_text,
 )
-
-from ragpress.base.devices import check_device
-from ragpress.base.roles import Role
-from ragpress.base.schema import DOC_ID
 
 logger = logging.getLogger(__name__)
 CPU_DEVICES = ("auto", "cpu")

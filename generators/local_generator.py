@@ -9,6 +9,10 @@ from typing import Any, ClassVar
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
+
+from ragpress.base import model_loading
+from ragpress.base.devices import check_device
+from ragpress.base.roles import Role
 from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.prompting import (
     DEFAULT_SYSTEM_PROMPT,
@@ -18,10 +22,6 @@ from ragpress.generators.prompting import (
     passage_text,
     passages_for_prompt,
 )
-
-from ragpress.base import model_loading
-from ragpress.base.devices import check_device
-from ragpress.base.roles import Role
 
 NO_ANSWER = "The documents do not contain the answer to this question."
 

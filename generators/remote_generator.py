@@ -19,6 +19,8 @@ import httpx
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
 from haystack.utils import Secret, deserialize_secrets_inplace
+
+from ragpress.base.roles import Role
 from ragpress.generators.local_generator import abstention_result, says_no_answer
 from ragpress.generators.prompting import (
     DEFAULT_SYSTEM_PROMPT,
@@ -27,8 +29,6 @@ from ragpress.generators.prompting import (
     passages_for_prompt,
     user_message,
 )
-
-from ragpress.base.roles import Role
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.indexers.retrievers import validate_scope
 
 from ragpress.base import schema
 from ragpress.base.document_stores import scope_filters, shared_store
 from ragpress.base.roles import Role
+from ragpress.indexers.retrievers import validate_scope
 
 CLIMBABLE = ("chunk", "section", "document")
 # Budgets are in estimated tokens: about four characters per token for English subword vocabularies. The

@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.indexers.sentence_chunker import SentenceChunker
 
 from ragpress.base import schema
 from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
+from ragpress.indexers.sentence_chunker import SentenceChunker
 
 Span = tuple[int, int]
 

@@ -17,11 +17,11 @@ from itertools import pairwise
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.indexers.sentence_chunker import pack_sentences
 
 from ragpress.base import schema
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
+from ragpress.indexers.sentence_chunker import pack_sentences
 from ragpress.scoring.sentences import split_sentences
 
 Span = tuple[int, int]

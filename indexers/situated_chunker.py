@@ -20,6 +20,11 @@ from typing import Any, ClassVar
 
 import torch
 from haystack import Document, component, default_from_dict, default_to_dict
+
+from ragpress.base import schema
+from ragpress.base.devices import check_device
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.roles import Role
 from ragpress.indexers.late_chunker import (
     TokenEncoder,
     Tokens,
@@ -31,11 +36,6 @@ from ragpress.indexers.late_chunker import (
     with_vectors,
 )
 from ragpress.indexers.sentence_chunker import SentenceChunker
-
-from ragpress.base import schema
-from ragpress.base.devices import check_device
-from ragpress.base.model_loading import sentence_transformer
-from ragpress.base.roles import Role
 
 Span = tuple[int, int]
 

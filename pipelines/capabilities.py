@@ -32,14 +32,14 @@ from typing import Any
 
 import networkx as nx
 from haystack import Pipeline
+
+from ragpress.base.models import REGISTRY
+from ragpress.base.roles import Role
 from ragpress.generators.remote_generator import API_KEY_ENV as REMOTE_API_KEY_ENV
 from ragpress.pipelines.loader import PipelineProblem, line_of
 from ragpress.pipelines.param_types import plain_type, value_problem
 from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
 from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME
-
-from ragpress.base.models import REGISTRY
-from ragpress.base.roles import Role
 from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME as PRUNER_MODEL
 
 MAX_COMPONENTS = 32

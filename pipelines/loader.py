@@ -15,6 +15,7 @@ from typing import Any
 
 from haystack import Pipeline
 from haystack.core.errors import DeserializationError, PipelineError
+
 from ragpress.pipelines.safe_yaml import YamlRefused, load_bounded
 
 # ragpress's component packages; Haystack's own namespaces are on Haystack's default allowlist.

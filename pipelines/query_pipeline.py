@@ -17,6 +17,10 @@ from typing import Any
 from haystack import Pipeline
 from haystack.core.errors import PipelineRuntimeError
 from haystack.errors import FilterError
+
+from ragpress.base import schema
+from ragpress.base.limits import over_ceiling
+from ragpress.base.roles import Role
 from ragpress.generators.remote_generator import RemoteGeneratorError
 from ragpress.pipelines.capabilities import SERVER_INPUTS, role_of
 from ragpress.pipelines.loader import PipelineInvalid
@@ -24,10 +28,6 @@ from ragpress.pipelines.param_types import value_problem
 from ragpress.pipelines.registry import CeilingExcess, PipelineRegistry, ceiling_excesses, validate
 from ragpress.pipelines.stage_timer import timed_run
 from ragpress.pipelines.subgraph import inputs_for, without
-
-from ragpress.base import schema
-from ragpress.base.limits import over_ceiling
-from ragpress.base.roles import Role
 
 # Pipeline inputs the server sets; a request's params can never override them.
 RESERVED_INPUTS = frozenset({"query", "text", "filters"}) | SERVER_INPUTS

@@ -14,6 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from haystack import Pipeline
+from sqlalchemy.engine import Connection, Engine
+
+from ragpress.base.database import metadata
+from ragpress.base.limits import over_ceiling
 from ragpress.pipelines.capabilities import OfferedModels, graph_problems, offered_models, static_problems
 from ragpress.pipelines.loader import (
     BUILTIN_PIPELINES,
@@ -25,10 +29,6 @@ from ragpress.pipelines.loader import (
     load_pipeline,
     parse_yaml,
 )
-from sqlalchemy.engine import Connection, Engine
-
-from ragpress.base.database import metadata
-from ragpress.base.limits import over_ceiling
 
 pipeline_versions = sa.Table(
     "pipeline_versions", metadata,

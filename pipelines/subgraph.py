@@ -10,6 +10,7 @@ from typing import Any
 
 import networkx as nx
 from haystack import Pipeline
+
 from ragpress.pipelines.loader import load_pipeline
 
 

@@ -6,12 +6,12 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.pruners.bridge import bridged_sentences
-from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores
 
 from ragpress.base.devices import check_device
 from ragpress.base.roles import Role
 from ragpress.base.schema import KEPT_SENTENCES, PRUNED_TEXT, SENTENCE_SCORES
+from ragpress.pruners.bridge import bridged_sentences
+from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores
 from ragpress.scoring.passage_scoring import score_passages
 from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME, ProvenceModel, load_shared, weights_path
 from ragpress.scoring.selection import (

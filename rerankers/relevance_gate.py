@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.rerankers.sufficiency import SufficiencyWeights, evidence_features
 
 from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
 from ragpress.base.schema import SENTENCE_SCORES
+from ragpress.rerankers.sufficiency import SufficiencyWeights, evidence_features
 
 NO_RELEVANT_PASSAGE = "no_relevant_passage"
 NO_RELEVANT_SENTENCE = "no_relevant_sentence"

@@ -7,11 +7,11 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from haystack import Document, component, default_from_dict, default_to_dict
-from ragpress.rerankers import fusion
 
 from ragpress.base.devices import check_device, resolve_device
 from ragpress.base.models import resolve
 from ragpress.base.roles import Role
+from ragpress.rerankers import fusion
 from ragpress.scoring import lexical
 from ragpress.scoring.logistic_fusion import combine, logit
 from ragpress.scoring.passage_scoring import score_passages

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ragpress.rerankers import fusion
-from ragpress.training import data, mining
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.settings import get_settings
+from ragpress.rerankers import fusion
 from ragpress.scoring import lexical
 from ragpress.scoring.logistic_fusion import combine
+from ragpress.training import data, mining
 
 logger = logging.getLogger(__name__)
 

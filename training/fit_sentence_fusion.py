@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ragpress.pruners.sentence_fusion import FEATURES, SentenceFusion, sentence_features
-from ragpress.training import data
-from ragpress.training.fit_fusion import fit_logistic
-from ragpress.training.pruner_calibration import calibration_contexts, recall_quantile, start, write_config_entry
 
+from ragpress.pruners.sentence_fusion import FEATURES, SentenceFusion, sentence_features
 from ragpress.scoring.logistic_fusion import combine
 from ragpress.scoring.passage_scoring import score_passages
 from ragpress.scoring.provence_model import ProvenceModel
+from ragpress.training import data
+from ragpress.training.fit_fusion import fit_logistic
+from ragpress.training.pruner_calibration import calibration_contexts, recall_quantile, start, write_config_entry
 
 logger = logging.getLogger("ragpress.training.fit_sentence_fusion")
 

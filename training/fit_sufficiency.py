@@ -29,18 +29,18 @@ from pathlib import Path
 
 import torch
 from haystack import Document
+
+from ragpress.base.model_loading import sentence_transformer
+from ragpress.base.settings import get_settings
 from ragpress.bench.answer_quality import question_contexts
 from ragpress.generators.local_generator import NO_ANSWER, LocalGenerator
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers import sufficiency
 from ragpress.rerankers.relevance_gate import RelevanceGate
-from ragpress.training import data
+from ragpress.scoring.selection import RANKINGS
+from ragpress.training import answer_signals, data
 from ragpress.training.fit_fusion import fit_logistic
 from ragpress.training.pruner_calibration import recall_quantile
-
-from ragpress.base.model_loading import sentence_transformer
-from ragpress.base.settings import get_settings
-from ragpress.scoring.selection import RANKINGS
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def answer_side(generator: LocalGenerator, query: str, documents: list[Document]
     """The answer-side signals of the reply ``generator`` gives from ``documents``."""
     reply = generator.run(query=query, documents=documents)["replies"][0]
     prompt = generator.fit_to_budget(query, documents).sequential()
-    return sufficiency.answer_features(generator._lm, generator._tokenizer, prompt, reply, NO_ANSWER)
+    return answer_signals.answer_features(generator._lm, generator._tokenizer, prompt, reply, NO_ANSWER)
 
 
 def matrix(examples: list[Example], names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +167,7 @@ def choose(examples: list[Example], max_false: float, min_score: float) -> tuple
     available = set(examples[0].features)
     for names in (c for c in CANDIDATES if set(c) <= available):
         probabilities = out_of_fold(examples, names, L2, 0.0)
-        oof_auc = sufficiency.auc(*([p for p, e in zip(probabilities, examples, strict=True) if e.answerable == ok]
+        oof_auc = answer_signals.auc(*([p for p, e in zip(probabilities, examples, strict=True) if e.answerable == ok]
                                     for ok in (True, False)))
         gated = out_of_fold(examples, names, L2, min_score)
         cut = threshold_for(gated, examples, max_false)

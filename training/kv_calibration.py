@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragpress.base.models import ModelError
 from ragpress.generators import parallel_attention
 from ragpress.generators.kv_context import KVContextBuilder
 from ragpress.generators.kv_generator import calibration_name
@@ -40,8 +41,6 @@ from ragpress.training.kv_scoring import (
     score_sequential,
     xquad_examples,
 )
-
-from ragpress.base.models import ModelError
 
 logger = logging.getLogger(__name__)
 

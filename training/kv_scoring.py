@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 from haystack import Document
-from ragpress.generators.kv_context import ParallelContext
 
 from ragpress.base.schema import KEPT_SENTENCES, SENTENCES
+from ragpress.generators.kv_context import ParallelContext
 from ragpress.scoring.sentences import split_sentences
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -11,10 +11,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from ragpress.training.data import Dataset
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.settings import get_settings
+from ragpress.training.data import Dataset
 
 logger = logging.getLogger(__name__)
 

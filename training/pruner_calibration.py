@@ -20,10 +20,10 @@ import math
 from pathlib import Path
 
 import torch
-from ragpress.training import data, mining
 
 from ragpress.scoring.passage_scoring import score_passages
 from ragpress.scoring.provence_model import CONFIG_FILE, DEFAULT_WEIGHTS, ProvenceModel, load
+from ragpress.training import data, mining
 
 logger = logging.getLogger("ragpress.training.pruner_calibration")
 

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ragpress.training import data, mining
-from ragpress.training.pruner_calibration import calibrate_relative_threshold, recall_quantile
 from torch import nn
 
 from ragpress.scoring.passage_scoring import (
@@ -51,6 +49,8 @@ from ragpress.scoring.provence_model import (
     new_trainable,
     save,
 )
+from ragpress.training import data, mining
+from ragpress.training.pruner_calibration import calibrate_relative_threshold, recall_quantile
 
 logger = logging.getLogger("ragpress.training.pruner_training")
 IGNORE = -100.0

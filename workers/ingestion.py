@@ -18,12 +18,12 @@ from typing import Any
 import kombu.exceptions
 import sqlalchemy.exc
 from haystack import Document
+
+from ragpress.base import schema
 from ragpress.indexers.chunk_writer import ChunkWriter
 from ragpress.indexers.converters import TextConverter
 from ragpress.pipelines.subgraph import components_of_type, upstream_of, without
 from ragpress.workers.job_store import JobStore, PendingDocument
-
-from ragpress.base import schema
 
 logger = logging.getLogger(__name__)
 

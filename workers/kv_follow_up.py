@@ -17,11 +17,11 @@ import logging
 from typing import Any
 
 from haystack import Document
-from ragpress.workers.job_store import JobStore
 from sqlalchemy.engine import Engine
 
 from ragpress.base import schema
 from ragpress.base.settings import get_settings
+from ragpress.workers.job_store import JobStore
 
 logger = logging.getLogger(__name__)
 

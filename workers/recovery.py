@@ -22,13 +22,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from ragpress.base.document_stores import shared_store
+from ragpress.base.settings import Settings
 from ragpress.indexers.chunk_writer import retire_units
 from ragpress.workers import runtime
 from ragpress.workers.job_store import CANCELLED, JobStore, UnfinishedDocument
 from ragpress.workers.tasks import enqueue_job
-
-from ragpress.base.document_stores import shared_store
-from ragpress.base.settings import Settings
 
 logger = logging.getLogger(__name__)
 

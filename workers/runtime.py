@@ -9,10 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ragpress.base.settings import get_settings
 from ragpress.pipelines.loader import builtin_yaml, load_pipeline
 from ragpress.workers.job_store import JobStore
-
-from ragpress.base.settings import get_settings
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}

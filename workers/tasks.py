@@ -8,13 +8,13 @@ from typing import Any
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
 from haystack import Document
+
+from ragpress.base.settings import get_settings
 from ragpress.workers import runtime
 from ragpress.workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
 from ragpress.workers.ingestion import TRANSIENT, failure_reason, is_transient, process_batch, write_handed_off
 from ragpress.workers.job_store import FAILED
 from ragpress.workers.kv_follow_up import follow_up_items, kv_mode, run_follow_up
-
-from ragpress.base.settings import get_settings
 
 logger = logging.getLogger(__name__)
 app = get_celery()

@@ -1,6 +1,7 @@
 """The answerable / gold-removed contexts every abstention benchmark and the gate's fits are built from."""
 
 import pytest
+
 from ragpress.bench.answer_quality import question_contexts
 from ragpress.training.data import Dataset, Passage, Query
 

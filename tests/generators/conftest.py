@@ -1,4 +1,5 @@
 import pytest
+
 from ragpress.generators import parallel_attention
 from ragpress.generators.kv_context import KVContextBuilder
 from ragpress.generators.kv_store import LocalKVStore

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from haystack import Document
+
 from ragpress.generators.kv_blend import deviations, recompute, select
 from ragpress.generators.prompting import build_prompt
 

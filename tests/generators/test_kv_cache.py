@@ -3,11 +3,11 @@
 import pytest
 import torch
 from haystack import Document
+
+from ragpress.base.schema import CONTENT_HASH, END, START, content_hash
 from ragpress.generators.kv_cache import rerotate_keys
 from ragpress.generators.parallel_attention import build_cache
 from ragpress.generators.prompting import build_prompt
-
-from ragpress.base.schema import CONTENT_HASH, END, START, content_hash
 
 from .conftest import ARCHITECTURES, DOCUMENT, SPANS
 

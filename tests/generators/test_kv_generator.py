@@ -4,14 +4,14 @@ import logging
 
 import pytest
 from haystack import Document, Pipeline
+from serialization import assert_pinned, assert_restored
+
+from ragpress.base.schema import CONTENT_HASH, DOC_ID, END, START, content_hash
 from ragpress.generators.kv_context import builder_for
 from ragpress.generators.kv_generator import SHIPPED_CALIBRATIONS, KVCacheGenerator, calibration_name
 from ragpress.generators.kv_store import LocalKVStore, open_store
 from ragpress.generators.local_generator import LocalGenerator
 from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
-from serialization import assert_pinned, assert_restored
-
-from ragpress.base.schema import CONTENT_HASH, DOC_ID, END, START, content_hash
 
 from .conftest import DOCUMENT, SPANS
 

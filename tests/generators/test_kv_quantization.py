@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from ragpress.generators import kv_quantization
 from ragpress.generators.kv_quantization import dequantize, dequantize_into, quantize, stored_bytes
 

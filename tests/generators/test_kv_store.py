@@ -5,6 +5,7 @@ import time
 
 import pytest
 import torch
+
 from ragpress.generators.kv_store import (
     CorruptEntry,
     KVEntry,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
+from serialization import assert_pinned, assert_restored
+
 from ragpress.generators.local_generator import LocalGenerator, says_no_answer
 from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
 from ragpress.pipelines.loader import load_pipeline
-from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.integration
 

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 from haystack import Document
-from ragpress.generators.parallel_attention import ParallelLayout, parallel_attention_forward
-from ragpress.generators.prompting import build_prompt
 
 from ragpress.base.schema import SENTENCES
+from ragpress.generators.parallel_attention import ParallelLayout, parallel_attention_forward
+from ragpress.generators.prompting import build_prompt
 
 from .conftest import ARCHITECTURES
 

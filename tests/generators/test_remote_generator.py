@@ -22,16 +22,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from haystack import Document, Pipeline
 from haystack.utils import Secret
+from serialization import assert_pinned, assert_restored
+from support import free_port
+
+from ragpress.base.model_loading import causal_lm
 from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.local_generator import LocalGenerator
 from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
 from ragpress.generators.remote_generator import API_KEY_ENV, RemoteGenerator, RemoteGeneratorError
 from ragpress.pipelines.loader import builtin_yaml, load_pipeline
 from ragpress.pipelines.registry import validate
-from serialization import assert_pinned, assert_restored
-from support import free_port
-
-from ragpress.base.model_loading import causal_lm
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document
-from ragpress.indexers.chunk_writer import ChunkWriter
 from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
 from ragpress.base.meta_limits import MetaError
+from ragpress.indexers.chunk_writer import ChunkWriter
 
 
 @pytest.mark.unit

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
-from ragpress.indexers.context_expander import MultiScaleExpander, estimate_tokens, merge_adjacent
-from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter
-from ragpress.pipelines.loader import load_pipeline
 from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
 from ragpress.base.document_stores import scope_filters, shared_store
+from ragpress.indexers.context_expander import MultiScaleExpander, estimate_tokens, merge_adjacent
+from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter
+from ragpress.pipelines.loader import load_pipeline
 
 SCOPE = schema.Scope("t-expand", "c-expand")
 TEXT = (

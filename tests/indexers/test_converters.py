@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document
+from serialization import assert_pinned, assert_restored
+
 from ragpress.indexers.converters import ConversionError, TextConverter, convert
 from ragpress.pipelines.loader import load_pipeline
-from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.unit
 

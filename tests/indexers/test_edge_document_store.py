@@ -20,10 +20,10 @@ from haystack import Document, Pipeline
 from haystack.core.errors import DeserializationError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
-from ragpress.indexers.edge_retrievers import EdgeEmbeddingRetriever, EdgeHybridRetriever, EdgeSparseEmbeddingRetriever
 
 from ragpress.base.edge_document_store import EdgeDocumentStore, EdgeStoreError
 from ragpress.base.edge_lock import IndexLockedError, owner_pid
+from ragpress.indexers.edge_retrievers import EdgeEmbeddingRetriever, EdgeHybridRetriever, EdgeSparseEmbeddingRetriever
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 16

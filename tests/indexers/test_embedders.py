@@ -6,9 +6,10 @@ import math
 
 import pytest
 from haystack import Document, Pipeline
+from serialization import assert_pinned, assert_restored
+
 from ragpress.indexers.embedders import DocumentEmbedder, QueryEmbedder
 from ragpress.pipelines.loader import load_pipeline
-from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.integration
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from haystack import Document, Pipeline
-from ragpress.indexers.late_chunker import LateChunker, plan_windows
-from ragpress.indexers.sentence_chunker import SentenceChunker
-from ragpress.pipelines.loader import load_pipeline
 from serialization import assert_pinned, assert_restored
 
 from ragpress.base.model_loading import sentence_transformer
+from ragpress.indexers.late_chunker import LateChunker, plan_windows
+from ragpress.indexers.sentence_chunker import SentenceChunker
+from ragpress.pipelines.loader import load_pipeline
 from ragpress.scoring.sentences import split_sentences
 
 SHORT = ("The Millau Viaduct is a bridge in southern France. It is the tallest bridge in the world. "

@@ -4,11 +4,11 @@ from itertools import pairwise
 
 import pytest
 from haystack import Document, Pipeline
-from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter, section_spans
-from ragpress.pipelines.loader import load_pipeline
 from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
+from ragpress.indexers.multi_scale_splitter import MultiScaleSplitter, section_spans
+from ragpress.pipelines.loader import load_pipeline
 from ragpress.scoring.sentences import split_sentences
 
 MARKDOWN = """# Millau Viaduct

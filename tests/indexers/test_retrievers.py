@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from haystack import Document, Pipeline
 from haystack.document_stores.types import DuplicatePolicy
-from ragpress.indexers.retrievers import ScopedEmbeddingRetriever
-from ragpress.pipelines.loader import load_pipeline
 from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
 from ragpress.base.document_stores import shared_store
+from ragpress.indexers.retrievers import ScopedEmbeddingRetriever
+from ragpress.pipelines.loader import load_pipeline
 
 pytestmark = pytest.mark.integration
 

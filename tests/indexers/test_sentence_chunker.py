@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
-from ragpress.indexers.sentence_chunker import SentenceChunker, pack_sentences
-from ragpress.pipelines.loader import load_pipeline
 from serialization import assert_pinned, assert_restored
 
 from ragpress.base import schema
+from ragpress.indexers.sentence_chunker import SentenceChunker, pack_sentences
+from ragpress.pipelines.loader import load_pipeline
 
 pytestmark = pytest.mark.unit
 

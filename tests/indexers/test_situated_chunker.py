@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 from haystack import Document, Pipeline
+from serialization import assert_pinned, assert_restored
+
 from ragpress.indexers.late_chunker import LateChunker
 from ragpress.indexers.situated_chunker import SituatedChunker, situating_windows
 from ragpress.pipelines.loader import load_pipeline
-from serialization import assert_pinned, assert_restored
 
 TEXT = ("The Millau Viaduct is a cable-stayed bridge in southern France. It spans the valley of the Tarn. "
         "Its deck was launched from both sides of the valley. The structure opened in December 2004. "

@@ -10,6 +10,9 @@ from haystack import Pipeline
 from haystack.components.converters import OutputAdapter
 from haystack.components.joiners import DocumentJoiner
 from haystack.components.rankers import LostInTheMiddleRanker
+
+from ragpress.base.roles import Role
+from ragpress.base.schema import Scope
 from ragpress.indexers.context_expander import MultiScaleExpander
 from ragpress.pipelines.capabilities import (
     MAX_COMPONENTS,
@@ -20,9 +23,6 @@ from ragpress.pipelines.capabilities import (
 )
 from ragpress.pipelines.loader import PipelineInvalid, builtin_yaml
 from ragpress.pipelines.registry import validate
-
-from ragpress.base.roles import Role
-from ragpress.base.schema import Scope
 
 pytestmark = pytest.mark.unit
 

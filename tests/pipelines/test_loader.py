@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ragpress.pipelines.loader import BUILTIN_PIPELINES, PipelineInvalid, builtin_yaml, load_pipeline, parse_yaml
 from ragpress.pipelines.registry import validate
 

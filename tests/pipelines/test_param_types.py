@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import pytest
 from haystack import Document
-from ragpress.pipelines.param_types import value_problem
 
 from ragpress.base.schema import Scope
+from ragpress.pipelines.param_types import value_problem
 
 pytestmark = pytest.mark.unit
 

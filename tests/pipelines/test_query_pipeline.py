@@ -16,14 +16,14 @@ from haystack import Document, Pipeline, component
 from haystack.components.rankers import MetaFieldRanker
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.document_stores.in_memory import InMemoryDocumentStore
-from ragpress.pipelines.loader import builtin_yaml
-from ragpress.pipelines.query_pipeline import InvalidRequest, QueryPipeline, QueryPipelines, QueryRequest
-from ragpress.pipelines.registry import CeilingExcess, PipelineRegistry, pipeline_versions
-from ragpress.rerankers.relevance_gate import RelevanceGate
 
 from ragpress.base.database import make_engine
 from ragpress.base.roles import Role
 from ragpress.base.schema import Scope
+from ragpress.pipelines.loader import builtin_yaml
+from ragpress.pipelines.query_pipeline import InvalidRequest, QueryPipeline, QueryPipelines, QueryRequest
+from ragpress.pipelines.registry import CeilingExcess, PipelineRegistry, pipeline_versions
+from ragpress.rerankers.relevance_gate import RelevanceGate
 
 SCOPE = Scope("default", "docs")
 LIMITS = {"top_k": 20, "max_new_tokens": 256}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ragpress.pipelines import registry
-from ragpress.pipelines.loader import PipelineInvalid, builtin_yaml
-from ragpress.pipelines.registry import validate
 
 from ragpress.base.database import make_engine
 from ragpress.base.limits import ceilings
 from ragpress.base.settings import Settings
+from ragpress.pipelines import registry
+from ragpress.pipelines.loader import PipelineInvalid, builtin_yaml
+from ragpress.pipelines.registry import validate
 
 pytestmark = pytest.mark.unit
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ragpress.pipelines.safe_yaml import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, YamlRefused, load_bounded
 
 pytestmark = pytest.mark.unit

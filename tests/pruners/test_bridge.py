@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document
+
 from ragpress.pruners.bridge import bridged_sentences, entity_terms
 from ragpress.pruners.component import ProvencePruner
 

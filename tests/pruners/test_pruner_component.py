@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from haystack import Document
-from ragpress.pruners.component import ProvencePruner
 from serialization import assert_pinned, assert_restored
 
+from ragpress.pruners.component import ProvencePruner
 from ragpress.scoring.sentences import split_sentences
 
 pytestmark = pytest.mark.integration

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from haystack import Document, Pipeline
+
 from ragpress.pruners.component import ProvencePruner
 
 pytestmark = pytest.mark.integration

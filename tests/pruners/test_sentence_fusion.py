@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from haystack import Document, Pipeline
+
 from ragpress.pruners.component import ProvencePruner
 from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores, sentence_features
-
 from ragpress.scoring.passage_scoring import PassageScores, score_passages
 from ragpress.scoring.sentences import document_spans
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from fake_server import FakeServer
-from ragpress.pipelines.loader import builtin_yaml
 from typer.testing import CliRunner
 
 from ragpress import cli_common
 from ragpress.cli_pipeline import pipeline_app
+from ragpress.pipelines.loader import builtin_yaml
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 from haystack import Document
-from ragpress.pipelines.query_pipeline import QueryRun
 
 from ragpress.base import schema
+from ragpress.pipelines.query_pipeline import QueryRun
 from ragpress.query_response import query_response
 
 pytestmark = pytest.mark.unit

@@ -6,9 +6,9 @@ import math
 
 import pytest
 from haystack import Document, Pipeline
+
 from ragpress.rerankers import fusion
 from ragpress.rerankers.reranker import Reranker
-
 from ragpress.scoring.logistic_fusion import combine, logit
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from haystack import Document, Pipeline
+from serialization import assert_pinned, assert_restored
+
 from ragpress.pipelines.loader import load_pipeline
 from ragpress.rerankers.relevance_gate import (
     NO_RELEVANT_PASSAGE,
@@ -11,7 +13,6 @@ from ragpress.rerankers.relevance_gate import (
     RelevanceGate,
     best_sentence_score,
 )
-from serialization import assert_pinned, assert_restored
 
 pytestmark = pytest.mark.unit
 

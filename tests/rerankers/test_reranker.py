@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from haystack import Document, Pipeline
-from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
-from ragpress.rerankers.reranker import Reranker
 from serialization import assert_pinned, assert_restored
 
+from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
+from ragpress.rerankers.reranker import Reranker
 from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
 
 pytestmark = pytest.mark.integration

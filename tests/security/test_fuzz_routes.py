@@ -19,8 +19,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ragpress.pipelines.loader import builtin_yaml
 from support import ServerProcess, serving, wait_for_job
+
+from ragpress.pipelines.loader import builtin_yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

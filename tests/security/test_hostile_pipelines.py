@@ -16,12 +16,12 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from ragpress.pipelines.loader import builtin_yaml
-from ragpress.pipelines.registry import pipeline_versions
 from support import ServerProcess, wait_for_job
 
 from ragpress.base.api_keys import KeyStore
 from ragpress.base.database import make_engine, metadata
+from ragpress.pipelines.loader import builtin_yaml
+from ragpress.pipelines.registry import pipeline_versions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from ragpress.training.fit_sentence_fusion import Example, fit, threshold_and_removal
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ragpress.training.fit_sufficiency import Example, choose, fit, fold, out_of_fold, refusal_rates, threshold_for
 
 

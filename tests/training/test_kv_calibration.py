@@ -2,6 +2,7 @@
 
 import pytest
 from haystack import Document
+
 from ragpress.generators import parallel_attention
 from ragpress.generators.kv_context import KVContextBuilder
 from ragpress.generators.kv_store import LocalKVStore

@@ -1,6 +1,7 @@
 """The pruner's calibration: the cut-off that keeps a requested share of held-out gold sentences."""
 
 import pytest
+
 from ragpress.training.pruner_calibration import recall_quantile
 
 pytestmark = pytest.mark.unit

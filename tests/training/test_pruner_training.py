@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from ragpress.scoring.passage_scoring import score_passages
+from ragpress.scoring.provence_model import ProvenceConfig, new_trainable
 from ragpress.training.data import Passage
 from ragpress.training.pruner_training import (
     IGNORE,
@@ -15,9 +18,6 @@ from ragpress.training.pruner_training import (
     param_groups,
     sentence_rank_loss,
 )
-
-from ragpress.scoring.passage_scoring import score_passages
-from ragpress.scoring.provence_model import ProvenceConfig, new_trainable
 
 EXAMPLES = json.loads((Path(__file__).parents[1] / "pruners" / "fixtures" / "dev_examples.json").read_text())
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ragpress.pipelines.loader import builtin_yaml, load_pipeline
 from ragpress.workers.job_store import JobStore
 

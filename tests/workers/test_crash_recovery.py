@@ -16,17 +16,17 @@ from typing import Any
 import httpx
 import pytest
 from haystack import Document
+from support import ServerProcess, wait_for_job
+
+from ragpress.base import schema
+from ragpress.base.document_stores import scope_filters, shared_store
+from ragpress.base.settings import get_settings
 from ragpress.indexers.chunk_writer import ChunkWriter
 from ragpress.pipelines.loader import builtin_yaml, load_pipeline
 from ragpress.workers import runtime
 from ragpress.workers.ingestion import process_batch
 from ragpress.workers.job_store import JobStore
 from ragpress.workers.recovery import recover_interrupted_jobs
-from support import ServerProcess, wait_for_job
-
-from ragpress.base import schema
-from ragpress.base.document_stores import scope_filters, shared_store
-from ragpress.base.settings import get_settings
 
 DOCUMENTS = 200
 COLLECTION = "notes"

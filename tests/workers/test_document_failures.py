@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from kombu.utils.json import dumps, loads
-from ragpress.workers.ingestion import process_batch, write_handed_off
-from ragpress.workers.job_store import JobStore
 
 from ragpress.base import schema
 from ragpress.base.document_stores import scope_filters, shared_store
+from ragpress.workers.ingestion import process_batch, write_handed_off
+from ragpress.workers.job_store import JobStore
 
 pytestmark = pytest.mark.integration
 

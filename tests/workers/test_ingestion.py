@@ -10,12 +10,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from ragpress.indexers.chunk_writer import retire_units
-from ragpress.workers.ingestion import process_batch
-from ragpress.workers.job_store import JobStore
 
 from ragpress.base import schema
 from ragpress.base.document_stores import scope_filters, shared_store
+from ragpress.indexers.chunk_writer import retire_units
+from ragpress.workers.ingestion import process_batch
+from ragpress.workers.job_store import JobStore
 
 pytestmark = pytest.mark.integration
 

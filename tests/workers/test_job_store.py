@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from ragpress.workers.job_store import JobStore
 
 from ragpress.base.schema import content_hash
+from ragpress.workers.job_store import JobStore
 
 pytestmark = pytest.mark.integration
 
