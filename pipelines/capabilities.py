@@ -86,7 +86,11 @@ TENANT_COMPONENTS: dict[str, Capability] = {
 # What a dumped pipeline writes for a server-bound parameter (so a round-tripped pipeline saves again).
 SERVER_DEFAULTS: dict[str, list[Any]] = {
     "api_key": [{"type": "env_var", "env_vars": [REMOTE_API_KEY_ENV], "strict": False}],
+    "device": ["auto"],
 }
+# Bound by the server on every component that has them: where models run is the operator's hardware. A tenant's
+# `device: cpu` on a GPU server would load second copies of the models and answer slowly for everyone.
+SERVER_PARAMS_EVERYWHERE = frozenset({"device"})
 
 SERVER_INPUTS = frozenset().union(*(c.server_inputs for c in TENANT_COMPONENTS.values()))
 # Inputs the server gives every component that has them (``QueryPipeline.run``).
@@ -162,7 +166,7 @@ def _fed_server_input(text: str, sender: str, receiver: str, socket: str) -> Pip
 
 def _parameter_problem(capability: Capability, parameter: str, value: Any, annotation: Any,
                        models: OfferedModels) -> str | None:
-    if parameter in capability.server_params:
+    if parameter in capability.server_params | SERVER_PARAMS_EVERYWHERE:
         if value is None or value in SERVER_DEFAULTS.get(parameter, []):
             return None
         return f"'{parameter}' is set by the server and cannot be given in a pipeline"

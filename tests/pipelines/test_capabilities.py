@@ -177,3 +177,10 @@ def test_an_input_nothing_gives_is_refused_before_a_query_fails_on_it() -> None:
             "connections: []\n")
     assert problems(text) == [("components.retriever", "'retriever.query_embedding' is never given: connect it "
                                                        "from another component")]
+
+
+@pytest.mark.parametrize(("component", "value"), [("embedder", "cpu"), ("generator", "cuda")])
+def test_where_models_run_is_the_servers_choice_not_a_tenants(component: str, value: str) -> None:
+    [(field, message)] = problems(query_pipeline_with(component, "device", value))
+    assert field == f"components.{component}.init_parameters.device" and "set by the server" in message
+    validate(query_pipeline_with(component, "device", "auto"))  # the server's own default may be written back

@@ -136,6 +136,9 @@ def hostile_pipelines(canary: str) -> dict[str, tuple[str, str]]:
         "long_system_prompt": (_query_pipeline_with(
             {"generator": _component("ragpress.generators.local_generator.LocalGenerator", system_prompt="z" * 3000)},
             [("retriever.documents", "generator.documents")]), "the limit is 2,000"),
+        "device_of_its_choosing": (_pipeline(
+            {"embedder": _component("ragpress.indexers.embedders.QueryEmbedder", device="cpu")}, []),
+            "set by the server"),
         "huge_batch": (_pipeline(
             {"embedder": _component("ragpress.indexers.embedders.QueryEmbedder", batch_size=10**9)}, []),
             "from 1 to 64"),
