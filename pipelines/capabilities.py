@@ -26,6 +26,7 @@ import functools
 import importlib
 import inspect
 import typing
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,15 @@ MAX_RUNS_PER_COMPONENT = 100
 # A string parameter (a system prompt) is read on every query: long ones cost quadratic prefill time and memory.
 MAX_TEXT_PARAMETER_CHARS = 2_000
 # Parameters that size a forward pass, whatever component takes them: (lowest, highest) accepted.
-PARAMETER_BOUNDS: dict[str, tuple[int, int]] = {"batch_size": (1, 64), "max_length": (128, 512)}
+# Parameters that size a forward pass or how long a component may hold a query slot, whatever component takes
+# them: (lowest, highest) accepted.
+PARAMETER_BOUNDS: dict[str, tuple[float, float]] = {
+    "batch_size": (1, 64), "max_length": (128, 512),
+    "timeout_s": (1, 300), "max_retries": (0, 5), "backoff_s": (0, 30), "max_context_chars": (100, 200_000),
+}
+# At most this many components of each role: a query's cost is their sum, and one answer is returned.
+ROLE_LIMITS: Mapping[Role, int] = {Role.GENERATOR: 1, Role.GATE: 1, Role.RANKER: 2, Role.PRUNER: 2,
+                                   Role.EMBEDDER: 2, Role.RETRIEVER: 4, Role.EXPANDER: 2}
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,7 @@ def _parameter_problem(capability: Capability, parameter: str, value: Any, annot
     if isinstance(value, str) and len(value) > MAX_TEXT_PARAMETER_CHARS:
         return f"'{parameter}' is {len(value):,} characters; the limit is {MAX_TEXT_PARAMETER_CHARS:,}"
     low, high = PARAMETER_BOUNDS.get(parameter, (None, None))
-    if low is not None and isinstance(value, int) and not low <= value <= high:
+    if low is not None and isinstance(value, int | float) and not isinstance(value, bool) and not low <= value <= high:
         return f"'{parameter}' must be from {low} to {high} on this server"
     return None
 
@@ -208,6 +217,10 @@ def graph_problems(text: str, pipeline: Pipeline) -> list[PipelineProblem]:
             problems.append(_fed_server_input(text, sender, receiver, socket))
     if not nx.is_directed_acyclic_graph(pipeline.graph):
         problems.append(PipelineProblem("a tenant's pipeline cannot contain a loop", None, "connections"))
+    roles = Counter(role_of(type(component)) for _, component in pipeline.walk())
+    problems += [PipelineProblem(f"a tenant's pipeline may have at most {limit} {role} component"
+                                 f"{'s' if limit > 1 else ''}; this one has {roles[role]}", None, "components")
+                 for role, limit in ROLE_LIMITS.items() if roles[role] > limit]
     for name, sockets in pipeline.inputs().items():
         for socket in sorted(s for s, spec in sockets.items() if spec["is_mandatory"] and s not in SERVER_SUPPLIED):
             problems.append(PipelineProblem(f"'{name}.{socket}' is never given: connect it from another component",

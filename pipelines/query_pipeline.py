@@ -145,8 +145,10 @@ class QueryPipeline:
         or ``params``, both held to the ceilings), or the component does not run (the answer stages of a
         ``generate: false`` query)."""
         variant = self._variant_for(request.generate)
+        given = request.params.get(excess.component, {}).get(excess.parameter)
+        # null or 0 is no override: the components fall back to their stored value for either
         return (excess.component not in variant.components
-                or excess.parameter in request.params.get(excess.component, {})
+                or (given is not None and given != 0)
                 or (excess.parameter == "top_k" and request.top_k is not None
                     and excess.component in variant.top_k_targets))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 import pytest
@@ -184,3 +185,21 @@ def test_where_models_run_is_the_servers_choice_not_a_tenants(component: str, va
     [(field, message)] = problems(query_pipeline_with(component, "device", value))
     assert field == f"components.{component}.init_parameters.device" and "set by the server" in message
     validate(query_pipeline_with(component, "device", "auto"))  # the server's own default may be written back
+
+
+def test_one_query_cannot_fan_out_to_many_model_stages() -> None:
+    data = yaml.safe_load(builtin_yaml("query"))
+    for i in range(3):
+        data["components"][f"generator{i}"] = copy.deepcopy(data["components"]["generator"])
+        data["connections"].append({"sender": "retriever.documents", "receiver": f"generator{i}.documents"})
+    assert ("components", "a tenant's pipeline may have at most 1 generator component; this one has 4") in problems(
+        yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.parametrize(("parameter", "value"), [("timeout_s", 1.0e12), ("max_retries", 50), ("backoff_s", 1e300),
+                                                  ("max_context_chars", 999_999_999)])
+def test_how_long_a_remote_call_may_hold_a_query_slot_is_bounded(parameter: str, value: float) -> None:
+    data = yaml.safe_load(builtin_yaml("remote"))
+    data["components"]["generator"]["init_parameters"][parameter] = value
+    [(field, message)] = problems(yaml.safe_dump(data, sort_keys=False))
+    assert field == f"components.generator.init_parameters.{parameter}" and "on this server" in message

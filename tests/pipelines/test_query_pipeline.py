@@ -121,6 +121,9 @@ def test_a_ceiling_excess_runs_only_where_the_request_overrides_it_or_skips_its_
         query.check(QueryRequest("bridge"), LIMITS)
     query.check(QueryRequest("bridge", top_k=5), LIMITS)
     query.check(QueryRequest("bridge", params={"ranker": {"top_k": 5}}), LIMITS)
+    for fallback in (None, 0):  # the component would fall back to its stored value: no override
+        with pytest.raises(InvalidRequest, match="asks more than this server allows"):
+            query.check(QueryRequest("bridge", params={"ranker": {"top_k": fallback}}), LIMITS)
     gated = ranked((CeilingExcess("gate", "min_score", "too high"),))
     gated.check(QueryRequest("bridge", generate=False), LIMITS)
     with pytest.raises(InvalidRequest, match=r"gate\.init_parameters\.min_score: too high"):
