@@ -56,8 +56,9 @@ def principal(request: Request) -> Principal:
     key = presented_key(request)
     if key is None:
         if keys_required(settings, service.any_keys()):
-            raise ApiError(401, "unauthorized", "An API key is required: send `Authorization: Bearer <key>`. "
-                           "Create one with `ragpress keys create --tenant NAME`.", _UNAUTHORIZED)
+            raise ApiError(401, "unauthorized", "An API key is required: send `Authorization: Bearer <key>` (the "
+                           "CLI: --api-key KEY or RAGPRESS_API_KEY). Create one with `ragpress keys create "
+                           "--tenant NAME`.", _UNAUTHORIZED)
         found = ANONYMOUS
     else:
         found = service.authenticate(key)

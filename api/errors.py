@@ -1,4 +1,6 @@
-"""Every error leaves the API as JSON ``{error: {code, message}}`` with the right status, never a trace."""
+"""Every error leaves the API as JSON ``{error: {code, message}}`` with the right status, never a trace.
+
+The OpenAPI document gives that shape as ``schemas.ErrorOut`` on every error response (``api.openapi``)."""
 
 from __future__ import annotations
 

@@ -1,36 +1,70 @@
-"""Prometheus metrics and one log line per request (with its request id; never bodies or keys)."""
+"""Prometheus metrics and one log line per request (with its request id; never bodies or keys).
+
+Query metrics carry the pipeline's name (tenants name their own, so the label's values are the pipelines in use).
+Ingestion metrics are recorded where jobs run (``ragpress.workers.job_metrics``): the embedded workers of
+``ragpress serve`` report here too.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ragpress.generators.kv_store import open_store
 
 logger = logging.getLogger("ragpress.requests")
 
 REQUESTS = Counter("ragpress_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("ragpress_request_seconds", "HTTP request latency", ["route"])
-STAGE = Histogram("ragpress_stage_seconds", "Query pipeline stage latency", ["stage"])
-TOKENS_IN = Counter("ragpress_context_tokens_total", "Context tokens retrieved for generation")
-TOKENS_SAVED = Counter("ragpress_context_tokens_pruned_total", "Context tokens removed by pruning")
-KV_CACHE = Counter("ragpress_kv_cache_total", "KV cache lookups by the generator", ["result"])
+QUERIES = Counter("ragpress_queries_total", "Queries answered", ["pipeline"])
+STAGE = Histogram("ragpress_stage_seconds", "Query pipeline stage latency", ["pipeline", "stage"])
+TOKENS_IN = Counter("ragpress_context_tokens_total", "Context tokens retrieved for generation", ["pipeline"])
+TOKENS_SAVED = Counter("ragpress_context_tokens_pruned_total", "Context tokens removed by pruning", ["pipeline"])
+KV_CACHE = Counter("ragpress_kv_cache_lookups_total", "Passages' cached KV states looked up by the KV generator: "
+                   "found (hit) or not (miss)", ["pipeline", "result"])
 DOCUMENTS_SUBMITTED = Counter("ragpress_documents_submitted_total", "Documents accepted for ingestion")
 
 
-def observe_query(response: dict[str, Any]) -> None:
+def observe_query(pipeline: str, response: dict[str, Any]) -> None:
+    QUERIES.labels(pipeline).inc()
     for stage, ms in response.get("timings_ms", {}).items():
-        STAGE.labels(stage).observe(ms / 1000)
+        STAGE.labels(pipeline, stage).observe(ms / 1000)
     usage = response.get("usage", {})
-    TOKENS_IN.inc(usage.get("context_tokens", 0))
-    TOKENS_SAVED.inc(max(0, usage.get("context_tokens", 0) - usage.get("context_tokens_after_pruning", 0)))
-    for result in ("hit", "miss"):
-        count = response.get("kv_cache", {}).get(result, 0)
-        if count:
-            KV_CACHE.labels(result).inc(count)
+    TOKENS_IN.labels(pipeline).inc(usage.get("context_tokens", 0))
+    TOKENS_SAVED.labels(pipeline).inc(
+        max(0, usage.get("context_tokens", 0) - usage.get("context_tokens_after_pruning", 0)))
+    if "kv_cache" in response:  # only a KV-cache generator looks states up
+        KV_CACHE.labels(pipeline, "hit").inc(response["kv_cache"]["hits"])
+        KV_CACHE.labels(pipeline, "miss").inc(response["kv_cache"]["misses"])
+
+
+class KVStoreSize(Collector):
+    """The bytes of cached KV states in the server's KV store (the one pipelines use unless they name their own),
+    read at scrape time: what an operator sizes the store's ``max_bytes`` and disk or Redis memory by."""
+
+    NAME, HELP = "ragpress_kv_store_bytes", "Bytes of cached KV states in the server's KV store"
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.HELP)  # registering must not open the store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            stored = open_store().total_bytes()
+        except Exception as exc:  # a store that is down must not take the other metrics with it
+            logger.warning("KV store size not readable for /metrics: %s", exc.__class__.__name__)
+            return
+        yield GaugeMetricFamily(self.NAME, self.HELP, value=stored)
+
+
+REGISTRY.register(KVStoreSize())
 
 
 def _route(scope: Scope) -> str:

@@ -9,15 +9,26 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ragpress.api import auth, errors
-from ragpress.api.schemas import MAX_QUERY_CHARS, NAME_PATTERN, RollbackIn
+from ragpress.api.dependencies import service
+from ragpress.api.openapi import request_body, text_body
+from ragpress.api.schemas import (
+    MAX_QUERY_CHARS,
+    NAME_PATTERN,
+    PipelineDeleted,
+    PipelineList,
+    PipelineOut,
+    PipelineValidation,
+    PipelineVersions,
+    RollbackIn,
+)
 from ragpress.base.input_limits import MAX_VERSION
 from ragpress.pipelines.loader import PipelineInvalid
-from ragpress.service import Service
 
 logger = logging.getLogger(__name__)
 PipelineName = Path(..., pattern=NAME_PATTERN)
 # Versions are SQL integers: a larger number would overflow the registry's query instead of matching nothing.
 Version = Query(None, ge=0, le=MAX_VERSION)
+YAML_BODY = text_body("application/yaml", "The pipeline as Haystack YAML (see GET /v1/pipelines/query), UTF-8.")
 
 
 async def _yaml_body(request: Request) -> str:
@@ -28,52 +39,49 @@ async def _yaml_body(request: Request) -> str:
         raise errors.ApiError(400, "invalid_utf8", "The pipeline YAML is not valid UTF-8.") from None
 
 
-def _service(request: Request) -> Service:
-    return request.app.state.service
-
-
 def pipeline_routes() -> APIRouter:
     router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 
-    @router.get("")
+    @router.get("", response_model=PipelineList)
     async def list_pipelines(request: Request, tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        return {"pipelines": await run_in_threadpool(_service(request).pipelines, tenant)}
+        return {"pipelines": await run_in_threadpool(service(request).pipelines, tenant)}
 
-    @router.get("/{name}")
+    @router.get("/{name}", response_model=PipelineOut)
     async def get_pipeline(request: Request, name: str = PipelineName, version: int | None = Version,
                            tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        return await run_in_threadpool(_service(request).pipeline, tenant, name, version)
+        return await run_in_threadpool(service(request).pipeline, tenant, name, version)
 
-    @router.put("/{name}")
+    @router.put("/{name}", response_model=PipelineOut, openapi_extra=YAML_BODY)
     async def put_pipeline(request: Request, name: str = PipelineName,
                            tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         text = await _yaml_body(request)
-        return await run_in_threadpool(_service(request).save_pipeline, tenant, name, text)
+        return await run_in_threadpool(service(request).save_pipeline, tenant, name, text)
 
-    @router.delete("/{name}")
+    @router.delete("/{name}", response_model=PipelineDeleted)
     async def delete_pipeline(request: Request, name: str = PipelineName,
                               tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        await run_in_threadpool(_service(request).delete_pipeline, tenant, name)
+        await run_in_threadpool(service(request).delete_pipeline, tenant, name)
         return {"deleted": name}
 
-    @router.get("/{name}/versions")
+    @router.get("/{name}/versions", response_model=PipelineVersions)
     async def versions(request: Request, name: str = PipelineName,
                        tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
-        return {"versions": await run_in_threadpool(_service(request).pipeline_versions, tenant, name)}
+        return {"versions": await run_in_threadpool(service(request).pipeline_versions, tenant, name)}
 
-    @router.post("/{name}/rollback")
+    @router.post("/{name}/rollback", response_model=PipelineOut, openapi_extra=request_body(RollbackIn))
     async def rollback(request: Request, name: str = PipelineName,
                        tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         body = await errors.parse_body(request, RollbackIn)
-        return await run_in_threadpool(_service(request).rollback_pipeline, tenant, name, body.version)
+        return await run_in_threadpool(service(request).rollback_pipeline, tenant, name, body.version)
 
-    @router.post("/{name}/validate")
+    @router.post("/{name}/validate", response_model=PipelineValidation, response_model_exclude_unset=True,
+                 openapi_extra=YAML_BODY)
     async def validate_pipeline(request: Request, name: str = PipelineName, dry_run: bool = False,
                                 collection: str | None = None, query: str | None = None,
                                 tenant: str = Depends(auth.tenant)) -> dict[str, Any]:
         text = await _yaml_body(request)
         try:
-            graph = await run_in_threadpool(_service(request).validate_pipeline, text)
+            graph = await run_in_threadpool(service(request).validate_pipeline, text)
         except PipelineInvalid as exc:
             return {"valid": False, "problems": [p.as_dict() for p in exc.problems], "graph": None, "dry_run": None}
         result: dict[str, Any] = {"valid": True, "problems": [], "graph": graph, "dry_run": None}
@@ -82,7 +90,7 @@ def pipeline_routes() -> APIRouter:
                 raise errors.ApiError(422, "invalid_request", "A dry run needs `collection` and `query` (at most "
                                       f"{MAX_QUERY_CHARS:,} characters).")
             try:
-                result["dry_run"] = await run_in_threadpool(_service(request).dry_run, tenant, collection, text, query)
+                result["dry_run"] = await run_in_threadpool(service(request).dry_run, tenant, collection, text, query)
             except Exception as exc:  # a dry run reports what failed instead of failing the request
                 result.update(valid=False, problems=[{"message": f"dry run failed: {_dry_run_error(exc)}",
                                                       "line": None, "field": None}])

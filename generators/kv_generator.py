@@ -212,10 +212,11 @@ class KVCacheGenerator:
         if entries is None:
             result = self._fallback(query, documents, max_new_tokens, streaming_callback,
                                     "a chunk has no usable cached KV states")
+            missing = [d for d in documents if self._builder.load(d) is None]
+            meta = result["meta"][0]
             # the caller can queue the lazy pre-compute for exactly these documents
-            result["meta"][0]["kv_missing_doc_ids"] = sorted(
-                {str((d.meta or {}).get(DOC_ID, d.id)) for d in documents if self._builder.load(d) is None}
-            )
+            meta["kv_missing_doc_ids"] = sorted({str((d.meta or {}).get(DOC_ID, d.id)) for d in missing})
+            meta["kv_chunks_loaded"], meta["kv_chunks_missing"] = len(documents) - len(missing), len(missing)
             return result
         t, s = self.corrections(temperature, scale)
         assert self._builder is not None

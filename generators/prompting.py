@@ -67,8 +67,11 @@ def passages_for_prompt(documents: list[Document], size: Callable[[str], int], b
 PASSAGES_HEADER = "Passages:\n"
 
 
-def passage_block(index: int, text: str) -> str:
-    return f"[{index + 1}] {text.strip()}\n"
+def passage_blocks(passages: list[str]) -> list[str]:
+    """The passages (in generation order) as the prompt shows them, each labelled with its relevance rank: the most
+    relevant, shown last, is [1]. A budget keeps the most relevant passages, so a label names the same passage however
+    many were kept, and a response numbers its sources (most relevant first) as the model saw them."""
+    return [f"[{len(passages) - i}] {text.strip()}\n" for i, text in enumerate(passages)]
 
 
 def question_line(query: str) -> str:
@@ -77,7 +80,7 @@ def question_line(query: str) -> str:
 
 def user_message(query: str, passages: list[str]) -> str:
     """The user turn of a chat request: the passages (already in generation order), then the question."""
-    return PASSAGES_HEADER + "".join(passage_block(i, t) for i, t in enumerate(passages)) + question_line(query)
+    return PASSAGES_HEADER + "".join(passage_blocks(passages)) + question_line(query)
 
 
 def _chat_frame(tokenizer: PreTrainedTokenizerBase, system_prompt: str) -> tuple[str, str]:
@@ -114,7 +117,7 @@ def build_prompt(
         prefix = [tokenizer.bos_token_id, *prefix]
     return PromptPieces(
         prefix=prefix,
-        passages=[encode(passage_block(i, text)) for i, text in enumerate(passages)],
+        passages=[encode(block) for block in passage_blocks(passages)],
         suffix=encode(suffix_text),
     )
 

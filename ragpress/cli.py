@@ -1,5 +1,5 @@
-"""The ``ragpress`` command: serve, worker, ingest, query, models; ``jobs``, ``keys`` and ``pipeline`` are in
-``ragpress.cli_jobs``, ``cli_keys`` and ``cli_pipeline``."""
+"""The ``ragpress`` command: serve, worker, query, models; ``ingest`` is in ``ragpress.cli_ingest``, and ``jobs``,
+``keys`` and ``pipeline`` in ``cli_jobs``, ``cli_keys`` and ``cli_pipeline``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from ragpress.base import models
 from ragpress.base.settings import get_settings
-from ragpress.cli_common import console, err, fail, server_url
+from ragpress.cli_backends import backend
+from ragpress.cli_common import ApiKey, Server, console, err, fail, url_of
+from ragpress.cli_ingest import ingest
 from ragpress.cli_jobs import jobs_app
 from ragpress.cli_keys import keys_app
 from ragpress.cli_pipeline import pipeline_app
@@ -94,17 +95,30 @@ def models_verify() -> None:
 # --- serving --------------------------------------------------------------------------------------
 @app.command()
 def serve(host: str = typer.Option(None, help="Bind address (default from settings)."),
-          port: int = typer.Option(None, help="Port (default from settings).")) -> None:
+          port: int = typer.Option(None, min=1, max=65535, help="Port (default from settings).")) -> None:
     """Run the API server; in the embedded default it also runs the workers and owns the index."""
     import uvicorn
 
     from ragpress.api.app import create_app
 
-    settings = get_settings()
+    # The app decides from the address it really listens on whether keys are needed beyond localhost.
+    configured = get_settings()
+    settings = configured.model_copy(update={"host": host or configured.host, "port": port or configured.port})
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     mode = "distributed" if settings.broker_url else "embedded"
-    err.print(f"ragpress {mode} mode; data in {settings.data_path}; settings: {json.dumps(settings.public_dict())}")
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level="warning")
+    err.print(f"ragpress {mode} mode; data in {settings.data_path}; settings: {json.dumps(settings.public_dict())}",
+              highlight=False)
+    for line in served_urls(settings.host, settings.port):
+        err.print(line, highlight=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+def served_urls(host: str, port: int) -> list[str]:
+    """Where the server answers, as lines to print."""
+    base = url_of(host, port)
+    where = f" (listening on {host}, every interface)" if host in ("0.0.0.0", "::") else ""
+    return [f"serving on {base}{where}", f"  API      {base}/v1", f"  console  {base}/console/",
+            f"  docs     {base}/docs", f"  metrics  {base}/metrics"]
 
 
 @app.command()
@@ -125,71 +139,35 @@ def worker(concurrency: int = typer.Option(1, help="Worker threads in this proce
 
 
 # --- ingest and query -----------------------------------------------------------------------------
-def _read_documents(paths: list[Path]) -> list[dict[str, Any]]:
-    from ragpress.indexers.converters import ConversionError, content_type_for, pdf_to_text
-
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
-        elif path.is_file():
-            files.append(path)
-        else:
-            fail(f"{path}: no such file or directory.")
-    documents = []
-    for file in files:
-        try:
-            content_type = content_type_for(file)
-            data = file.read_bytes()
-            if content_type == "application/pdf":  # JSON carries text, so PDFs are converted here
-                text, content_type = pdf_to_text(data, file.name), "text/plain"
-            else:
-                text = data.decode("utf-8-sig")
-        except (ConversionError, UnicodeDecodeError) as exc:
-            err.print(f"[yellow]skipped[/yellow] {file}: {exc}")
-            continue
-        documents.append({"id": file.name, "text": text, "meta": {"content_type": content_type,
-                                                                   "source": str(file)}})
-    return documents
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err)
-
-
-@app.command()
-def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf)."),
-           collection: str = typer.Option(..., "--collection", "-c"),
-           server: str = typer.Option(None, help="Server URL; default: the configured one if it answers, "
-                                                 "otherwise run embedded in this process.")) -> None:
-    """Ingest documents and wait for the job, with a progress bar."""
-    documents = _read_documents(paths)
-    if not documents:
-        fail("nothing to ingest.")
-    job = _with_backend(server, lambda b: b.ingest(collection, documents))
-    console.print(f"job {job['job_id']}: {job['status']} ({job['done']} indexed, {job['failed']} failed, "
-                  f"{job.get('skipped', 0)} unchanged)")
-    for error in job["errors"]:
-        err.print(f"[red]failed[/red] {error['doc_id']}: {error['error']}")
-    if job["status"] not in ("succeeded", "partial"):
-        raise typer.Exit(1)
+app.command()(ingest)
 
 
 @app.command()
 def query(text: str = typer.Argument(..., help="The question."),
           collection: str = typer.Option(..., "--collection", "-c"),
           top_k: int = typer.Option(None, help="Passages to retrieve."),
+          pipeline: str = typer.Option(None, help="The pipeline that answers (`ragpress pipeline list`); "
+                                                  "default: query."),
           generate: bool = typer.Option(True, help="Generate an answer (else only retrieve)."),
           as_json: bool = typer.Option(False, "--json", help="Print the raw JSON response."),
-          server: str = typer.Option(None, help="Server URL; default: configured server or embedded.")) -> None:
-    """Ask a question; prints the answer and the passages it used."""
+          server: Server = None, api_key: ApiKey = None) -> None:
+    """Ask a question; prints the answer and the passages it used.
+
+    Uses a running server, else this machine's index."""
     options: dict[str, Any] = {"generate": generate}
     if top_k:
         options["top_k"] = top_k
-    result = _with_backend(server, lambda b: b.query(collection, text, options))
+    if pipeline:
+        options["pipeline"] = pipeline
+    with backend(server, api_key) as target:
+        result = target.query(collection, text, options)
     if as_json:
         console.print_json(json.dumps(result))
         return
+    _print_answer(result)
+
+
+def _print_answer(result: dict[str, Any]) -> None:
     if "answer" in result:
         label = "answer"
         if result.get("abstained"):
@@ -197,79 +175,7 @@ def query(text: str = typer.Argument(..., help="The question."),
             label = f"answer (abstained: {reason}; the passages below were judged, not used)"
         console.print(f"[bold]{label}:[/bold] {result['answer']}\n")
     for rank, doc in enumerate(result["documents"], start=1):
-        snippet = " ".join((doc.get("pruned_text") or doc["text"]).split())[:300]
-        console.print(f"[{rank}] {doc['doc_id']}  score={doc['score']:.3f}\n    {snippet}")
-    console.print(f"\ntimings (ms): {result['timings_ms']}")
-
-
-class _Remote:
-    def __init__(self, url: str) -> None:
-        from ragpress.client import Client
-
-        self.client = Client(url)
-
-    def ingest(self, collection: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
-        job_id = self.client.add_documents(collection, documents)
-        with _progress() as bar:
-            task = bar.add_task("indexing", total=len(documents))
-            return self.client.wait(job_id, on_progress=lambda j: bar.update(task, completed=j["done"] + j["failed"]))
-
-    def query(self, collection: str, text: str, options: dict[str, Any]) -> dict[str, Any]:
-        return self.client.query(collection, text, **options)
-
-
-class _Embedded:
-    def __init__(self) -> None:
-        from ragpress.service import Service
-
-        self.service = Service(get_settings())
-        self.service.start()
-
-    def ingest(self, collection: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
-        from ragpress.base import schema
-        from ragpress.service import IncomingDocument
-
-        incoming = [IncomingDocument(text=d["text"], id=d["id"], meta=d["meta"]) for d in documents]
-        job_id = self.service.submit(schema.DEFAULT_TENANT, collection, incoming)
-        with _progress() as bar:
-            task = bar.add_task("indexing", total=len(documents))
-            return self.service.wait(schema.DEFAULT_TENANT, job_id,
-                                     on_progress=lambda j: bar.update(task, completed=j["done"] + j["failed"]))
-
-    def query(self, collection: str, text: str, options: dict[str, Any]) -> dict[str, Any]:
-        from ragpress.base import schema
-        from ragpress.pipelines.query_pipeline import QueryRequest
-
-        return self.service.query(schema.DEFAULT_TENANT, collection, QueryRequest(query=text, **options))
-
-    def stop(self) -> None:
-        self.service.stop()
-
-
-def _with_backend(server: str | None, action: Any) -> Any:
-    """Use the server when one answers (it owns the index); otherwise run embedded in this process."""
-    from ragpress.base.document_stores import IndexUnavailable
-    from ragpress.client import ServerError
-    from ragpress.pipelines.query_pipeline import InvalidRequest
-    from ragpress.service import NotFound
-
-    remote = _Remote(server_url(server))
-    if remote.client.alive():
-        backend: Any = remote
-    elif server:
-        fail(f"no ragpress server answers at {server}.")
-    else:
-        try:
-            backend = _Embedded()
-        except (IndexUnavailable, models.ModelError) as exc:
-            fail(str(exc))
-    try:
-        return action(backend)
-    except ServerError as exc:
-        fail(exc.message)
-    except (NotFound, InvalidRequest, models.ModelError) as exc:
-        fail(str(exc))
-    finally:
-        if isinstance(backend, _Embedded):
-            backend.stop()
-
+        snippet = " ".join((doc.get("pruned_text") or doc.get("text") or "").split())[:300]
+        console.print(f"[{rank}] {doc.get('doc_id')}  score={doc.get('score', 0):.3f}\n    {snippet}",
+                      highlight=False, markup=False)
+    console.print(f"\ntimings (ms): {result.get('timings_ms')}", highlight=False)

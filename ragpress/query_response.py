@@ -1,5 +1,6 @@
 """The body of a query's response, assembled from a finished pipeline run: the documents, the context tokens the
-generator read before and after pruning, the stage timings and, when the pipeline generates, the answer."""
+generator read before and after pruning, the stage timings and, when the pipeline generates, the answer (and, from a
+KV-cache generator, how many passages' cached states it found)."""
 
 from __future__ import annotations
 
@@ -33,12 +34,23 @@ def query_response(run: QueryRun, count_tokens: Callable[[str], int], started: f
     if replies is not None:
         meta = (_first_output(run.outputs, "meta") or [{}])[0]
         response["answer"] = replies[0] if replies else ""
+        # the generator's own counts of the prompt it read and the answer it wrote (an OpenAI-style usage)
+        response["usage"].update({k: int(meta[k]) for k in ("prompt_tokens", "completion_tokens") if k in meta})
         response["abstained"] = bool(meta.get("abstained", False))
         if response["abstained"]:
             response["abstain_reason"] = _first_output(run.outputs, "abstain_reason") or "model_declined"
         response["timings_ms"]["ttft"] = round(float(meta.get("ttft_ms", 0.0)), 1)
+        if "kv_chunks_loaded" in meta:
+            response["kv_cache"] = _kv_cache(meta)
     response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000, 1)
     return response
+
+
+def _kv_cache(meta: dict[str, Any]) -> dict[str, int]:
+    """The KV generator's store lookups: passages whose states it found, and those it had to encode on the spot
+    (``on_miss: encode``) or found missing before answering by prefill (``on_miss: prefill``)."""
+    misses = int(meta.get("kv_chunks_encoded", 0)) + int(meta.get("kv_chunks_missing", 0))
+    return {"hits": int(meta["kv_chunks_loaded"]), "misses": misses}
 
 
 def _final_documents(outputs: dict[str, Any], past_refusals: bool = False) -> list[Document]:

@@ -23,6 +23,7 @@ from ragpress.base import schema
 from ragpress.indexers.chunk_writer import ChunkWriter
 from ragpress.indexers.converters import TextConverter
 from ragpress.pipelines.subgraph import components_of_type, upstream_of, without
+from ragpress.workers import job_metrics
 from ragpress.workers.job_store import JobStore, PendingDocument
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def _run_alone(store: JobStore, job_id: str, item: PendingDocument, run: Callabl
         if may_retry and is_transient(exc):
             raise
         store.fail_document(job_id, item.seq, failure_reason(exc))
+        job_metrics.documents_failed(job_metrics.TRANSIENT if is_transient(exc) else job_metrics.PROCESSING)
 
 
 def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pending: list[PendingDocument], *,
@@ -131,6 +133,8 @@ def _run(store: JobStore, pipeline: Any, job_id: str, scope: tuple[str, str], pe
         if hand_off is None:
             raise RuntimeError("This process does not own the index and has no way to hand writes off.")
         hand_off(job_id, [u.to_dict(flatten=False) for u in units], done)
+    # counted once the batch went through: a batch that raises is run again document by document
+    job_metrics.documents_failed(job_metrics.CONVERSION, len(failed))  # only converters report failed documents
 
 
 def _units(result: dict[str, Any], pipeline: Any, writer: str) -> list[Document]:
@@ -172,6 +176,7 @@ def write_handed_off(store: JobStore, job_id: str, units: list[dict[str, Any]], 
             store.finish_document(job_id, int(seq), scope[0], scope[1], n)
         else:
             store.fail_document(job_id, int(seq), reason)
+            job_metrics.documents_failed(job_metrics.INDEX_WRITE)
 
 
 def _write(units: list[Document]) -> dict[str, str]:

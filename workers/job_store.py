@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -79,9 +80,21 @@ job_kv = sa.Table(
 )
 KV_STATUSES = ("queued", "done", "lazy", "failed")
 
+# Why a document's newest version could not be indexed, kept until it is indexed or deleted, so a collection's
+# listing shows the failure (job rows are history: deleting a document must not rewrite its jobs).
+document_failures = sa.Table(
+    "document_failures", metadata,
+    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("collection", sa.String(128), primary_key=True),
+    sa.Column("doc_id", sa.String(512), primary_key=True),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 QUEUED, RUNNING, SUCCEEDED, SKIPPED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "skipped", "failed", "cancelled")
 FINISHED = (SUCCEEDED, SKIPPED, FAILED, CANCELLED)
+PENDING = (QUEUED, RUNNING)
 
 
 @dataclass(frozen=True)
@@ -118,8 +131,11 @@ class JobStore:
         metadata.create_all(self.engine)
 
     # --- jobs -------------------------------------------------------------------------------------
-    def create_job(self, tenant: str, collection: str, docs: list[tuple[str, str, str, dict[str, Any]]]) -> str:
-        """Record a job for ``(doc_id, content_hash, text, meta)`` items; unchanged documents are skipped."""
+    def create_job(self, tenant: str, collection: str, docs: list[tuple[str, str, str, dict[str, Any]]],
+                   failed: Sequence[tuple[str, str, dict[str, Any]]] = ()) -> str:
+        """Record a job for ``(doc_id, content_hash, text, meta)`` items; unchanged documents are skipped.
+        ``failed`` holds ``(doc_id, reason, meta)`` of documents refused before indexing (a file that cannot be
+        read): they are the job's failed documents from the start."""
         job_id = str(uuid.uuid4())
         now = _now()
         with self.engine.begin() as conn:
@@ -136,8 +152,15 @@ class JobStore:
                     "text": None if unchanged else text, "meta": json.dumps(meta), "attempts": 0,
                     "updated_at": now,
                 })
+            rows += [{"job_id": job_id, "seq": seq, "doc_id": doc_id, "content_hash": "", "status": FAILED,
+                      "error": error[:2000], "text": None, "meta": json.dumps(meta), "attempts": 0, "updated_at": now}
+                     for seq, (doc_id, error, meta) in enumerate(failed, start=len(rows))]
             if rows:
                 conn.execute(job_documents.insert(), rows)
+            # a document sent again unchanged is its indexed version: an earlier failure no longer describes it
+            self._clear_failures(conn, tenant, collection, [r["doc_id"] for r in rows if r["status"] == SKIPPED])
+            self._record_failures(conn, tenant, collection, {r["doc_id"]: r["error"] for r in rows
+                                                             if r["status"] == FAILED}, now)
         return job_id
 
     def pending_seqs(self, job_id: str) -> list[int]:
@@ -169,21 +192,29 @@ class JobStore:
                 job_documents.c.job_id == job_id, job_documents.c.seq == seq).values(
                 status=SUCCEEDED, text=None, error=None, updated_at=now))
             self._upsert_document(conn, tenant, collection, row.doc_id, row.content_hash, units, now)
+            self._clear_failures(conn, tenant, collection, [row.doc_id])
 
     def fail_document(self, job_id: str, seq: int, error: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(job_documents.update().where(
-                job_documents.c.job_id == job_id, job_documents.c.seq == seq).values(
-                status=FAILED, error=error[:2000], text=None, updated_at=_now()))
+        self.close_unfinished(job_id, [seq], FAILED, error, only_pending=False)
 
-    def close_unfinished(self, job_id: str, seqs: list[int], status: str, error: str | None = None) -> int:
-        """Give the documents of ``seqs`` still queued or running a final status (failed with ``error``, or
-        cancelled); documents already finished keep theirs. Returns how many were closed."""
+    def close_unfinished(self, job_id: str, seqs: list[int], status: str, error: str | None = None,
+                         only_pending: bool = True) -> int:
+        """Give the documents of ``seqs`` still queued or running (any, unless ``only_pending``) a final status
+        (failed with ``error``, or cancelled); documents already finished keep theirs. Returns how many were
+        closed."""
+        now = _now()
+        where = [job_documents.c.job_id == job_id, job_documents.c.seq.in_(seqs)]
+        if only_pending:
+            where.append(job_documents.c.status.in_(PENDING))
         with self.engine.begin() as conn:
-            return int(conn.execute(job_documents.update().where(
-                job_documents.c.job_id == job_id, job_documents.c.seq.in_(seqs),
-                job_documents.c.status.in_((QUEUED, RUNNING))).values(
-                status=status, error=error[:2000] if error else None, text=None, updated_at=_now())).rowcount)
+            scope = conn.execute(sa.select(jobs.c.tenant, jobs.c.collection).where(jobs.c.id == job_id)).first()
+            doc_ids = [r.doc_id for r in conn.execute(sa.select(job_documents.c.doc_id).where(*where))]
+            conn.execute(job_documents.update().where(*where).values(
+                status=status, error=error[:2000] if error else None, text=None, updated_at=now))
+            if status == FAILED and scope is not None:
+                self._record_failures(conn, scope.tenant, scope.collection,
+                                      dict.fromkeys(doc_ids, (error or "failed")[:2000]), now)
+        return len(doc_ids)
 
     def unfinished_documents(self) -> list[UnfinishedDocument]:
         """Every document still queued or running, oldest job first: what a process that died left behind."""
@@ -219,6 +250,13 @@ class JobStore:
                     job_documents.c.job_id == job_id, job_documents.c.status == QUEUED).values(
                     status=CANCELLED, text=None, updated_at=_now()))
         return bool(found)
+
+    def job_ids_with_prefix(self, tenant: str, prefix: str, limit: int = 2) -> list[str]:
+        """Ids of the tenant's jobs that start with ``prefix`` (at most ``limit``, in order)."""
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(sa.select(jobs.c.id).where(
+                jobs.c.tenant == tenant, jobs.c.id.startswith(prefix, autoescape=True)).order_by(jobs.c.id)
+                .limit(limit))]
 
     def job(self, job_id: str, tenant: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -271,6 +309,66 @@ class JobStore:
                 documents.c.tenant == tenant, documents.c.collection == collection,
                 documents.c.doc_id == doc_id)).rowcount)
 
+    def remove_documents(self, tenant: str, collection: str, doc_ids: list[str]) -> set[str]:
+        """Forget documents whatever their state: their registry rows and failures go, and their copies still
+        queued in any job are cancelled (so no job indexes them again). Returns the ids that were known."""
+        queued = sa.and_(job_documents.c.job_id.in_(self._collection_jobs(tenant, collection)),
+                         job_documents.c.doc_id.in_(doc_ids), job_documents.c.status == QUEUED)
+        with self.engine.begin() as conn:
+            known = {r.doc_id for r in conn.execute(sa.select(job_documents.c.doc_id).where(queued))}
+            conn.execute(job_documents.update().where(queued).values(status=CANCELLED, text=None, updated_at=_now()))
+            for table in (documents, document_failures):
+                key = sa.and_(table.c.tenant == tenant, table.c.collection == collection, table.c.doc_id.in_(doc_ids))
+                known |= {r.doc_id for r in conn.execute(sa.select(table.c.doc_id).where(key))}
+                conn.execute(table.delete().where(key))
+        return known
+
+    def cancel_collection_jobs(self, tenant: str, collection: str) -> None:
+        """Cancel every job of the collection: nothing queued will be indexed; running documents finish."""
+        with self.engine.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.tenant == tenant, jobs.c.collection == collection)
+                         .values(cancelled=True))
+            conn.execute(job_documents.update().where(
+                job_documents.c.job_id.in_(self._collection_jobs(tenant, collection)),
+                job_documents.c.status == QUEUED).values(status=CANCELLED, text=None, updated_at=_now()))
+
+    def running_documents(self, tenant: str, collection: str) -> int:
+        """How many of the collection's documents a worker holds at this moment."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(job_documents).where(
+                job_documents.c.job_id.in_(self._collection_jobs(tenant, collection)),
+                job_documents.c.status == RUNNING)).scalar_one())
+
+    def drop_collection(self, tenant: str, collection: str) -> list[str]:
+        """Delete the collection, its options, its registry rows and failures (its jobs stay, as history);
+        returns the ids of the documents it had indexed."""
+        with self.engine.begin() as conn:
+            doc_ids = [r.doc_id for r in conn.execute(sa.select(documents.c.doc_id).where(
+                documents.c.tenant == tenant, documents.c.collection == collection).order_by(documents.c.doc_id))]
+            for table in (documents, document_failures):
+                conn.execute(table.delete().where(table.c.tenant == tenant, table.c.collection == collection))
+            for table in (collections, collection_options):
+                conn.execute(table.delete().where(table.c.tenant == tenant, table.c.name == collection))
+        return doc_ids
+
+    def document_page(self, tenant: str, collection: str, limit: int,
+                      after: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` of the collection's documents after ``after``, by id, each with its state (see
+        ``document_state``); and whether more follow. A document is listed while it is indexed, queued or
+        running, or failed and neither indexed nor deleted since."""
+        with self.engine.connect() as conn:
+            ids = self._page_ids(conn, tenant, collection, limit + 1, after)
+            states = self._states(conn, tenant, collection, ids[:limit])
+        return [states[doc_id] for doc_id in ids[:limit] if doc_id in states], len(ids) > limit
+
+    def document_state(self, tenant: str, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """One document's ``id``, ``status`` (queued or running while a job holds it, else failed while its
+        newest version could not be indexed, else indexed), ``units`` and ``content_hash`` of its indexed
+        version (0 and the sent version's hash when none is indexed), ``updated_at``, ``meta`` as last sent,
+        and the ``error`` of a failed one; None for a document the collection does not have."""
+        with self.engine.connect() as conn:
+            return self._states(conn, tenant, collection, [doc_id]).get(doc_id)
+
     def list_collections(self, tenant: str) -> list[dict[str, Any]]:
         counts = (sa.select(documents.c.collection, sa.func.count().label("documents"),
                             sa.func.coalesce(sa.func.sum(documents.c.units), 0).label("units"))
@@ -304,6 +402,72 @@ class JobStore:
         with self.engine.connect() as conn:
             return self._current_hashes(conn, tenant, collection, [doc_id]).get(doc_id)
 
+    @staticmethod
+    def _collection_jobs(tenant: str, collection: str) -> Any:
+        return sa.select(jobs.c.id).where(jobs.c.tenant == tenant, jobs.c.collection == collection)
+
+    @staticmethod
+    def _record_failures(conn: Any, tenant: str, collection: str, errors: dict[str, str], now: datetime) -> None:
+        JobStore._clear_failures(conn, tenant, collection, list(errors))
+        if errors:
+            conn.execute(document_failures.insert(), [
+                {"tenant": tenant, "collection": collection, "doc_id": doc_id, "error": error, "updated_at": now}
+                for doc_id, error in errors.items()])
+
+    @staticmethod
+    def _clear_failures(conn: Any, tenant: str, collection: str, doc_ids: list[str]) -> None:
+        if doc_ids:
+            conn.execute(document_failures.delete().where(
+                document_failures.c.tenant == tenant, document_failures.c.collection == collection,
+                document_failures.c.doc_id.in_(doc_ids)))
+
+    def _page_ids(self, conn: Any, tenant: str, collection: str, limit: int, after: str | None) -> list[str]:
+        registered = sa.select(documents.c.doc_id).where(documents.c.tenant == tenant,
+                                                         documents.c.collection == collection)
+        failed = sa.select(document_failures.c.doc_id).where(document_failures.c.tenant == tenant,
+                                                             document_failures.c.collection == collection)
+        pending = sa.select(job_documents.c.doc_id).where(
+            job_documents.c.job_id.in_(self._collection_jobs(tenant, collection)),
+            job_documents.c.status.in_(PENDING))
+        if after is not None:
+            registered = registered.where(documents.c.doc_id > after)
+            failed = failed.where(document_failures.c.doc_id > after)
+            pending = pending.where(job_documents.c.doc_id > after)
+        every = sa.union(registered, failed, pending).subquery()
+        return [r.doc_id for r in conn.execute(sa.select(every.c.doc_id).order_by(every.c.doc_id).limit(limit))]
+
+    def _states(self, conn: Any, tenant: str, collection: str, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not doc_ids:
+            return {}
+        registered = {r.doc_id: r for r in conn.execute(sa.select(documents).where(
+            documents.c.tenant == tenant, documents.c.collection == collection, documents.c.doc_id.in_(doc_ids)))}
+        failures = {r.doc_id: r for r in conn.execute(sa.select(document_failures).where(
+            document_failures.c.tenant == tenant, document_failures.c.collection == collection,
+            document_failures.c.doc_id.in_(doc_ids)))}
+        newest: dict[str, Any] = {}
+        pending: dict[str, Any] = {}
+        for row in self._sent_versions(conn, tenant, collection, doc_ids):  # oldest first
+            newest[row.doc_id] = row
+            if row.status in PENDING:
+                pending[row.doc_id] = row
+        states = {doc_id: _state(doc_id, registered.get(doc_id), failures.get(doc_id), pending.get(doc_id),
+                                 newest.get(doc_id)) for doc_id in doc_ids}
+        return {doc_id: state for doc_id, state in states.items() if state is not None}
+
+    def _sent_versions(self, conn: Any, tenant: str, collection: str, doc_ids: list[str]) -> list[Any]:
+        """Each document's newest job row and its pending ones, oldest first (not every row: a folder sent a
+        hundred times holds a hundred rows per document)."""
+        age = sa.func.row_number().over(partition_by=job_documents.c.doc_id,
+                                        order_by=(jobs.c.created_at.desc(), jobs.c.id.desc()))
+        ranked = (sa.select(job_documents.c.doc_id, job_documents.c.status, job_documents.c.content_hash,
+                            job_documents.c.meta, job_documents.c.updated_at, age.label("age"))
+                  .select_from(job_documents.join(jobs, jobs.c.id == job_documents.c.job_id))
+                  .where(jobs.c.tenant == tenant, jobs.c.collection == collection,
+                         job_documents.c.doc_id.in_(doc_ids), job_documents.c.status != CANCELLED)
+                  .subquery())
+        return list(conn.execute(sa.select(ranked).where(sa.or_(ranked.c.age == 1, ranked.c.status.in_(PENDING)))
+                                 .order_by(ranked.c.age.desc())))
+
     def _ensure_collection(self, conn: Any, tenant: str, name: str, now: datetime) -> None:
         exists = conn.execute(sa.select(collections.c.name).where(
             collections.c.tenant == tenant, collections.c.name == name)).first()
@@ -327,6 +491,29 @@ class JobStore:
                                                              updated_at=now)).rowcount == 0:
             conn.execute(documents.insert().values(tenant=tenant, collection=collection, doc_id=doc_id,
                                                    content_hash=digest, units=units, updated_at=now))
+
+
+def _state(doc_id: str, registered: Any, failure: Any, pending: Any, sent: Any) -> dict[str, Any] | None:
+    """A document's state from its registry row, failure, newest pending job row and newest job row."""
+    if pending is None and failure is None and registered is None:
+        return None
+    state: dict[str, Any] = {"id": doc_id, "units": int(registered.units) if registered is not None else 0}
+    if pending is not None:
+        state.update(status=pending.status, updated_at=pending.updated_at)
+    elif failure is not None:
+        state.update(status=FAILED, updated_at=failure.updated_at, error=failure.error)
+    else:
+        state.update(status="indexed", updated_at=registered.updated_at)
+    version = registered if registered is not None else sent
+    state["content_hash"] = (version.content_hash if version is not None else "") or None
+    state["updated_at"] = _aware(state["updated_at"]).isoformat()
+    state["meta"] = json.loads(sent.meta) if sent is not None else {}
+    return state
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for what was stored as UTC
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def summarize(job: Any, rows: list[Any]) -> dict[str, Any]:

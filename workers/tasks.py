@@ -10,7 +10,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from haystack import Document
 
 from ragpress.base.settings import get_settings
-from ragpress.workers import runtime
+from ragpress.workers import job_metrics, runtime
 from ragpress.workers.celery_app import INDEX_QUEUE, INGEST_QUEUE, get_celery
 from ragpress.workers.ingestion import TRANSIENT, failure_reason, is_transient, process_batch, write_handed_off
 from ragpress.workers.job_store import FAILED
@@ -38,16 +38,19 @@ def ingest_batch(self: Task, job_id: str, seqs: list[int]) -> None:
             store.requeue(job_id, seqs)
             raise self.retry(exc=exc, countdown=_backoff(self)) from exc
         _fail_unfinished(job_id, seqs, exc)
+    job_metrics.batch_done(store, job_id)
 
 
 @app.task(name="ragpress.workers.tasks.write_units", bind=True, acks_late=True, max_retries=_MAX_RETRIES)
 def write_units(self: Task, job_id: str, units: list[dict[str, Any]], done: dict[str, int]) -> None:
+    store = runtime.job_store()
     try:
-        write_handed_off(runtime.job_store(), job_id, units, {int(k): v for k, v in done.items()})
+        write_handed_off(store, job_id, units, {int(k): v for k, v in done.items()})
     except Exception as exc:
         if _will_retry(self, exc):
             raise self.retry(exc=exc, countdown=_backoff(self)) from exc
         _fail_unfinished(job_id, [int(k) for k in done], exc)
+    job_metrics.batch_done(store, job_id)
 
 
 def _will_retry(task: Task, exc: Exception) -> bool:
@@ -63,7 +66,8 @@ def _fail_unfinished(job_id: str, seqs: list[int], exc: Exception) -> None:
     """No exception may leave a job running: a failure the batch did not record per document (a pipeline that
     cannot load, a hiccup that outlived its retries) fails the documents the task still holds, with the reason."""
     logger.warning("task of job %s failed: %s", job_id, exc, exc_info=exc)
-    runtime.job_store().close_unfinished(job_id, seqs, FAILED, failure_reason(exc))
+    closed = runtime.job_store().close_unfinished(job_id, seqs, FAILED, failure_reason(exc))
+    job_metrics.documents_failed(job_metrics.TRANSIENT if is_transient(exc) else job_metrics.TASK, closed)
 
 
 def _hand_off(job_id: str, units: list[dict[str, Any]], done: dict[int, int]) -> None:

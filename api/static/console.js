@@ -24,9 +24,11 @@ function headers(extra = {}) {
   return key ? { Authorization: `Bearer ${key}`, ...extra } : { ...extra };
 }
 
-async function api(method, path, { json, yaml, raw = false } = {}) {
+async function api(method, path, { json, yaml, form, raw = false } = {}) {
   const init = { method, headers: headers() };
-  if (json !== undefined) {
+  if (form !== undefined) {
+    init.body = form;  // the browser sets multipart/form-data with its boundary
+  } else if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
   } else if (yaml !== undefined) {
@@ -45,6 +47,34 @@ async function api(method, path, { json, yaml, raw = false } = {}) {
   return body;
 }
 
+// Job ids are shown by their first 8 characters: the server accepts any unique prefix that long.
+const shortId = (id) => id.slice(0, 8);
+const jobIdCode = (id) => el("code", { class: "job-id", title: id }, shortId(id));
+
+// Document ids may be relative paths: each segment is encoded, the slashes between them stay.
+const docPath = (id) => id.split("/").map(encodeURIComponent).join("/");
+
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+// The confirmation step before a deletion; `typed` must be typed first (for what cannot be undone wholesale).
+function confirmStep({ title, message, action, typed = null }) {
+  const dialog = $("#confirm");
+  $("#confirm-title").textContent = title;
+  $("#confirm-message").textContent = message;
+  $("#confirm-ok").textContent = action;
+  $("#confirm-ok").disabled = typed !== null;
+  $("#confirm-typed").hidden = typed === null;
+  $("#confirm-expected").textContent = typed ?? "";
+  $("#confirm-input").value = "";
+  dialog.returnValue = "";
+  dialog.showModal();
+  (typed === null ? $("#confirm-cancel") : $("#confirm-input")).focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
 let toastTimer;
 function toast(message, kind = "info") {
   const box = $("#toast");
@@ -60,6 +90,7 @@ function toast(message, kind = "info") {
 const pages = {
   pipelines: () => loadPipelines(),
   playground: () => loadPlayground(),
+  documents: () => loadCollections(),
   jobs: () => loadJobs(),
 };
 
@@ -118,7 +149,7 @@ async function loadVersions() {
     }
     list.replaceChildren(...versions.slice().reverse().map((v) => el("li", { class: "item version" },
       el("span", { class: "name" }, `v${v.version}`, v.version === editor.version ? " (current)" : ""),
-      el("span", { class: "meta" }, v.created_at ? new Date(v.created_at).toLocaleString() : ""),
+      el("span", { class: "meta" }, when(v.created_at)),
       el("span", { class: "actions" },
         el("button", { class: "link", onclick: () => openPipeline(editor.name, v.version) }, "view"),
         v.version === editor.version ? null
@@ -468,6 +499,280 @@ function renderSource(doc) {
     body);
 }
 
+// ---------- documents ----------
+
+const PAGE_SIZE = 50;
+// `after` is the cursor of the page shown; `previous` the cursors of the pages before it, for going back.
+const docs = {
+  collections: [], collection: null, after: null, previous: [], next: null, openId: null, level: "all", chunks: [],
+};
+let uploadTimer;
+let followedJob = null;  // the upload being followed: a newer upload stops the older one's polling
+
+async function loadCollections(select) {
+  let collections;
+  try {
+    ({ collections } = await api("GET", "/v1/collections"));
+  } catch (err) {
+    $("#collection-list").replaceChildren(el("li", { class: "muted" }, err.message));
+    return;
+  }
+  docs.collections = collections;
+  const names = collections.map((c) => c.name);
+  const wanted = select ?? (names.includes(docs.collection) ? docs.collection : names[0] ?? null);
+  if (wanted === docs.collection) {
+    renderCollections();
+    await loadDocuments();
+  } else {
+    await openCollection(wanted);
+  }
+}
+
+async function openCollection(name) {
+  Object.assign(docs, { collection: name, after: null, previous: [], next: null });
+  closeDocument();
+  renderCollections();
+  await loadDocuments();
+}
+
+function renderCollections() {
+  const list = $("#collection-list");
+  list.replaceChildren(...docs.collections.map((c) => el("li", {
+    class: `item${c.name === docs.collection ? " selected" : ""}`,
+    "data-name": c.name,
+    onclick: () => openCollection(c.name),
+  }, el("span", { class: "name" }, c.name), el("span", { class: "meta" }, `${c.documents} indexed`))));
+  if (!docs.collections.length) list.replaceChildren(el("li", { class: "muted" }, "No collections yet: create one."));
+  const current = docs.collections.find((c) => c.name === docs.collection);
+  $("#documents-title").textContent = docs.collection ?? "Select a collection";
+  $("#collection-stats").textContent = current
+    ? `${plural(current.documents, "indexed document")} · ${plural(current.units, "unit")}` : "";
+  $("#delete-collection").disabled = !docs.collection;
+  $("#upload").disabled = !docs.collection;
+  // an upload's progress shows beside the collection it went to
+  $("#upload-job").hidden = $("#upload-job").dataset.collection !== docs.collection;
+}
+
+async function createCollection(evt) {
+  evt.preventDefault();
+  const input = $("#new-collection-name");
+  const name = input.value.trim();
+  if (!name) return;
+  try {
+    await api("PUT", `/v1/collections/${encodeURIComponent(name)}`, { json: {} });
+    input.value = "";
+    toast(`Created collection ${name}.`, "ok");
+    await loadCollections(name);
+  } catch (err) {
+    toast(`Not created: ${err.message}`, "error");
+  }
+}
+
+async function deleteCollection() {
+  const name = docs.collection;
+  const confirmed = await confirmStep({
+    title: `Delete collection ${name}?`,
+    message: "Every document in it and its whole index are removed. This cannot be undone.",
+    action: "Delete collection",
+    typed: name,
+  });
+  if (!confirmed) return;
+  try {
+    const body = await api("DELETE", `/v1/collections/${encodeURIComponent(name)}`);
+    toast(`Deleted collection ${body.deleted}: ${plural(body.documents_removed, "document")}, `
+      + `${plural(body.units_removed, "unit")} removed.`, "ok");
+    await loadCollections();
+  } catch (err) {
+    toast(`Not deleted: ${err.message}`, "error");
+  }
+}
+
+async function loadDocuments() {
+  const tbody = $("#documents-body");
+  const { collection, after } = docs;
+  $("#documents-prev").disabled = true;
+  $("#documents-next").disabled = true;
+  if (!collection) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Select or create a collection.")));
+    $("#documents-page").textContent = "";
+    return;
+  }
+  const query = new URLSearchParams({ limit: PAGE_SIZE });
+  if (after) query.set("after", after);
+  try {
+    const body = await api("GET", `/v1/collections/${encodeURIComponent(collection)}/documents?${query}`);
+    if (collection !== docs.collection || after !== docs.after) return;  // the user moved on meanwhile
+    docs.next = body.next_after;
+    const empty = after ? "No more documents." : "No documents yet: upload some files.";
+    tbody.replaceChildren(...(body.documents.length ? body.documents.flatMap(renderDocumentRow)
+      : [el("tr", {}, el("td", { colspan: 5, class: "muted" }, empty))]));
+    const first = docs.previous.length * PAGE_SIZE;
+    $("#documents-page").textContent = body.documents.length
+      ? `${first + 1}–${first + body.documents.length}` : "";
+    $("#documents-prev").disabled = !docs.previous.length;
+    $("#documents-next").disabled = !docs.next;
+  } catch (err) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "muted" }, err.message)));
+  }
+}
+
+function pageDocuments(forward) {
+  if (forward) {
+    docs.previous.push(docs.after);
+    docs.after = docs.next;
+  } else {
+    docs.after = docs.previous.pop() ?? null;
+  }
+  loadDocuments();
+}
+
+function renderDocumentRow(doc) {
+  const row = el("tr", { class: `document${doc.id === docs.openId ? " selected" : ""}`, "data-doc": doc.id },
+    el("td", {}, el("button", { class: "link doc-link", onclick: () => openDocument(doc.id) }, doc.id)),
+    el("td", {}, el("span", { class: `badge status-${doc.status}` }, doc.status)),
+    el("td", { class: "num" }, doc.units),
+    el("td", {}, when(doc.updated_at)),
+    el("td", {}, el("button", { class: "secondary danger delete-doc", onclick: () => deleteDocument(doc.id) },
+      "Delete")));
+  if (!doc.error) return [row];
+  return [row, el("tr", { class: "job-errors doc-error", "data-doc": doc.id },
+    el("td", { colspan: 5 }, el("ul", { class: "errors" }, el("li", {}, doc.error))))];
+}
+
+async function openDocument(id) {
+  try {
+    const doc = await api("GET", `/v1/collections/${encodeURIComponent(docs.collection)}/documents/${docPath(id)}`);
+    Object.assign(docs, { openId: id, level: "all", chunks: doc.chunks || [] });
+    for (const row of document.querySelectorAll("#documents-body tr.document")) {
+      row.classList.toggle("selected", row.dataset.doc === id);
+    }
+    $("#document-title").textContent = id;
+    $("#document-title").classList.add("doc-id");
+    $("#delete-document").hidden = false;
+    const meta = doc.meta || {};
+    const fields = [
+      ["status", el("span", { class: `badge status-${doc.status}` }, doc.status)],
+      ["units", doc.units], ["updated", when(doc.updated_at)],
+      ["file", meta.filename], ["type", meta.original_content_type ?? meta.content_type],
+      ["sha256", meta.sha256 && el("code", { title: meta.sha256 }, meta.sha256.slice(0, 16))],
+      ["error", doc.error && el("span", { class: "error-text" }, doc.error)],
+    ];
+    $("#document-meta").replaceChildren(...fields.filter(([, value]) => value !== undefined && value !== null
+      && value !== "").map(([name, value]) => el("tr", {}, el("th", {}, name), el("td", {}, value))));
+    renderChunks();
+  } catch (err) {
+    toast(`Cannot open ${id}: ${err.message}`, "error");
+  }
+}
+
+function closeDocument() {
+  Object.assign(docs, { openId: null, level: "all", chunks: [] });
+  $("#document-title").textContent = "Open a document to see its chunks";
+  $("#document-title").classList.remove("doc-id");
+  $("#delete-document").hidden = true;
+  $("#document-meta").replaceChildren();
+  $("#level-filter").replaceChildren();
+  $("#chunks").replaceChildren();
+}
+
+function renderChunks() {
+  // The server sends the units coarsest level first, so the chips come in that order too.
+  const counts = {};
+  for (const c of docs.chunks) counts[c.level] = (counts[c.level] || 0) + 1;
+  const levels = Object.keys(counts);
+  const chip = (level, count) => el("button", {
+    class: `chip${docs.level === level ? " active" : ""}`,
+    "data-level": level,
+    onclick: () => { docs.level = level; renderChunks(); },
+  }, `${level} `, el("b", {}, count));
+  $("#level-filter").replaceChildren(chip("all", docs.chunks.length), ...levels.map((l) => chip(l, counts[l])));
+  const shown = docs.chunks.filter((c) => docs.level === "all" || c.level === docs.level);
+  $("#chunks").replaceChildren(...(shown.length ? shown.map((c) => el("li", {
+    class: "chunk", "data-level": c.level, title: c.id,
+  },
+    el("div", { class: "chunk-head" },
+      el("span", { class: `level level-${c.level}` }, c.level),
+      c.meta?.position !== undefined ? el("span", { class: "muted" }, `#${c.meta.position + 1}`) : null),
+    el("p", { class: "chunk-text" }, c.text)))
+    : [el("li", { class: "muted" }, "No indexed units: the document is not indexed (yet).")]));
+}
+
+async function deleteDocument(id) {
+  const collection = docs.collection;
+  const confirmed = await confirmStep({
+    title: `Delete ${id}?`,
+    message: `The document and all its indexed units are removed from ${collection}.`,
+    action: "Delete document",
+  });
+  if (!confirmed) return;
+  try {
+    const body = await api("DELETE", `/v1/collections/${encodeURIComponent(collection)}/documents/${docPath(id)}`);
+    toast(`Deleted ${body.deleted} (${plural(body.units_removed, "unit")} removed).`, "ok");
+    if (docs.openId === id) closeDocument();
+    await loadCollections();
+  } catch (err) {
+    toast(`Not deleted: ${err.message}`, "error");
+  }
+}
+
+async function upload(evt) {
+  evt.preventDefault();
+  const input = $("#upload-files");
+  const collection = docs.collection;
+  if (!collection || !input.files.length) {
+    toast("Choose a collection and one or more files.", "error");
+    return;
+  }
+  const form = new FormData();
+  for (const file of input.files) form.append("files", file, file.name);
+  $("#upload").disabled = true;
+  try {
+    const body = await api("POST", `/v1/collections/${encodeURIComponent(collection)}/files`, { form });
+    input.value = "";
+    toast(`Uploaded ${plural(body.files.length, "file")}: job ${shortId(body.job_id)}.`, "ok");
+    followedJob = body.job_id;
+    followUpload(collection, body.job_id);
+    loadCollections();  // the new documents are listed as queued at once
+  } catch (err) {
+    toast(`Upload refused: ${err.message}`, "error");
+  } finally {
+    $("#upload").disabled = !docs.collection;
+  }
+}
+
+// Polls the upload's job until it ends, then shows the documents it made.
+async function followUpload(collection, jobId) {
+  clearTimeout(uploadTimer);
+  const box = $("#upload-job");
+  box.dataset.collection = collection;
+  box.hidden = collection !== docs.collection;
+  let job;
+  try {
+    job = await api("GET", `/v1/jobs/${encodeURIComponent(jobId)}`);
+  } catch (err) {
+    if (jobId === followedJob) {
+      box.replaceChildren(el("span", { class: "error-text" }, `Job ${shortId(jobId)}: ${err.message}`));
+    }
+    return;
+  }
+  if (jobId !== followedJob) return;
+  const finished = job.done + job.failed + (job.skipped || 0);
+  box.dataset.job = job.job_id;
+  box.dataset.status = job.status;
+  box.replaceChildren(
+    el("div", { class: "upload-head" },
+      el("span", {}, "Upload job "), jobIdCode(job.job_id), el("span", {}, ` into ${collection}`),
+      el("span", { class: `badge status-${job.status}` }, job.status),
+      el("small", { class: "muted" }, `${finished}/${job.total} · ${job.done} done · ${job.failed} failed`),
+      el("a", { href: "#jobs" }, "all jobs")),
+    job.errors?.length ? jobErrors(job) : null);
+  if (jobActive(job)) {
+    uploadTimer = setTimeout(() => followUpload(collection, jobId), 1000);
+  } else if (collection === docs.collection) {
+    await loadCollections();
+  }
+}
+
 // ---------- jobs ----------
 
 let jobsTimer;
@@ -483,7 +788,7 @@ async function loadJobs() {
     } else {
       tbody.replaceChildren(...jobs.flatMap(renderJob));
     }
-    active = jobs.some((j) => j.status === "queued" || j.status === "running");
+    active = jobs.some(jobActive);
   } catch (err) {
     tbody.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted" }, err.message)));
   }
@@ -494,9 +799,9 @@ async function loadJobs() {
 function renderJob(job) {
   const finished = (job.done || 0) + (job.failed || 0) + (job.skipped || 0);
   const pct = job.total ? Math.round((finished / job.total) * 100) : 0;
-  const cancellable = job.status === "queued" || job.status === "running";
+  const cancellable = jobActive(job);
   const row = el("tr", { class: "job", "data-job": job.job_id },
-    el("td", {}, el("code", {}, job.job_id.slice(0, 12))),
+    el("td", {}, jobIdCode(job.job_id)),
     el("td", {}, job.collection),
     el("td", {}, el("span", { class: `badge status-${job.status}` }, job.status)),
     el("td", { class: "progress-cell" },
@@ -505,20 +810,25 @@ function renderJob(job) {
         el("span", { class: "skip", style: `width:${job.total ? ((job.skipped || 0) / job.total) * 100 : 0}%` }),
         el("span", { class: "fail", style: `width:${job.total ? ((job.failed || 0) / job.total) * 100 : 0}%` })),
       el("small", {}, `${finished}/${job.total} (${pct}%) · ${job.done} done · ${job.skipped || 0} skipped · ${job.failed} failed`)),
-    el("td", {}, job.created_at ? new Date(job.created_at).toLocaleString() : ""),
+    el("td", {}, when(job.created_at)),
     el("td", {}, cancellable ? el("button", { class: "secondary danger", onclick: () => cancelJob(job.job_id) }, "Cancel") : null));
   const rows = [row];
-  if (job.errors?.length) {
-    rows.push(el("tr", { class: "job-errors" }, el("td", { colspan: 6 },
-      el("ul", {}, ...job.errors.map((e) => el("li", {}, el("code", {}, e.doc_id), " ", e.error))))));
-  }
+  if (job.errors?.length) rows.push(el("tr", { class: "job-errors" }, el("td", { colspan: 6 }, jobErrors(job))));
   return rows;
+}
+
+function jobErrors(job) {
+  return el("ul", { class: "errors" }, ...job.errors.map((e) => el("li", {}, el("code", {}, e.doc_id), " ", e.error)));
+}
+
+function jobActive(job) {
+  return job.status === "queued" || job.status === "running";
 }
 
 async function cancelJob(id) {
   try {
     await api("POST", `/v1/jobs/${encodeURIComponent(id)}/cancel`);
-    toast(`Cancel requested for ${id.slice(0, 12)}.`, "ok");
+    toast(`Cancel requested for ${shortId(id)}.`, "ok");
   } catch (err) {
     toast(`Cancel failed: ${err.message}`, "error");
   }
@@ -556,6 +866,15 @@ function init() {
   $("#query-form").addEventListener("submit", ask);
   $("#refresh-jobs").addEventListener("click", loadJobs);
   $("#auto-refresh").addEventListener("change", loadJobs);
+  $("#new-collection-form").addEventListener("submit", createCollection);
+  $("#delete-collection").addEventListener("click", deleteCollection);
+  $("#upload-form").addEventListener("submit", upload);
+  $("#documents-prev").addEventListener("click", () => pageDocuments(false));
+  $("#documents-next").addEventListener("click", () => pageDocuments(true));
+  $("#delete-document").addEventListener("click", () => deleteDocument(docs.openId));
+  $("#confirm-input").addEventListener("input", () => {
+    $("#confirm-ok").disabled = $("#confirm-input").value !== $("#confirm-expected").textContent;
+  });
   showTab(location.hash.slice(1));
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ragpress.base.database import metadata
+from ragpress.base.schema import DEFAULT_TENANT
 
+logger = logging.getLogger(__name__)
 KEY_PREFIX = "rp_"
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -82,8 +85,13 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> bool:
         with self.engine.begin() as conn:
-            return bool(conn.execute(api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                                     .values(revoked_at=datetime.now(UTC))).rowcount)
+            revoked = bool(conn.execute(api_keys.update().where(api_keys.c.id == key_id,
+                                                                api_keys.c.revoked_at.is_(None))
+                                        .values(revoked_at=datetime.now(UTC))).rowcount)
+        if revoked and not self.any_keys():
+            logger.warning("The last active API key was revoked: with auth=auto, a server listening on localhost "
+                           "now serves requests without a key again (as tenant '%s').", DEFAULT_TENANT)
+        return revoked
 
     def authenticate(self, key: str) -> Principal | None:
         if not key.startswith(KEY_PREFIX):
@@ -97,8 +105,11 @@ class KeyStore:
         return Principal(key_id=row.id, tenant=row.tenant, admin=row.admin)
 
     def any_keys(self) -> bool:
+        """Whether an active key exists: revoking the last one gives back keyless access where settings allow it
+        (auth=auto on localhost), serving the default tenant only."""
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(api_keys.c.id).limit(1)).first() is not None
+            return conn.execute(sa.select(api_keys.c.id).where(api_keys.c.revoked_at.is_(None)).limit(1)).first() \
+                is not None
 
     def list_keys(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

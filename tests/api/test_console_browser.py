@@ -7,7 +7,6 @@ then look at the jobs page. Screenshots of each step go to test-artifacts/consol
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,15 @@ from support import ServerProcess, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
-if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-    pytest.skip("Debian's chromium and chromium-driver are not installed (/usr/bin/chromium, /usr/bin/chromedriver);"
-                " `make test` installs them when run as root with apt", allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+from chromium import MISSING, browsing, fresh_folder, installed, wait_for  # noqa: E402
+
+if not installed():
+    pytest.skip(MISSING, allow_module_level=True)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 # Several sentences per document, most of them off the question, so the pruner has something to strike out.
@@ -105,36 +101,12 @@ def ingested(server: ServerProcess) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    # Headless, sandbox-free (containers), and nothing that phones home or updates itself during the test.
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1440,1000",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    yield driver
-    driver.quit()
+    yield from browsing(tmp_path_factory.mktemp("chromium-profile"))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def artifacts() -> Path:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    return ARTIFACTS
-
-
-def wait_for(driver: WebDriver, css: str, *, text: str | None = None, timeout_s: float = 60) -> WebElement:
-    """The first element matching ``css`` (that is visible and, when given, contains ``text``). A list the page
-    re-renders between finding an element and reading it leaves a stale reference: look again."""
-    def found(d: WebDriver) -> WebElement | bool:
-        for element in d.find_elements(By.CSS_SELECTOR, css):
-            if element.is_displayed() and (text is None or text in element.text):
-                return element
-        return False
-    wait = WebDriverWait(driver, timeout_s, ignored_exceptions=(StaleElementReferenceException,))
-    return wait.until(found, f"no visible {css!r}" + (f" with {text!r}" if text else ""))
+    return fresh_folder(ARTIFACTS)
 
 
 def replace_in_editor(driver: WebDriver, old: str, new: str) -> None:

@@ -52,6 +52,9 @@ def test_no_route_lets_one_tenant_see_or_change_anothers_data(setup: dict[str, A
     assert bob.post(f"/v1/jobs/{job}/cancel").status_code == 404
     assert all(j["job_id"] != job for j in bob.get("/v1/jobs").json()["jobs"])
     assert bob.delete("/v1/collections/notes/documents/secret").status_code == 404
+    assert bob.get("/v1/collections/notes/documents/secret").status_code == 404
+    assert [d["id"] for d in bob.get("/v1/collections/notes/documents").json()["documents"]] == ["own"]
+    assert bob.post("/v1/collections/notes/documents/delete", json={"ids": ["secret"]}).json()["deleted"] == []
     assert bob.get("/v1/pipelines/private").status_code == 404
     assert "private" not in [p["name"] for p in bob.get("/v1/pipelines").json()["pipelines"]]
     assert bob.delete("/v1/pipelines/private").status_code == 404
@@ -61,7 +64,7 @@ def test_no_route_lets_one_tenant_see_or_change_anothers_data(setup: dict[str, A
     widened = bob.post("/v1/collections/notes/query", json={"query": "launch code", "generate": False,
                                                              "filters": filters}).json()
     assert widened["documents"] == []
-    assert setup["alice"].get("/v1/collections/notes/documents/secret").status_code in (404, 405)
+    assert setup["alice"].get("/v1/collections/notes/documents/secret").json()["status"] == "indexed"
     assert setup["alice"].post("/v1/collections/notes/query", json={
         "query": "launch code", "generate": False}).json()["documents"][0]["doc_id"] == "secret"
 
@@ -85,3 +88,13 @@ def test_keys_are_stored_only_as_hashes(setup: dict[str, Any], tmp_path: Path) -
     database = setup["server"].home / "data" / "ragpress.db"
     key = setup["alice"].headers["Authorization"].split()[1]
     assert key.encode() not in database.read_bytes()
+
+
+def test_deleting_a_collection_removes_only_the_callers(setup: dict[str, Any]) -> None:
+    """Runs last: bob's `notes` and alice's `notes` share a name, never their documents."""
+    bob, alice = setup["bob"], setup["alice"]
+    assert bob.delete("/v1/collections/notes").json()["documents_removed"] == 1
+    assert bob.get("/v1/collections/notes/documents").status_code == 404
+    assert [d["id"] for d in alice.get("/v1/collections/notes/documents").json()["documents"]] == ["secret"]
+    hits = alice.post("/v1/collections/notes/query", json={"query": "launch code", "generate": False}).json()
+    assert [d["doc_id"] for d in hits["documents"]] == ["secret"]

@@ -64,6 +64,7 @@ def test_a_missing_entry_falls_back_to_sequential_prefill_with_a_warning(store_c
     assert result["meta"][0]["mode"] == "sequential"
     assert "falls back to sequential prefill" in caplog.text
     assert result["meta"][0]["kv_missing_doc_ids"] == ["eiffel"]  # what to queue for lazy pre-compute
+    assert (result["meta"][0]["kv_chunks_loaded"], result["meta"][0]["kv_chunks_missing"]) == (0, len(chunks()))
     assert result["replies"][0]
 
 

@@ -18,6 +18,19 @@ def test_calibration_without_its_dev_data_says_where_to_point_it(tmp_path):
     assert "point --data at that folder" in " ".join(result.output.split())
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize(("args", "message"), [
+    (["-c", "my docs"], "'my docs' cannot name a collection"),
+    (["-c", "d", "--delete-missing"], "--delete-missing removes the documents of files gone from a folder: give at "
+                                      "least one folder."),
+    (["-c", "d"], "nothing to ingest: no file of a supported type."),
+])
+def test_ingest_refuses_what_it_cannot_do_before_reaching_any_server(tmp_path, args, message):
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "photo.png"), *args, "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and message in " ".join(result.output.split())
+
+
 @pytest.mark.integration
 def test_an_embedded_query_above_the_servers_ceiling_says_which_setting_bounds_it(tmp_path):
     (tmp_path / "docs").mkdir()

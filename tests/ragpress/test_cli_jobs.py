@@ -16,7 +16,7 @@ JOB = {"job_id": "j1", "status": "partial", "done": 2, "total": 3, "failed": 1, 
 
 
 def run(monkeypatch: pytest.MonkeyPatch, server: FakeServer, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(cli_common, "running_server", lambda _url: server.client())
+    monkeypatch.setattr(cli_common, "running_server", lambda _url, _key: server.client())
     result = CliRunner().invoke(jobs_app, list(args))
     return result.exit_code, " ".join(result.output.split())
 
@@ -35,3 +35,8 @@ def test_cancel_asks_the_server_to_cancel_that_job(monkeypatch: pytest.MonkeyPat
 def test_an_unknown_job_is_the_servers_message(monkeypatch: pytest.MonkeyPatch) -> None:
     code, output = run(monkeypatch, FakeServer({}), "show", "nope")
     assert code == 1 and "error: No such thing." in output
+
+
+def test_an_answer_no_ragpress_server_gives_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, output = run(monkeypatch, FakeServer({("GET", "/v1/jobs"): (200, {"detail": "Not Found"})}), "list")
+    assert code == 1 and "answered GET /v1/jobs with an object without 'jobs'" in output

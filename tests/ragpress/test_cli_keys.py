@@ -35,3 +35,17 @@ def test_a_key_is_shown_once_listed_without_it_and_revoked(keys: CliRunner) -> N
 def test_a_key_needs_a_tenant_or_admin(keys: CliRunner) -> None:
     result = keys.invoke(keys_app, ["create"])
     assert result.exit_code == 1 and "(pass --tenant NAME or --admin)" in " ".join(result.output.split())
+
+
+def test_only_active_keys_count_and_revoking_the_last_one_says_keys_are_no_longer_required(
+        keys: CliRunner, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from ragpress.base.api_keys import KeyStore
+    from ragpress.base.database import make_engine
+
+    store = KeyStore(make_engine(f"sqlite:///{tmp_path / 'keys.db'}"))
+    first, _ = store.create_key("acme")
+    second, _ = store.create_key(None, admin=True)
+    assert store.revoke(first) and store.any_keys()
+    assert "last active API key" not in caplog.text
+    assert keys.invoke(keys_app, ["revoke", second]).exit_code == 0
+    assert not store.any_keys() and "The last active API key was revoked" in caplog.text

@@ -23,7 +23,7 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, server: FakeServer) -> FakeServer:
-    monkeypatch.setattr(cli_common, "running_server", lambda _url: server.client())
+    monkeypatch.setattr(cli_common, "running_server", lambda _url, _key: server.client())
     return server
 
 

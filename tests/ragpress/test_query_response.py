@@ -59,3 +59,20 @@ def test_a_retrieval_only_query_has_no_answer_fields() -> None:
     body = query_response(QueryRun({"retriever": {"documents": RETRIEVED}}, dict(STAGES)), words, time.perf_counter())
     assert {"answer", "abstained", "abstain_reason"}.isdisjoint(body)
     assert body["documents"][0]["meta"] == {"source": "a.txt"} and "ttft" not in body["timings_ms"]
+
+
+@pytest.mark.parametrize(("generator_meta", "kv_cache"), [
+    ({"kv_chunks_loaded": 3, "kv_chunks_encoded": 1}, {"hits": 3, "misses": 1}),  # a miss was encoded on the spot
+    ({"kv_chunks_loaded": 1, "kv_chunks_missing": 2, "mode": "sequential"}, {"hits": 1, "misses": 2}),  # prefilled
+])
+def test_a_kv_cache_generators_lookups_come_back_as_hits_and_misses(generator_meta: dict[str, object],
+                                                                     kv_cache: dict[str, int]) -> None:
+    outputs = {"retriever": {"documents": RETRIEVED}, "generator": {"replies": ["At nine."], "meta": [generator_meta]}}
+    assert query_response(QueryRun(outputs, dict(STAGES)), words, time.perf_counter())["kv_cache"] == kv_cache
+
+
+def test_no_kv_cache_field_when_no_generator_looked_states_up() -> None:
+    generated = {"retriever": {"documents": RETRIEVED}, "generator": {"replies": ["At nine."], "meta": [{}]}}
+    retrieved_only = {"retriever": {"documents": RETRIEVED}}
+    for outputs in (generated, retrieved_only):
+        assert "kv_cache" not in query_response(QueryRun(outputs, dict(STAGES)), words, time.perf_counter())
