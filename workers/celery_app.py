@@ -13,6 +13,7 @@ from ragpress.base.settings import Settings, get_settings
 
 INGEST_QUEUE = "ingest"
 INDEX_QUEUE = "index"
+MEMORY_POLL_S = 0.02
 
 _app: Celery | None = None
 
@@ -34,11 +35,20 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # Redis redelivers a dead worker's unacknowledged task after this; tasks are idempotent, so an early
         # redelivery of a slow but live task only costs time.
-        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout_s},
+        broker_transport_options=_transport_options(broker, settings),
         worker_hijack_root_logger=False,
         task_track_started=True,
     )
     return app
+
+
+def _transport_options(broker: str, settings: Settings) -> dict[str, float]:
+    options: dict[str, float] = {"visibility_timeout": settings.task_visibility_timeout_s}
+    if broker.startswith("memory://"):
+        # The in-process queue is polled, once a second by default: each batch of an ingestion (and its KV
+        # follow-up) waited up to that long for a worker thread that sat idle. A poll is a lock and a deque.
+        options["polling_interval"] = MEMORY_POLL_S
+    return options
 
 
 def get_celery() -> Celery:
