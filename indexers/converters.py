@@ -41,18 +41,30 @@ def content_type_for(path: Path) -> str:
         ) from None
 
 
-def decode_text(data: bytes, name: str, charset: str | None = None) -> str:
-    """Strict UTF-8 (with or without BOM), or the charset the sender declared: guessing an encoding silently
-    corrupts text."""
+_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.IGNORECASE)
+
+
+def decode_text(data: bytes, name: str, charset: str | None = None, content_type: str | None = None) -> str:
+    """Strict UTF-8 (with or without BOM), or the charset the sender declared, or, for HTML that is not UTF-8, the
+    charset its own ``<meta>`` declares: guessing an encoding silently corrupts text."""
     if charset is not None:
         return _decode_declared(data, name, charset)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        in_page = html_charset(data) if content_type == "text/html" else None
+        if in_page is not None:
+            return _decode_declared(data, name, in_page)
         raise ConversionError(
             f"{name}: not valid UTF-8 (byte {exc.start}). Re-encode it as UTF-8, e.g. "
             f"`iconv -f latin1 -t utf-8 {name}`, or declare its charset (Content-Type: text/plain; charset=latin1)."
         ) from None
+
+
+def html_charset(data: bytes) -> str | None:
+    """The charset an HTML page declares in a ``<meta>`` of its first 1,024 bytes, where browsers look for it."""
+    found = _META_CHARSET.search(data[:1024])
+    return found.group(1).decode("ascii") if found else None
 
 
 def _decode_declared(data: bytes, name: str, charset: str) -> str:
@@ -186,7 +198,7 @@ def convert(content: str | bytes, content_type: str, name: str) -> str:
         if isinstance(content, str):
             raise ConversionError(f"{name}: {content_type} content must be bytes (upload the file), not text.")
         return _BINARY_CONVERTERS[content_type](content, name)
-    text = decode_text(content, name) if isinstance(content, bytes) else content
+    text = decode_text(content, name, content_type=content_type) if isinstance(content, bytes) else content
     if "\x00" in text:
         raise ConversionError(f"{name}: contains NUL bytes, so it is binary, not text.")
     if content_type == "text/html":
@@ -214,7 +226,7 @@ def file_to_text(data: bytes, name: str, declared: str | None = None) -> tuple[s
     read. ``declared`` is the Content-Type its sender gave, whose charset (if any) decodes a text file."""
     content_type = file_type(name, declared)
     charset = _charset(declared)
-    content = decode_text(data, name, charset) if charset and content_type.startswith("text/") else data
+    content = decode_text(data, name, charset, content_type) if content_type.startswith("text/") else data
     text = convert(content, content_type, name)
     if not text:
         hint = " (a scanned PDF has no text layer: run OCR on it first)" if content_type == "application/pdf" else ""

@@ -153,7 +153,7 @@ def _read_one(source: Source, max_document_bytes: int, max_request_bytes: int) -
         return too_large  # no need to read it to know
     data = source.path.read_bytes()
     if as_text:
-        text = decode_text(data, source.path.name)
+        text = decode_text(data, source.path.name, content_type=content_type)
     else:  # JSON carries text, so PDF and DOCX files become text here
         text, content_type = _binary_to_text(data, content_type, source.path.name), "text/plain"
     if len(text.encode("utf-8", "surrogatepass")) > max_document_bytes:

@@ -118,6 +118,25 @@ def test_a_wrong_encoding_is_a_clear_error(declared: str | None, message: str) -
         file_to_text("café".encode("latin-1"), "menu.txt", declared)
 
 
+LATIN1_PAGE = ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1" />'
+               "</head><body><p>Caf\u00e9 cr\u00e8me, served daily.</p></body></html>")
+
+
+def test_an_html_page_that_is_not_utf8_is_read_in_the_charset_its_meta_declares() -> None:
+    assert convert(LATIN1_PAGE.encode("latin-1"), "text/html", "menu.html") == "Café crème, served daily."
+    assert file_to_text(LATIN1_PAGE.encode("latin-1"), "menu.html")[0] == "Café crème, served daily."
+
+
+def test_a_page_in_utf8_is_read_as_utf8_whatever_its_meta_says() -> None:
+    # pages often declare one charset and are saved in another; valid UTF-8 is never re-read as Latin-1
+    assert convert(LATIN1_PAGE.encode("utf-8"), "text/html", "menu.html") == "Café crème, served daily."
+
+
+def test_a_meta_charset_counts_only_for_html() -> None:
+    with pytest.raises(ConversionError, match="not valid UTF-8"):
+        convert(LATIN1_PAGE.encode("latin-1"), "text/plain", "menu.txt")
+
+
 def test_invalid_utf8_bytes_are_refused_with_a_fix() -> None:
     with pytest.raises(ConversionError, match=r"not valid UTF-8.*iconv"):
         convert("café".encode("latin-1"), "text/plain", "latin.txt")

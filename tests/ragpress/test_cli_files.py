@@ -106,6 +106,13 @@ def test_text_is_sent_as_stored_with_its_type_and_its_exact_size(tmp_path: Path)
     assert got.size == len(json.dumps(got.body, ensure_ascii=False, separators=(",", ":")).encode())
 
 
+def test_an_html_page_in_the_charset_its_meta_declares_is_sent_as_text(tmp_path: Path) -> None:
+    page = '<meta charset="windows-1252"><p>Gr\u00fc\u00dfe aus K\u00f6ln</p>'
+    write(tmp_path, {"page.html": page.encode("cp1252")})
+    got = read_one(tmp_path / "page.html")
+    assert isinstance(got, Document) and got.body["text"] == page
+
+
 @pytest.mark.parametrize("name", ["giants-causeway.pdf", "sourdough.docx"])
 def test_pdf_and_docx_files_are_sent_as_their_text(name: str) -> None:
     got = read_one(FIXTURES / "files" / name)
