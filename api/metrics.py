@@ -1,6 +1,7 @@
 """Prometheus metrics and one log line per request (with its request id; never bodies or keys).
 
-Query metrics carry the pipeline's name (tenants name their own, so the label's values are the pipelines in use).
+Query metrics carry the pipeline's name when it is a built-in one and ``custom`` otherwise: /metrics is read without
+a key, so a tenant's own pipeline names must not show there, and a label must not grow with every name saved.
 Ingestion metrics are recorded where jobs run (``ragpress.workers.job_metrics``): the embedded workers of
 ``ragpress serve`` report here too.
 """
@@ -19,7 +20,9 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragpress.generators.kv_store import open_store
+from ragpress.pipelines.loader import BUILTIN_PIPELINES
 
+CUSTOM = "custom"
 logger = logging.getLogger("ragpress.requests")
 
 REQUESTS = Counter("ragpress_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -33,7 +36,8 @@ KV_CACHE = Counter("ragpress_kv_cache_lookups_total", "Passages' cached KV state
 DOCUMENTS_SUBMITTED = Counter("ragpress_documents_submitted_total", "Documents accepted for ingestion")
 
 
-def observe_query(pipeline: str, response: dict[str, Any]) -> None:
+def observe_query(name: str, response: dict[str, Any]) -> None:
+    pipeline = name if name in BUILTIN_PIPELINES else CUSTOM
     QUERIES.labels(pipeline).inc()
     for stage, ms in response.get("timings_ms", {}).items():
         STAGE.labels(pipeline, stage).observe(ms / 1000)

@@ -18,6 +18,14 @@ META_HELP = (f"Flat metadata: strings, finite numbers, integers within signed 64
              f"{MAX_META_BYTES:,} bytes as JSON.")
 
 
+def dot_segment_problem(doc_id: str, what: str) -> str | None:
+    """Why ``doc_id`` could not be named in a URL: clients and browsers resolve '.' and '..' path segments before
+    sending, so such a document could be neither fetched nor deleted by its path."""
+    if any(segment in (".", "..") for segment in doc_id.split("/")):
+        return f"{what} '{doc_id[:80]}' has a '.' or '..' segment, which a URL cannot carry; name it without them"
+    return None
+
+
 def _valid_unicode(value: str | None, what: str) -> str | None:
     problem = None if value is None else surrogate_problem(value, what)
     if problem is not None:
@@ -36,7 +44,10 @@ class DocumentIn(Strict):
 
     @field_validator("id")
     @classmethod
-    def _id_is_unicode(cls, value: str | None) -> str | None:
+    def _id_is_addressable(cls, value: str | None) -> str | None:
+        problem = None if value is None else dot_segment_problem(value, "id")
+        if problem is not None:
+            raise ValueError(problem)
         return _valid_unicode(value, "id")
 
     @field_validator("text")

@@ -195,10 +195,11 @@ def test_a_deleted_collection_is_gone_for_listing_queries_and_reads(alice: httpx
 
 def test_documents_still_queued_do_not_bring_a_deleted_collection_back(alice: httpx.Client) -> None:
     documents = [{"id": f"bird-{n}", "text": f"Bird note {n}: the wren sings loudly for its size. " * 8}
-                 for n in range(48)]
+                 for n in range(160)]  # ten batches: most are still queued when the delete comes
     job_id = alice.post("/v1/collections/racing/documents", json={"documents": documents}).json()["job_id"]
     assert alice.delete("/v1/collections/racing").status_code == 200
-    assert wait_for_job(alice, job_id)["status"] == "cancelled"
+    job = wait_for_job(alice, job_id)
+    assert job["status"] == "cancelled", job
     assert alice.get("/v1/collections/racing").status_code == 404
     alice.put("/v1/collections/racing", json={})
     recreated = alice.get("/v1/collections/racing").json()
@@ -266,3 +267,12 @@ def test_a_short_id_that_fits_no_job_or_several_is_refused(
     assert too_short.status_code == 404 and "at least its first 8 characters" in too_short.json()["error"]["message"]
     assert alice.get("/v1/jobs/ffffffff").status_code == 404
 
+
+
+@pytest.mark.parametrize("doc_id", ["guides/../secret.md", "./readme.md", "a/./b.md", ".."])
+def test_an_id_a_url_could_not_carry_is_refused_at_ingestion(alice: httpx.Client, doc_id: str) -> None:
+    # clients resolve dot segments before sending, so such a document could be neither fetched nor deleted
+    response = alice.post("/v1/collections/dots/documents", json={"documents": [{"id": doc_id, "text": "Hello."}]})
+    assert response.status_code == 422, response.text
+    assert "has a '.' or '..' segment" in response.json()["error"]["message"]
+    assert alice.get("/v1/collections/dots").status_code == 404

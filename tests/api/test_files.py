@@ -137,6 +137,8 @@ def test_text_that_grows_past_the_limit_in_conversion_fails_its_file(client: htt
     ({"files": [("files", (None, "just text"))]}, 422, "invalid_request", "files[0] is a plain field, not a file"),
     ({"files": [("files", ("a.txt", b"one", "text/plain")), ("files", ("a.txt", b"two", "text/plain"))]},
      422, "invalid_request", "repeated: ['a.txt']"),
+    ({"files": [("files", ("notes/../a.txt", b"one", "text/plain"))]},
+     422, "invalid_request", "has a '.' or '..' segment, which a URL cannot carry"),
     ({"files": [("files", ("a.txt", b"one", "text/plain")), ("surprise", (None, "1"))]},
      422, "invalid_request", "surprise: Extra inputs are not permitted"),
     ({"files": [("files", ("a.txt", b"one", "text/plain")), ("kv_precompute", (None, "sometimes"))]},

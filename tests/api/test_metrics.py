@@ -111,3 +111,19 @@ def test_query_metrics_carry_the_pipeline_that_answered(client: httpx.Client, in
     assert value(after, "ragpress_context_tokens_total", pipeline="query") > 0
     # only a KV-cache generator looks states up: no lookups are reported for the plain query pipeline
     assert not [s for s in after if s.name == LOOKUPS and s.labels["pipeline"] == "query"]
+
+
+def test_a_tenants_own_pipeline_is_counted_as_custom_never_by_its_name(client: httpx.Client,
+                                                                       ingested: dict[str, Any]) -> None:
+    # /metrics is read without a key: the names tenants give their pipelines must not show there
+    saved = client.put("/v1/pipelines/acme-merger-plan", content=client.get("/v1/pipelines/query").json()["yaml"],
+                       headers={"content-type": "application/yaml"})
+    assert saved.status_code == 200, saved.text
+    before = scrape(client)
+    found = client.post("/v1/collections/landmarks/query",
+                        json={"query": QUESTION, "generate": False, "pipeline": "acme-merger-plan"})
+    assert found.status_code == 200
+    after = scrape(client)
+    assert value(after, "ragpress_queries_total", pipeline="custom") - value(
+        before, "ragpress_queries_total", pipeline="custom") == 1
+    assert "acme-merger-plan" not in client.get("/metrics").text
