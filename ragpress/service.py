@@ -22,7 +22,9 @@ from ragpress.base.limits import ceilings
 from ragpress.base.model_loading import causal_lm
 from ragpress.base.settings import Settings
 from ragpress.indexers.chunk_writer import retire_units
-from ragpress.indexers.converters import ConversionError, file_to_text
+from ragpress.indexers.converters import ConversionError
+from ragpress.indexers.isolated_conversion import Upload as IncomingFile
+from ragpress.indexers.isolated_conversion import convert_isolated
 from ragpress.pipelines.capabilities import offered_models
 from ragpress.pipelines.query_pipeline import QueryPipeline, QueryPipelines, QueryRequest
 from ragpress.pipelines.registry import PipelineRegistry
@@ -56,15 +58,6 @@ class IncomingDocument:
     text: str
     id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class IncomingFile:
-    """An uploaded file: its name (the document id), its bytes, and the Content-Type its sender declared."""
-
-    name: str
-    data: bytes
-    content_type: str | None = None
 
 
 class Service:
@@ -160,13 +153,15 @@ class Service:
         documents: list[IncomingDocument] = []
         failed: list[tuple[str, str, dict[str, Any]]] = []
         described = []
-        for upload in files:
+        for upload, converted in zip(files, convert_isolated(files, self._settings.max_conversion_s), strict=True):
             meta = {"filename": upload.name, "original_content_type": upload.content_type,
                     "sha256": hashlib.sha256(upload.data).hexdigest()}
             try:
-                text, meta["original_content_type"] = file_to_text(upload.data, upload.name, upload.content_type)
-                self._check_text_size(upload.name, text)
-                documents.append(IncomingDocument(text=text, id=upload.name, meta=meta))
+                if isinstance(converted, ConversionError):
+                    raise converted
+                meta["original_content_type"] = converted.content_type
+                self._check_text_size(upload.name, converted.text)
+                documents.append(IncomingDocument(text=converted.text, id=upload.name, meta=meta))
             except ConversionError as exc:
                 failed.append((upload.name, str(exc), meta))
             described.append({"name": upload.name, "id": upload.name, "content_type": meta["original_content_type"]})

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     max_document_bytes: int = Field(10_000_000, ge=1, description="Largest accepted document (UTF-8 bytes).")
     max_request_bytes: int = Field(32_000_000, ge=1, description="Largest accepted request body.")
     max_documents_per_request: int = Field(1000, ge=1)
+    max_conversion_s: float = Field(60.0, gt=0, le=3600, description="Longest an uploaded file may take to read "
+                                    "(PDF, DOCX, ...); a file that takes longer fails alone.")
     auth: Literal["auto", "required", "off"] = Field(
         "auto", description="auto: keys are required once any exists, or when listening beyond localhost."
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
-from sample_files import docx_file
+from sample_files import docx_file, shared_stream_pdf
 from support import FIXTURES, serving, wait_for_job
 
 from ragpress.indexers.converters import convert
@@ -17,12 +19,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FILES = FIXTURES / "files"
 PDF, DOCX = (FILES / "giants-causeway.pdf").read_bytes(), (FILES / "sourdough.docx").read_bytes()
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-MAX_DOCUMENT_BYTES, MAX_FILES = 100_000, 8
+MAX_DOCUMENT_BYTES, MAX_FILES, MAX_CONVERSION_S = 100_000, 8, 3
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    env = {"RAGPRESS_MAX_DOCUMENT_BYTES": str(MAX_DOCUMENT_BYTES), "RAGPRESS_MAX_DOCUMENTS_PER_REQUEST": str(MAX_FILES)}
+    env = {"RAGPRESS_MAX_DOCUMENT_BYTES": str(MAX_DOCUMENT_BYTES), "RAGPRESS_MAX_DOCUMENTS_PER_REQUEST": str(MAX_FILES),
+           "RAGPRESS_MAX_CONVERSION_S": str(MAX_CONVERSION_S)}
     for server in serving(tmp_path_factory.mktemp("files-server"), env=env):
         with httpx.Client(base_url=server.url, timeout=300) as client:
             yield client
@@ -165,3 +168,28 @@ def test_the_openapi_document_declares_the_multipart_body(client: httpx.Client) 
     schema = document["components"]["schemas"][body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[1]]
     assert schema["required"] == ["files"] and schema["properties"]["files"]["type"] == "array"
     assert schema["properties"]["files"]["items"]["contentMediaType"] == "application/octet-stream"
+
+
+def test_a_file_too_slow_to_read_fails_alone_while_the_server_keeps_answering(client: httpx.Client) -> None:
+    # 64 KB of PDF that a parser takes minutes over: it is read in a child process, stopped at its time limit
+    slow = shared_stream_pdf(pages=400, stream_bytes=500_000)
+    statuses: list[int] = []
+    waits: list[float] = []
+
+    def upload() -> None:
+        files = [("files", ("slow.pdf", slow, "application/pdf")), ("files", ("quick.txt", b"Read at once.", None))]
+        statuses.append(client.post("/v1/collections/slow/files", files=files).status_code)
+
+    sender = threading.Thread(target=upload)
+    sender.start()
+    time.sleep(0.5)
+    while sender.is_alive():  # the server is not held by the parsing, even for a moment
+        started = time.monotonic()
+        assert httpx.get(str(client.base_url.join("/healthz")), timeout=2).status_code == 200
+        waits.append(time.monotonic() - started)
+        time.sleep(0.2)
+    assert statuses == [202] and waits and max(waits) < 1
+    job = client.get("/v1/jobs").json()["jobs"][0]
+    job = wait_for_job(client, job["job_id"])
+    assert (job["status"], job["done"], job["failed"]) == ("partial", 1, 1)
+    assert f"slow.pdf: reading it took longer than {MAX_CONVERSION_S} s" in job["errors"][0]["error"]

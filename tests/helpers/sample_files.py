@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import sys
+import zlib
 from pathlib import Path
 
 PDF_LINES = (
@@ -28,14 +29,26 @@ def text_pdf(lines: tuple[str, ...] | list[str]) -> bytes:
     """A one-page PDF showing ``lines`` in Helvetica (ASCII text; parentheses and backslashes are escaped)."""
     escaped = [line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") for line in lines]
     stream = ("BT /F1 11 Tf 14 TL 56 760 Td " + " ".join(f"({line}) Tj T*" for line in escaped) + " ET").encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
+    return _pdf(b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream", pages=1)
+
+
+def shared_stream_pdf(pages: int, stream_bytes: int) -> bytes:
+    """A small file that is slow to read: one compressed content stream that every one of ``pages`` pages shows,
+    so a parser decodes and interprets it once per page."""
+    operator = b"BT /F1 1 Tf (a) Tj ET\n"
+    packed = zlib.compress(operator * (stream_bytes // len(operator)), 9)
+    return _pdf(b"<< /Length " + str(len(packed)).encode() + b" /Filter /FlateDecode >>\nstream\n" + packed
+                + b"\nendstream", pages)
+
+
+def _pdf(content: bytes, pages: int) -> bytes:
+    """A PDF whose ``pages`` pages all show the content stream object ``content`` in Helvetica."""
+    kids = " ".join(f"{5 + n} 0 R" for n in range(pages)).encode()
+    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+            b"/Resources << /Font << /F1 4 0 R >> >> >>")
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [" + kids + b"] /Count "
+               + str(pages).encode() + b" >>", content,
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>", *([page] * pages)]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
