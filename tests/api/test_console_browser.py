@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ServerProcess, wait_for_job
+from support import ServerProcess, serving, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,10 +85,7 @@ PRUNER_TYPE_LINE = PRUNED_PIPELINE.splitlines().index(f"    type: {PRUNER_TYPE}"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("console-home"))
-    proc.wait_ready()
-    yield proc
-    proc.stop()
+    yield from serving(tmp_path_factory.mktemp("console-home"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import ServerProcess, wait_for_job
+from support import ServerProcess, serving, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,10 +50,7 @@ COLLECTION = "manuals"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("console-documents-home"))
-    proc.wait_ready()
-    yield proc
-    proc.stop()
+    yield from serving(tmp_path_factory.mktemp("console-documents-home"))
 
 
 @pytest.fixture(scope="module")
