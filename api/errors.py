@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -114,6 +115,15 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(sqlalchemy.exc.DataError)
+    async def _unstorable(request: Request, exc: sqlalchemy.exc.DataError) -> JSONResponse:
+        # A value from the request that the database refuses even to look up (PostgreSQL takes no NUL in text, a
+        # name longer than its column): the caller's to change. The driver's message quotes the SQL: not sent.
+        logger.info("%s %s: the database refused a value (%s)", request.method, request.url.path,
+                    exc.orig.__class__.__name__)
+        return error_response(422, "invalid_request", "A value in this request cannot be stored or looked up (a "
+                              "NUL or other control character, or a name too long): remove it and try again.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

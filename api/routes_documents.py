@@ -27,7 +27,7 @@ from ragpress.api.schemas import (
     FilesAccepted,
     FilesIn,
     JobAccepted,
-    dot_segment_problem,
+    doc_id_problem,
 )
 from ragpress.base.settings import Settings
 from ragpress.service import MAX_PAGE, IncomingDocument, IncomingFile
@@ -146,7 +146,7 @@ def _validated(form: FormData) -> FilesIn:
         if not part.filename or len(part.filename) > DOC_ID_CHARS:
             raise errors.ApiError(422, "invalid_request", f"files[{index}]: a file name (the document id) must have "
                                   f"1 to {DOC_ID_CHARS} characters.")
-        problem = dot_segment_problem(part.filename, f"files[{index}]: the file name")
+        problem = doc_id_problem(part.filename, f"files[{index}]: the file name")
         if problem is not None:
             raise errors.ApiError(422, "invalid_request", problem + ".")
     repeated = sorted(name for name, count in Counter(part.filename for part in parts).items() if count > 1)

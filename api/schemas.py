@@ -18,12 +18,16 @@ META_HELP = (f"Flat metadata: strings, finite numbers, integers within signed 64
              f"{MAX_META_BYTES:,} bytes as JSON.")
 
 
-def dot_segment_problem(doc_id: str, what: str) -> str | None:
-    """Why ``doc_id`` could not be named in a URL: clients and browsers resolve '.' and '..' path segments before
+def doc_id_problem(doc_id: str, what: str) -> str | None:
+    """Why ``doc_id`` cannot name a document: control characters (PostgreSQL refuses NUL in text; a newline would
+    forge a log line), invalid Unicode, or a '.' or '..' path segment, which clients and browsers resolve before
     sending, so such a document could be neither fetched nor deleted by its path."""
+    shown = repr(doc_id[:80])
+    if any(ord(char) < 32 or ord(char) == 127 for char in doc_id):
+        return f"{what} {shown} holds a control character; name it with printable characters only"
     if any(segment in (".", "..") for segment in doc_id.split("/")):
-        return f"{what} '{doc_id[:80]}' has a '.' or '..' segment, which a URL cannot carry; name it without them"
-    return None
+        return f"{what} {shown} has a '.' or '..' segment, which a URL cannot carry; name it without them"
+    return surrogate_problem(doc_id, what)
 
 
 def _valid_unicode(value: str | None, what: str) -> str | None:
@@ -45,10 +49,10 @@ class DocumentIn(Strict):
     @field_validator("id")
     @classmethod
     def _id_is_addressable(cls, value: str | None) -> str | None:
-        problem = None if value is None else dot_segment_problem(value, "id")
+        problem = None if value is None else doc_id_problem(value, "id")
         if problem is not None:
             raise ValueError(problem)
-        return _valid_unicode(value, "id")
+        return value
 
     @field_validator("text")
     @classmethod

@@ -7,11 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -89,3 +91,26 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 300) -> d
             return job
         time.sleep(0.3)
     raise TimeoutError(f"job {job_id} still {job['status']}")
+
+
+PG_ADMIN_URL = os.environ.get("RAGPRESS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def postgres_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for a fixture to yield from, dropped after; skips when no server
+    answers at RAGPRESS_TEST_POSTGRES (default: the standard local port)."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            name = f"ragpress_test_{uuid.uuid4().hex[:8]}"
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.skip(f"needs PostgreSQL at {PG_ADMIN_URL} ({exc.__class__.__name__}); set RAGPRESS_TEST_POSTGRES")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+from support import postgres_database
 
 from ragpress.base.schema import content_hash
 from ragpress.workers.job_store import JobStore, jobs
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN_URL = os.environ.get("RAGPRESS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def _postgres_database() -> Iterator[str]:
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            name = f"ragpress_test_{uuid.uuid4().hex[:8]}"
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        pytest.skip(f"needs PostgreSQL at {PG_ADMIN_URL} ({exc.__class__.__name__}); set RAGPRESS_TEST_POSTGRES")
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     if request.param == "sqlite":
         yield JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
         return
-    for url in _postgres_database():
+    for url in postgres_database():
         job_store = JobStore(url)
         yield job_store
         job_store.engine.dispose()
