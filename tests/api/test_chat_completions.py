@@ -171,6 +171,8 @@ def test_a_pipeline_that_writes_no_answer_is_refused_as_such(alice: openai.OpenA
     ({"temperature": 5}, "temperature: Input should be less than or equal to 2"),
     ({"collection": "../etc"}, "collection: String should match pattern"),
     ({"frobnicate": True}, "frobnicate: Extra inputs are not permitted"),
+    ({"top_k": 10**6}, "top_k: 1000000 is above this server's limit"),  # the query's ceilings hold here too
+    ({"top_k": 0}, "top_k: Input should be greater than or equal to 1"),
 ])
 def test_a_request_ragpress_cannot_answer_as_asked_gets_a_422_saying_why(
     served: dict[str, Any], change: dict[str, Any], message: str

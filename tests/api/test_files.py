@@ -150,6 +150,9 @@ def test_text_that_grows_past_the_limit_in_conversion_fails_its_file(client: htt
      413, "document_too_large", "Nothing from this request was stored"),
     ({"files": [("files", (f"{n}.txt", b"n", "text/plain")) for n in range(MAX_FILES + 1)]},
      413, "too_many_documents", f"At most {MAX_FILES} documents per request"),
+    ({"content": b"".join(b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % n
+                          for n in range(5_000)) + b"--x--\r\n",
+      "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400, "invalid_multipart", "Too many fields"),
     ({"content": b"--x\r\nno headers at all", "headers": {"content-type": "multipart/form-data; boundary=x"}},
      400, "invalid_multipart", "The multipart body cannot be read"),
 ])
