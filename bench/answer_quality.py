@@ -93,6 +93,19 @@ def question_contexts(dataset: data.Dataset, queries: list[data.Query], pool: in
         yield query, contexts(dataset, query, hits, pool)
 
 
+def labelled_contexts(dataset: data.Dataset, queries: list[data.Query], pool: int,
+                      ) -> Iterator[tuple[data.Query, bool, list[Document]]]:
+    """Each question's contexts, labelled answerable or not. A dataset with unanswerable questions of its own
+    (SQuAD 2.0, written beside a paragraph on their topic) gives each question once, from the full corpus,
+    labelled by the dataset; any other gives each question twice: from the full corpus (answerable) and
+    without its gold passages (unanswerable)."""
+    natural = any(not q.answerable for q in dataset.queries)
+    for query, (full, without) in question_contexts(dataset, queries, pool):
+        yield query, query.answerable, full
+        if not natural:
+            yield query, False, without
+
+
 @dataclass
 class GatedAnswer:
     """One system's answer to one question before the gate, with what the gate reads."""

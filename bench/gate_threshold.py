@@ -5,12 +5,13 @@
 Questions are the held-out calibration share of the *train* side (``ragpress.training.data.is_calibration``: never
 trained on, never dev), so the floor is not tuned on the dev questions the answer-quality benchmark reports.
 For each, ProvencePruner scores the MiniLM hits of the full corpus (answerable) and of the corpus without the
-question's gold passages (unanswerable) as ``pipelines/pruned.yaml`` sets it up (``--ranking input``: the first
-``--context`` hits; ``relevance``: its head's best ``--context`` of the top ``--pool``); the gate sees the best
-score. Printed: for each candidate
-floor, the share of unanswerable questions it abstains on and of answerable ones it wrongly abstains on,
-pooled over the datasets, and the highest floor that wrongly abstains on at most ``--max-false`` of the
-answerable questions (a service that refuses answerable questions is worse than one that sometimes guesses).
+question's gold passages (unanswerable; SQuAD's unanswerable questions are its own, from the full corpus:
+``ragpress.bench.answer_quality.labelled_contexts``) as ``pipelines/pruned.yaml`` sets it up (``--ranking input``:
+the first ``--context`` hits; ``relevance``: its head's best ``--context`` of the top ``--pool``); the gate sees
+the best score. Printed: for each candidate floor, the share of unanswerable questions it abstains on and of
+answerable ones it wrongly abstains on, pooled over the datasets, and the highest floor that wrongly abstains on at
+most ``--max-false`` of the answerable questions (a service that refuses answerable questions is worse than one
+that sometimes guesses).
 
 With ``--features`` it prints instead how well each signal of ``ragpress.rerankers.sufficiency`` separates the two
 sets (AUC: the chance an answerable question scores above an unanswerable one; 0.5 is no separation), per
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ragpress.bench.answer_quality import question_contexts
+from ragpress.bench.answer_quality import labelled_contexts
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers import sufficiency
 from ragpress.rerankers.relevance_gate import abstain_reason, best_sentence_score
@@ -45,13 +46,12 @@ Scores = tuple[float | None, float]
 def best_scores(pruner: ProvencePruner, name: str, questions: int, pool: int, context: int,
                 root: Path | None) -> tuple[list[Scores], list[Scores]]:
     dataset = data.load(name, root)
-    queries = [q for q in data.split(dataset, dev=False) if data.is_calibration(q)][:questions]
+    queries = data.sample([q for q in data.split(dataset, dev=False) if data.is_calibration(q)], questions)
     answerable, missing = [], []
-    for query, pair in question_contexts(dataset, queries, pool):
-        for scores, documents in zip((answerable, missing), pair, strict=True):
-            kept = pruner.run(query=query.text, documents=documents)["documents"]
-            best = max((d.score or 0.0) for d in kept) if kept else None
-            scores.append((best, best_sentence_score(kept[:context])))
+    for query, is_answerable, documents in labelled_contexts(dataset, queries, pool):
+        kept = pruner.run(query=query.text, documents=documents)["documents"]
+        best = max((d.score or 0.0) for d in kept) if kept else None
+        (answerable if is_answerable else missing).append((best, best_sentence_score(kept[:context])))
     return answerable, missing
 
 
@@ -80,9 +80,10 @@ def print_sentence_floors(pooled: tuple[list[Scores], list[Scores]], floor: floa
 
 
 def print_feature_aucs(args: argparse.Namespace) -> None:
-    examples = {name: collect(name, args.questions, args.pool, args.context, args.data) for name in args.datasets}
+    examples = {name: collect(name, args.questions, args.pool, args.context, args.ranking, True, args.data)
+                for name in args.datasets}
     examples["pooled"] = [e for found in examples.values() for e in found]
-    print("| signal | " + " | ".join(f"{n} ({len(e) // 2})" for n, e in examples.items()) + " |")
+    print("| signal | " + " | ".join(f"{n} ({len(e)} contexts)" for n, e in examples.items()) + " |")
     print("|---" * (len(examples) + 1) + "|")
     for feature in sufficiency.FEATURES:
         aucs = [answer_signals.auc([x.features[feature] for x in e if x.answerable],
@@ -93,7 +94,7 @@ def print_feature_aucs(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="shared datasets directory")
-    parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa", "musique", "scifact"])
+    parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa", "musique", "scifact", "squad"])
     parser.add_argument("--questions", type=int, default=60, help="held-out calibration questions per dataset")
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--context", type=int, default=5, help="passages the generator reads (sentence floor)")

@@ -4,12 +4,14 @@
 
 - rerank: nDCG@10 on SciFact dev claims (or other datasets' dev queries: ``--rerank-datasets``), MiniLM
   retrieval alone and hybrid retrieval alone vs MiniLM top-``depth`` reranked by each of ``--rerankers``.
-- prune: per dataset (SciFact evidence, XQuAD answer sentence, HotpotQA supporting facts), the context of a
-  query is its labelled gold passages plus the top MiniLM hits that are not relevant (``--context`` passages
-  in all); two tables give, per absolute threshold and per relative threshold (share of the query's best
-  sentence score), the fraction of context tokens removed and of gold sentences kept.
-- latency: rerank+prune of 20 passages of ~200 tokens, median over repeats, fp32 vs dynamic int8, with the
-  fusion reranker (rerank only) on the same passages for comparison.
+- prune: per dataset (SciFact evidence, XQuAD and SQuAD answer sentences, HotpotQA supporting facts), the context
+  of a query is its labelled gold passages plus the top MiniLM hits that are not relevant (``--context``
+  passages in all); two tables give, per absolute threshold and per relative threshold (share of the query's
+  best sentence score), the fraction of context tokens removed and of gold sentences kept. With several
+  ``--weights`` each is run in turn, and a last table puts their default rules side by side with 95%
+  intervals and the most each curve removes while keeping 95% of the gold sentences.
+- latency: rerank+prune of 5 and 20 passages of ~200 tokens (``--latency-passages``), median over repeats, fp32
+  vs dynamic int8, with the fusion reranker (rerank only) on the same passages for comparison.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import replace
 import torch
 from haystack import Document
 
+from ragpress.bench.intervals import bootstrap_ratio
 from ragpress.pruners.bridge import bridged_sentences
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
@@ -36,8 +39,10 @@ from ragpress.training.fit_fusion import ndcg_at_10
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 # Per context passage: (sentence token counts, sentence scores, gold flags, is gold passage, query's best score,
-# sentences the bridge rule adds at the pruner's default cutoff).
-PruneRecord = tuple[list[int], list[float], list[bool], bool, float, list[int]]
+# sentences the bridge rule adds at the pruner's default cutoff, the query's number).
+PruneRecord = tuple[list[int], list[float], list[bool], bool, float, list[int], int]
+# The criterion's floor on gold sentences kept, at which the curves are compared.
+TARGET_KEPT = 0.95
 
 
 def to_document(passage: data.Passage) -> Document:
@@ -139,11 +144,11 @@ def rerank_all(
 def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -> list[PruneRecord]:
     """One record per context passage of every dev query (see PruneRecord)."""
     dataset = data.load(name, args.data)
-    queries = [q for q in data.split(dataset, dev=True) if q.gold][: args.max_queries]
+    queries = data.sample([q for q in data.split(dataset, dev=True) if q.gold], args.max_queries)
     hits = mining.search(dataset, [q.text for q in queries], k=args.context + 10)
     tokenizer = pruner._tokenizer
     records = []
-    for query, ranked in zip(queries, hits, strict=True):
+    for number, (query, ranked) in enumerate(zip(queries, hits, strict=True)):
         negatives = [pid for pid, _ in ranked if pid not in query.relevant]
         pids = list(query.gold) + negatives[: max(0, args.context - len(query.gold))]
         documents = [to_document(dataset.passages[pid]) for pid in pids]
@@ -157,7 +162,7 @@ def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -
             gold = set(query.gold.get(document.id, []))
             lengths = [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in passage.sentences]
             flags = [i in gold for i in range(len(passage.sentences))]
-            records.append((lengths, document.meta["sentence_scores"], flags, bool(gold), best, added))
+            records.append((lengths, document.meta["sentence_scores"], flags, bool(gold), best, added, number))
     return records
 
 
@@ -170,25 +175,51 @@ def prune_table(
     bridge rule adds at the default cut-off (so only meaningful at the default threshold)."""
     rows = []
     for threshold in thresholds:
-        total = kept_tokens = gold_total = gold_kept = 0
-        for lengths, scores, flags, is_gold, best, added in records:
-            if gold_only and not is_gold:
-                continue
-            kept = set(kept_sentences(scores, threshold * best if relative else threshold))
-            kept |= set(added) if bridge else set()
-            total += sum(lengths)
-            kept_tokens += sum(n for i, n in enumerate(lengths) if i in kept)
-            gold_total += sum(flags)
-            gold_kept += sum(1 for i, f in enumerate(flags) if f and i in kept)
+        counts = per_query_counts(records, gold_only, threshold, relative, bridge)
+        total, kept_tokens, gold_total, gold_kept = (sum(c[i] for c in counts.values()) for i in range(4))
         rows.append((threshold, 1 - kept_tokens / max(1, total), gold_kept / max(1, gold_total)))
     return rows
 
 
-def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
+def per_query_counts(records: list[PruneRecord], gold_only: bool, threshold: float, relative: bool = False,
+                     bridge: bool = False) -> dict[int, list[int]]:
+    """Per query: [context tokens, tokens kept, gold sentences, gold sentences kept] at ``threshold``."""
+    counts: dict[int, list[int]] = {}
+    for lengths, scores, flags, is_gold, best, added, number in records:
+        if gold_only and not is_gold:
+            continue
+        kept = set(kept_sentences(scores, threshold * best if relative else threshold))
+        kept |= set(added) if bridge else set()
+        row = counts.setdefault(number, [0, 0, 0, 0])
+        row[0] += sum(lengths)
+        row[1] += sum(n for i, n in enumerate(lengths) if i in kept)
+        row[2] += sum(flags)
+        row[3] += sum(1 for i, f in enumerate(flags) if f and i in kept)
+    return counts
+
+
+def default_rule_summary(records: list[PruneRecord], threshold: float, relative: bool) -> str:
+    """Tokens removed and gold kept at the default rule, with 95% bootstrap intervals over queries, and the
+    most removal any threshold reaches while keeping TARGET_KEPT of the gold sentences (the curve)."""
+    counts = list(per_query_counts(records, False, threshold, relative).values())
+    removed = bootstrap_ratio([(c[0] - c[1], c[0]) for c in counts])
+    kept = bootstrap_ratio([(c[3], c[2]) for c in counts])
+    (_, removed_share, kept_share), = prune_table(records, False, [threshold], relative)
+    grid = [round(10 ** (-4 + 4 * i / 200), 6) for i in range(200)]
+    at_target = max((r for _, r, k in prune_table(records, False, grid) if k >= TARGET_KEPT), default=0.0)
+    return (f"{100 * removed_share:.1f}% [{100 * removed[0]:.1f}-{100 * removed[1]:.1f}] removed, "
+            f"{100 * kept_share:.1f}% [{100 * kept[0]:.1f}-{100 * kept[1]:.1f}] gold kept; "
+            f"most removed at >= {100 * TARGET_KEPT:.0f}% kept: {100 * at_target:.1f}%")
+
+
+def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> list[str]:
     """Per dataset, the absolute and the relative threshold curves of the pruner's sentence scores (fused
-    with lexical evidence when its weights carry a fusion), the pruner's default rule marked."""
+    with lexical evidence when its weights carry a fusion), the pruner's default rule marked; returns a summary
+    row per dataset (``default_rule_summary``)."""
     absolute_default, relative_default = pruner.default_rule()
-    print(f"\nsentence scores: {'lexical fusion' if pruner.fusion() else 'keep probabilities'}")
+    scores = "lexical fusion" if pruner.fusion() else "keep probabilities"
+    print(f"\n# weights {pruner.model}; sentence scores: {scores}")
+    summary = []
     for name in args.datasets:
         started = time.time()
         records = prune_records(args, name, pruner)
@@ -204,6 +235,10 @@ def bench_prune(args: argparse.Namespace, pruner: ProvencePruner) -> None:
         (_, removed, kept), = prune_table(records, False, default, relative_default is not None, bridge=True)
         print(f"\ndefault rule + bridge sentences (ProvencePruner(bridge=True)): {100 * removed:.1f}% of context "
               f"tokens removed, {100 * kept:.1f}% of gold sentences kept")
+        questions = len({r[6] for r in records})
+        summary.append(f"| {pruner.model} | {name} ({questions}) | "
+                       f"{default_rule_summary(records, default[0], relative_default is not None)} |")
+    return summary
 
 
 def print_prune_table(records: list[PruneRecord], label: str, thresholds: list[float], marked: float | None,
@@ -218,11 +253,11 @@ def print_prune_table(records: list[PruneRecord], label: str, thresholds: list[f
         print(f"| {label_t} | {100 * removed:.1f}% | {100 * kept:.1f}% | {100 * removed_gold:.1f}% |")
 
 
-def latency_documents(args: argparse.Namespace, tokenizer: object) -> tuple[str, list[Document]]:
-    """20 SciFact dev-claim hits, each cut to its first ~200 tokens of whole sentences."""
+def latency_documents(args: argparse.Namespace, tokenizer: object, count: int) -> tuple[str, list[Document]]:
+    """``count`` SciFact dev-claim hits, each cut to its first ~200 tokens of whole sentences."""
     dataset = data.load("scifact", args.data)
     query = data.split(dataset, dev=True)[0]
-    pids = [pid for pid, _ in mining.search(dataset, [query.text], k=20)[0]]
+    pids = [pid for pid, _ in mining.search(dataset, [query.text], k=count)[0]]
     documents = []
     for pid in pids:
         sentences, used = [], 0
@@ -237,10 +272,10 @@ def latency_documents(args: argparse.Namespace, tokenizer: object) -> tuple[str,
 
 def bench_latency(args: argparse.Namespace) -> None:
     print(
-        f"\n## latency: rerank+prune of 20 passages, median of {args.repeats}, "
+        f"\n## latency: rerank+prune, median of {args.repeats}, "
         f"torch threads {torch.get_num_threads()}, sentence fusion {'off' if args.no_sentence_fusion else 'on'}"
     )
-    print("| variant | passage tokens | median s | min s |\n|---|---|---|---|")
+    print("| variant | passages | passage tokens | median s | min s |\n|---|---|---|---|---|")
     variants = {
         "fp32": ProvencePruner(batch_size=args.latency_batch, sentence_fusion=not args.no_sentence_fusion),
         "int8 dynamic": ProvencePruner(quantize=True, batch_size=args.latency_batch,
@@ -251,16 +286,17 @@ def bench_latency(args: argparse.Namespace) -> None:
     for ranker in variants.values():
         ranker.warm_up()
     tokenizer = variants["fp32"]._tokenizer
-    query, documents = latency_documents(args, tokenizer)
-    tokens = sum(len(tokenizer(d.content, add_special_tokens=False)["input_ids"]) for d in documents)
-    for name, ranker in variants.items():
-        ranker.run(query=query, documents=documents)  # first call pays one-off allocation costs
-        times = []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            ranker.run(query=query, documents=documents)
-            times.append(time.perf_counter() - started)
-        print(f"| {name} | {tokens} | {statistics.median(times):.3f} | {min(times):.3f} |")
+    for count in args.latency_passages:
+        query, documents = latency_documents(args, tokenizer, count)
+        tokens = sum(len(tokenizer(d.content, add_special_tokens=False)["input_ids"]) for d in documents)
+        for name, ranker in variants.items():
+            ranker.run(query=query, documents=documents)  # first call pays one-off allocation costs
+            times = []
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                ranker.run(query=query, documents=documents)
+                times.append(time.perf_counter() - started)
+            print(f"| {name} | {count} | {tokens} | {statistics.median(times):.3f} | {min(times):.3f} |")
 
 
 def main() -> None:
@@ -273,9 +309,12 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=None, help="first N SciFact dev claims (default all)")
     parser.add_argument("--context", type=int, default=5, help="passages per query in the pruning context")
     parser.add_argument("--max-queries", type=int, default=150, help="dev queries per dataset for pruning")
-    parser.add_argument("--datasets", nargs="+", default=["scifact", "xquad", "hotpotqa"])
+    parser.add_argument("--datasets", nargs="+", default=["scifact", "xquad", "squad", "hotpotqa_dev"])
+    parser.add_argument("--weights", nargs="+", default=[DEFAULT_MODEL_NAME],
+                        help="pruner weights (the shipped name or directories) to prune with, one after another")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--latency-batch", type=int, default=20)
+    parser.add_argument("--latency-passages", nargs="+", type=int, default=[5, 20])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quantize", action="store_true", help="int8 model for the rerank/prune parts")
     parser.add_argument("--no-sentence-fusion", action="store_true",
@@ -289,10 +328,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.part in ("rerank", "all"):
         bench_rerank(args)
-    pruner = ProvencePruner(quantize=args.quantize, sentence_fusion=not args.no_sentence_fusion)
-    pruner.warm_up()
     if args.part in ("prune", "all"):
-        bench_prune(args, pruner)
+        summary = []
+        for weights in args.weights:
+            pruner = ProvencePruner(model=weights, quantize=args.quantize, sentence_fusion=not args.no_sentence_fusion)
+            pruner.warm_up()
+            summary += bench_prune(args, pruner)
+        print("\n## prune at each weights' default rule (95% intervals over queries)\n")
+        print("| weights | dev set (queries) | at the default rule |\n|---|---|---|")
+        print("\n".join(summary))
     if args.part in ("latency", "all"):
         bench_latency(args)
 

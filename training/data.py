@@ -4,12 +4,17 @@ Every dataset is turned into the same shape: a corpus of ``Passage`` (a list of 
 indices stay exact) and a list of ``Query`` (text, relevant passage ids, gold sentence indices per passage).
 
 Dev splits are carved deterministically by hashing a group key: ``sha256("<dataset>:<key>") % 100 < 20``
-is dev. The key is the SciFact claim id, the XQuAD article title (so paragraphs of one article never sit on
-both sides), the HotpotQA ``_id`` and the MuSiQue ``id``. Training never reads a dev query.
+is dev. The key is the SciFact claim id, the Wikipedia article title for XQuAD and SQuAD (so paragraphs of one
+article never sit on both sides), the HotpotQA ``_id`` and the MuSiQue ``id``. SQuAD's articles are XQuAD's
+(other paragraphs) plus ten more, so SQuAD is split with XQuAD's hash: an article is dev for both or for
+neither, and no XQuAD dev article is trained on through its SQuAD paragraphs. The HotpotQA dev questions
+(``hotpotqa_dev``) are dev only. Training never reads a dev query.
 
-Gold sentences: SciFact evidence sentences, the XQuAD sentence(s) holding the answer span, HotpotQA
-supporting facts (all human labels); for MuSiQue, whose supports are whole paragraphs, the sentences of a
-supporting paragraph that contain a hop's answer (derived, used for training only).
+Gold sentences: SciFact evidence sentences, the XQuAD and SQuAD sentence(s) holding the answer span,
+HotpotQA supporting facts (all human labels); for MuSiQue, whose supports are whole paragraphs, the
+sentences of a supporting paragraph that contain a hop's answer (derived, used for training only). SQuAD
+2.0's unanswerable questions have no relevant passage: ``Query.answerable`` is False and ``near`` names the
+on-topic paragraph they were written beside, which does not answer them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from pathlib import Path
 
 from ragpress.scoring.sentences import split_sentences
 
-DATASETS = ("scifact", "xquad", "hotpotqa", "musique")
+# What training and calibration read (their train sides); DEV_ONLY sets have no train side.
+DATASETS = ("scifact", "xquad", "hotpotqa", "musique", "squad")
+DEV_ONLY = ("hotpotqa_dev",)
+# Datasets split by another's hash, so shared groups (Wikipedia articles) fall on the same side.
+SPLIT_AS = {"squad": "xquad"}
 DEV_PERCENT = 20
 CALIBRATION_PERCENT = 10  # of the train queries (see is_calibration)
 
@@ -54,6 +63,8 @@ class Query:
     # pid -> gold sentence indices; a relevant pid missing here has no sentence labels.
     gold: dict[str, list[int]] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)  # reference answers, for answer F1 (none for SciFact)
+    answerable: bool = True
+    near: list[str] = field(default_factory=list)  # unanswerable: the on-topic passages that do not answer
 
 
 @dataclass
@@ -64,6 +75,9 @@ class Dataset:
 
 
 def is_dev(dataset: str, key: str) -> bool:
+    if dataset in DEV_ONLY:
+        return True
+    dataset = SPLIT_AS.get(dataset, dataset)
     digest = hashlib.sha256(f"{dataset}:{key}".encode()).hexdigest()
     return int(digest, 16) % 100 < DEV_PERCENT
 
@@ -74,9 +88,10 @@ def default_root() -> Path:
 
 def load(name: str, root: Path | None = None) -> Dataset:
     root = root or default_root()
-    loaders = {"scifact": _scifact, "xquad": _xquad, "hotpotqa": _hotpotqa, "musique": _musique}
+    loaders = {"scifact": _scifact, "xquad": _xquad, "hotpotqa": _hotpotqa, "musique": _musique,
+               "squad": _squad, "hotpotqa_dev": _hotpotqa_dev}
     if name not in loaders:
-        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS + DEV_ONLY}")
     return loaders[name](root)
 
 
@@ -88,6 +103,13 @@ def _dev_of(query: Query) -> bool:
     return is_dev(query.dataset, group_key(query))
 
 
+def sample(queries: list[Query], count: int | None) -> list[Query]:
+    """``count`` of ``queries`` in a fixed order that mixes articles and labels (by a hash of the question id),
+    so the first hundred of a dataset stored article by article are not all about one article."""
+    ordered = sorted(queries, key=lambda q: hashlib.sha256(f"sample:{q.qid}".encode()).hexdigest())
+    return ordered[:count]
+
+
 def is_calibration(query: Query) -> bool:
     """A fixed share of the train queries, held out of training to set the default sentence thresholds."""
     digest = hashlib.sha256(f"calibration:{query.dataset}:{group_key(query)}".encode()).hexdigest()
@@ -95,8 +117,8 @@ def is_calibration(query: Query) -> bool:
 
 
 def group_key(query: Query) -> str:
-    """The key a split is carved by; XQuAD groups by article (the qid is "<article>/<question id>")."""
-    return query.qid.split("/")[0] if query.dataset == "xquad" else query.qid
+    """The key a split is carved by; XQuAD and SQuAD group by article (the qid is "<article>/<question id>")."""
+    return query.qid.split("/")[0] if query.dataset in ("xquad", "squad") else query.qid
 
 
 def _clean(sentences: list[str]) -> tuple[str, ...]:
@@ -133,22 +155,34 @@ def _scifact(root: Path) -> Dataset:
 
 
 def _xquad(root: Path) -> Dataset:
-    data = json.loads((root / "xquad_en" / "xquad.en.json").read_text())["data"]
+    return _squad_format("xquad", [root / "xquad_en" / "xquad.en.json"])
+
+
+def _squad(root: Path) -> Dataset:
+    return _squad_format("squad", sorted((root / "squad").glob("*.json")))
+
+
+def _squad_format(name: str, files: list[Path]) -> Dataset:
+    """Articles in SQuAD's JSON format; a paragraph is a passage of exact sentence slices of its context."""
     passages: dict[str, Passage] = {}
     queries = []
-    for article in data:
-        for p_index, paragraph in enumerate(article["paragraphs"]):
-            pid = f"{article['title']}#{p_index}"
-            context = paragraph["context"]
-            spans = split_sentences(context)
-            passages[pid] = Passage(pid, tuple(context[s:e] for s, e in spans))
-            for qa in paragraph["qas"]:
-                gold = _answer_sentences(spans, qa["answers"])
-                qid = f"{article['title']}/{qa['id']}"
-                answers = [a["text"] for a in qa["answers"]]
-                queries.append(Query(qid, "xquad", qa["question"], [pid], {pid: gold}, answers))
-    # Re-derive passages through _clean-free text: sentences are exact slices, joined by one space.
-    return Dataset("xquad", passages, queries)
+    for path in files:
+        for article in json.loads(path.read_text())["data"]:
+            for p_index, paragraph in enumerate(article["paragraphs"]):
+                pid = f"{article['title']}#{p_index}"
+                context = paragraph["context"]
+                spans = split_sentences(context)
+                passages[pid] = Passage(pid, tuple(context[s:e] for s, e in spans))
+                queries += [_squad_query(name, article["title"], pid, spans, qa) for qa in paragraph["qas"]]
+    return Dataset(name, passages, queries)
+
+
+def _squad_query(name: str, title: str, pid: str, spans: list[tuple[int, int]], qa: dict) -> Query:
+    qid = f"{title}/{qa['id']}"
+    if qa.get("is_impossible"):
+        return Query(qid, name, qa["question"], [], answerable=False, near=[pid])
+    answers = [a["text"] for a in qa["answers"]]
+    return Query(qid, name, qa["question"], [pid], {pid: _answer_sentences(spans, qa["answers"])}, answers)
 
 
 def _answer_sentences(spans: list[tuple[int, int]], answers: list[dict]) -> list[int]:
@@ -185,6 +219,26 @@ def _hotpotqa(root: Path) -> Dataset:
             Query(record["_id"], "hotpotqa", record["question"], sorted(gold), gold, [str(record["answer"])])
         )
     return Dataset("hotpotqa", passages, queries)
+
+
+def _hotpotqa_dev(root: Path) -> Dataset:
+    """HotpotQA dev (distractor setting) in the Hugging Face column layout; every question is dev."""
+    records = json.loads((root / "hotpotqa_dev" / "hotpotqa_dev_distractor_100.json").read_text())
+    passages: dict[str, Passage] = {}
+    queries = []
+    for number, record in enumerate(records):
+        context = record["context"]
+        for title, sentences in zip(context["title"], context["sentences"], strict=True):
+            passages.setdefault(title, Passage(title, _clean(sentences)))
+        gold: dict[str, list[int]] = {}
+        facts = record["supporting_facts"]
+        for title, index in zip(facts["title"], facts["sent_id"], strict=True):
+            if title in passages and index < len(passages[title].sentences):
+                gold.setdefault(title, []).append(index)
+        gold = {t: sorted(set(v)) for t, v in gold.items()}
+        queries.append(Query(f"hotpotqa_dev:{number}", "hotpotqa_dev", record["question"], sorted(gold), gold,
+                             [str(record["answer"])]))
+    return Dataset("hotpotqa_dev", passages, queries)
 
 
 def _musique(root: Path) -> Dataset:

@@ -2,9 +2,11 @@
 
     OMP_NUM_THREADS=1 nice -n 5 python -m ragpress.training.fit_sufficiency --threads 1
 
-Questions are ``ragpress.training.data.is_calibration`` train questions (the pruner never trained on them). Each is
-answered twice, as ``ragpress.bench.answer_quality`` does: from the full corpus (answerable, label 1) and from the
-corpus without its gold passages (unanswerable, label 0). ProvencePruner keeps ``--context`` of the top
+Questions are ``ragpress.training.data.is_calibration`` train questions (the pruner never trained on them),
+labelled as ``ragpress.bench.answer_quality.labelled_contexts`` labels them: SQuAD 2.0's by the dataset (its
+unanswerable questions sit beside an on-topic paragraph that does not answer them), every other dataset's
+twice, from the full corpus (answerable, label 1) and from the corpus without its gold passages
+(unanswerable, label 0). ProvencePruner keeps ``--context`` of the top
 ``--pool`` MiniLM hits, ordered by ``--ranking`` (``input``, retrieval's order, as ``pipelines/pruned.yaml``
 runs it), and prunes them, LocalGenerator answers from the kept sentences, and the signals of
 ``ragpress.rerankers.sufficiency`` are recorded (cached on disk: generating is the slow part; ``--evidence-only`` skips
@@ -13,7 +15,7 @@ it, and with it the answer-side signals, which are compared but never kept).
 A logistic model of answerability is fitted on each candidate feature set (standardised, light L2). Its
 threshold follows the service rule: the highest cut on the probability that wrongly refuses at most
 ``--max-false`` of the answerable questions, read off out-of-fold probabilities (folds by question, so a
-question's two versions stay together), so it is not picked on the very fit. The evidence-only set refusing
+question's contexts stay together), so it is not picked on the very fit. The evidence-only set refusing
 most unanswerable questions at its threshold is refitted on all questions and saved.
 """
 
@@ -32,11 +34,12 @@ from haystack import Document
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.settings import get_settings
-from ragpress.bench.answer_quality import question_contexts
+from ragpress.bench.answer_quality import labelled_contexts
 from ragpress.generators.local_generator import NO_ANSWER, LocalGenerator
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers import sufficiency
 from ragpress.rerankers.relevance_gate import RelevanceGate
+from ragpress.scoring.provence_model import ADAPTER_FILE, DEFAULT_WEIGHTS
 from ragpress.scoring.selection import RANKINGS
 from ragpress.training import answer_signals, data
 from ragpress.training.fit_fusion import fit_logistic
@@ -76,14 +79,14 @@ class Example:
 
 def collect(name: str, questions: int, pool: int, context: int, ranking: str, answers: bool,
             root: Path | None) -> list[Example]:
-    """The calibration examples of one dataset (cached by the questions and settings); ``answers``: also
-    generate each answer for the answer-side signals (the slow part)."""
+    """The calibration examples of one dataset (cached by the questions, the settings and the pruner's weights,
+    whose scores the features are); ``answers``: also generate each answer for the answer-side signals (the
+    slow part)."""
     dataset = data.load(name, root)
-    queries = [q for q in data.split(dataset, dev=False) if data.is_calibration(q)][:questions]
+    queries = data.sample([q for q in data.split(dataset, dev=False) if data.is_calibration(q)], questions)
     names = sufficiency.FEATURES if answers else sufficiency.EVIDENCE_FEATURES
-    settings = f"{[q.qid for q in queries]}:{pool}:{context}:{names}"
-    # Earlier caches were all made ranking by relevance; only other rankings add to the key, so those stay valid.
-    settings += "" if ranking == "relevance" else f":{ranking}"
+    weights = hashlib.sha256((DEFAULT_WEIGHTS / ADAPTER_FILE).read_bytes()).hexdigest()
+    settings = f"{[q.qid for q in queries]}:{pool}:{context}:{names}:{ranking}:{weights}"
     digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
     path = get_settings().home / "cache" / "sufficiency" / f"{name}-{digest}.json"
     if path.is_file():
@@ -94,14 +97,14 @@ def collect(name: str, questions: int, pool: int, context: int, ranking: str, an
         generator.warm_up()  # the answer-side scoring reads its model even when a reply is an abstention
     embedder = sentence_transformer("all-MiniLM-L6-v2")
     examples = []
-    for query, pair in question_contexts(dataset, queries, pool):
-        for answerable, documents in zip((True, False), pair, strict=True):
-            kept = pruner.run(query=query.text, documents=documents)["documents"]
-            features = sufficiency.evidence_features(embedder, query.text, kept)
-            if generator is not None:
-                features |= answer_side(generator, query.text, kept)
-            examples.append(Example(query.qid, name, answerable, features))
-        logger.info("%s: %d/%d questions", name, len(examples) // 2, len(queries))
+    for number, (query, answerable, documents) in enumerate(labelled_contexts(dataset, queries, pool)):
+        kept = pruner.run(query=query.text, documents=documents)["documents"]
+        features = sufficiency.evidence_features(embedder, query.text, kept)
+        if generator is not None:
+            features |= answer_side(generator, query.text, kept)
+        examples.append(Example(query.qid, name, answerable, features))
+        if number % 50 == 49:
+            logger.info("%s: %d contexts", name, number + 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(e) for e in examples]))
     return examples
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=sufficiency.DEFAULT_SUFFICIENCY_FILE)
     parser.add_argument("--data", type=Path, default=None, help="shared datasets directory")
-    parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa", "musique", "scifact"])
+    parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa", "musique", "scifact", "squad"])
     parser.add_argument("--questions", type=int, default=45, help="calibration questions per dataset")
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--context", type=int, default=5)
@@ -209,8 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     names = choose(examples, args.max_false, args.min_score)
     cut = threshold_for(out_of_fold(examples, names, L2, args.min_score), examples, args.max_false)
     model = fit(examples, names, L2)
-    note = (f"logistic fit (L2={L2:g}) on {len(examples) // 2} held-out calibration train questions of "
-            f"{', '.join(args.datasets)}, each with and without its gold passages (pruner ranking "
+    note = (f"logistic fit (L2={L2:g}) on {len(examples)} contexts of held-out calibration train questions of "
+            f"{', '.join(args.datasets)} (SQuAD's unanswerable questions as written, the others' also without "
+            f"their gold passages; pruner ranking "
             f"{args.ranking}, {args.context} of {args.pool}); threshold: highest cut that with "
             f"relevance floor {args.min_score:g} refuses at most {100 * args.max_false:.0f}% of answerable ones "
             f"out of {FOLDS}-fold; dev never read")

@@ -27,13 +27,17 @@ from ragpress.training import data, mining
 
 logger = logging.getLogger("ragpress.training.pruner_calibration")
 
+# Per dataset: SQuAD's held-out articles hold some 1,800 questions, the other sets 7 to 70; pooled uncapped,
+# one dataset would set every threshold.
+CALIBRATION_QUERIES = 100
 # One held-out query: its text, its context passages and, per passage, the gold sentence indices.
 Context = tuple[str, list[data.Passage], list[list[int]]]
 
 
-def calibration_contexts(dataset: data.Dataset, context: int) -> list[Context]:
-    """Held-out train queries with sentence labels, each with its gold passages and hard negatives."""
-    queries = [q for q in data.split(dataset, dev=False) if q.gold and data.is_calibration(q)]
+def calibration_contexts(dataset: data.Dataset, context: int, limit: int = CALIBRATION_QUERIES) -> list[Context]:
+    """Held-out train queries with sentence labels (at most ``limit``), each with its gold passages and hard
+    negatives."""
+    queries = data.sample([q for q in data.split(dataset, dev=False) if q.gold and data.is_calibration(q)], limit)
     hits = mining.search(dataset, [q.text for q in queries], k=context + 10) if queries else []
     contexts = []
     for query, ranked in zip(queries, hits, strict=True):

@@ -12,7 +12,9 @@ was measured and not shipped (docs/benchmarks.md, "Sentence ranking loss").
 
 Examples come from the TRAIN side of every split in ``ragpress.training.data`` (dev queries are never read):
 positives are the labelled relevant passages, hard negatives the top MiniLM hits that are not labelled
-relevant; keep labels are the tokens of gold sentences (tokens of negatives are all "drop"). Silver
+relevant and, for SQuAD 2.0's unanswerable questions, the on-topic paragraph that does not answer them (so the
+relevance head learns "answers", not "on topic"); keep labels are the tokens of gold sentences (tokens of
+negatives are all "drop"). Silver
 examples turn one sentence of a SciFact abstract into a pseudo-query (a subsequence of its content words)
 with that sentence as the gold one; abstracts relevant to dev claims are excluded from them. A tenth of the
 train queries is held out of training to calibrate the default sentence thresholds saved with the weights
@@ -50,7 +52,7 @@ from ragpress.scoring.provence_model import (
     save,
 )
 from ragpress.training import data, mining
-from ragpress.training.pruner_calibration import calibrate_relative_threshold, recall_quantile
+from ragpress.training.pruner_calibration import CALIBRATION_QUERIES, calibrate_relative_threshold, recall_quantile
 
 logger = logging.getLogger("ragpress.training.pruner_training")
 IGNORE = -100.0
@@ -82,7 +84,9 @@ def mine_items(
     for query, ranked in zip(queries, hits, strict=True):
         for pid in query.relevant:
             items.append(Item(query.text, dataset.passages[pid], True, query.gold.get(pid)))
-        candidates = [pid for pid, _ in ranked if pid not in query.relevant]
+        # An unanswerable question's own paragraph is the hardest negative there is: on its topic, no answer.
+        items += [Item(query.text, dataset.passages[pid], False, []) for pid in query.near]
+        candidates = [pid for pid, _ in ranked if pid not in query.relevant and pid not in query.near]
         # Mostly the hardest negatives, with one drawn deeper so the head also sees easier ones.
         chosen = candidates[: negatives - 1] + rng.sample(candidates[negatives - 1 :], 1)
         items += [Item(query.text, dataset.passages[pid], False, []) for pid in chosen[:negatives]]
@@ -216,8 +220,7 @@ def collect(args: argparse.Namespace, rng: random.Random) -> tuple[list[Item], l
         queries = data.split(dataset, dev=False)
         held_out += [
             Item(q.text, dataset.passages[pid], True, gold)
-            for q in queries
-            if data.is_calibration(q)
+            for q in data.sample([q for q in queries if q.gold and data.is_calibration(q)], CALIBRATION_QUERIES)
             for pid, gold in q.gold.items()
         ]
         queries = [q for q in queries if not data.is_calibration(q)]
@@ -332,6 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--silver", type=int, default=200)
     parser.add_argument("--max-xquad", type=int, default=500, help="cap on XQuAD train questions (time)")
+    parser.add_argument("--max-squad", type=int, default=4000, help="cap on SQuAD train questions (time)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
         "--gold-recall", type=float, default=0.97, help="share of held-out gold sentences the default threshold keeps"
@@ -350,7 +354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--time-budget", type=float, default=1500, help="seconds; fewer steps if needed (0: off)"
     )
     args = parser.parse_args(argv)
-    args.max_queries = {"xquad": args.max_xquad}
+    args.max_queries = {"xquad": args.max_xquad, "squad": args.max_squad}
     return args
 
 

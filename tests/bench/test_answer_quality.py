@@ -1,8 +1,8 @@
-"""The answerable / gold-removed contexts every abstention benchmark and the gate's fits are built from."""
+"""The answerable / unanswerable contexts every abstention benchmark and the gate's fits are built from."""
 
 import pytest
 
-from ragpress.bench.answer_quality import question_contexts
+from ragpress.bench.answer_quality import labelled_contexts, question_contexts
 from ragpress.training.data import Dataset, Passage, Query
 
 pytestmark = pytest.mark.integration
@@ -22,3 +22,21 @@ def test_each_question_gets_its_top_hits_with_and_without_its_gold_passages():
         assert len(answerable) == len(unanswerable) == 3
         assert answerable[0].content == passages[query.relevant[0]].text  # the gold passage ranks first
         assert not {d.content for d in unanswerable} & {passages[pid].text for pid in query.relevant}
+
+
+def test_a_dataset_with_its_own_unanswerable_questions_is_labelled_by_them_each_question_once():
+    passages = {f"p{i}": Passage(f"p{i}", (text,)) for i, text in enumerate(TOPICS)}
+    queries = [Query("q1", "toy", "What is the capital of France?", ["p0"]),
+               Query("q2", "toy", "What is the capital of Spain?", [], answerable=False, near=["p0"])]
+    found = list(labelled_contexts(Dataset("toy", passages, queries), queries, pool=3))
+    assert [(query.qid, answerable) for query, answerable, _ in found] == [("q1", True), ("q2", False)]
+    # The unanswerable question reads the full corpus, its on-topic paragraph included.
+    assert found[1][2][0].content == TOPICS[0]
+
+
+def test_a_dataset_without_them_gets_each_question_also_without_its_gold_passages():
+    passages = {f"p{i}": Passage(f"p{i}", (text,)) for i, text in enumerate(TOPICS)}
+    queries = [Query("q1", "toy", "What is the capital of France?", ["p0"])]
+    found = list(labelled_contexts(Dataset("toy", passages, queries), queries, pool=3))
+    assert [answerable for _, answerable, _ in found] == [True, False]
+    assert TOPICS[0] not in {d.content for d in found[1][2]}

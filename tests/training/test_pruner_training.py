@@ -2,6 +2,7 @@
 the ranking loss orders the sentences of one passage."""
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -9,14 +10,16 @@ import torch
 
 from ragpress.scoring.passage_scoring import score_passages
 from ragpress.scoring.provence_model import ProvenceConfig, new_trainable
-from ragpress.training.data import Passage
+from ragpress.training.data import Dataset, Passage, Query
 from ragpress.training.pruner_training import (
     IGNORE,
     SCALAR_LR_FACTOR,
     Item,
     calibrate_threshold,
+    mine_items,
     param_groups,
     sentence_rank_loss,
+    to_windows,
 )
 
 EXAMPLES = json.loads((Path(__file__).parents[1] / "pruners" / "fixtures" / "dev_examples.json").read_text())
@@ -87,3 +90,23 @@ def test_the_rank_loss_pushes_gold_sentence_logits_up_and_the_others_down():
     sentence_rank_loss(keep, torch.tensor([[0, 1, 2]]), torch.tensor([[1.0, 0.0, 0.0]])).backward()
     assert keep.grad[0, 0] < 0 < keep.grad[0, 1]
     assert torch.isclose(keep.grad[0, 1], keep.grad[0, 2])
+
+
+TOPICS = ["Paris is the capital of France. It lies on the Seine.", "The Loire is the longest river in France.",
+          "Lyon lies where the Rhone meets the Saone.", "Bordeaux is known for its wine.",
+          "Mont Blanc is the highest peak of the Alps.", "Marseille is a port on the Mediterranean."]
+
+
+@pytest.mark.integration
+def test_an_unanswerable_question_trains_its_on_topic_paragraph_as_a_negative_that_answers_nothing(fresh):
+    _, tokenizer = fresh
+    passages = {f"p{i}": Passage(f"p{i}", tuple(text.split(". "))) for i, text in enumerate(TOPICS)}
+    queries = [Query("q1", "toy", "What is the population of Paris?", [], answerable=False, near=["p0"])]
+    items = mine_items(Dataset("toy", passages, queries), queries, negatives=2, rng=random.Random(0))
+    assert [item.passage.pid for item in items].count("p0") == 1  # not drawn again as a mined negative
+    own = next(item for item in items if item.passage.pid == "p0")
+    assert (own.relevant, own.gold) == (False, [])
+    assert len(items) == 3
+    (window,) = to_windows(own, tokenizer, ProvenceConfig(max_length=256))
+    assert window.relevance == 0.0
+    assert {label for label in window.keep if label != IGNORE} == {0.0}
