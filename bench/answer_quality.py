@@ -47,6 +47,7 @@ from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
 from ragpress.rerankers.reranker import Reranker
 from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
+from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
 from ragpress.training import data, mining
 from ragpress.training.kv_scoring import f1
 
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> None:
               for name in readers}
     for name in args.datasets:
         dataset = data.load(name, args.data)
-        queries = [q for q in data.split(dataset, dev=True) if q.answers][: args.questions]
+        queries = data.sample([q for q in data.split(dataset, dev=True) if q.answers], args.questions)
         answered: dict[tuple[str, bool], list[GatedAnswer]] = {(s, ok): [] for s in readers for ok in (True, False)}
         started = time.time()
         for query, pair in question_contexts(dataset, queries, args.pool, args.candidates):
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> None:
 
 def context_readers(args: argparse.Namespace) -> dict[str, Callable[[str, list[Document]], list[Document]]]:
     """Each system's choice, from the retrieved pool, of what the generator reads."""
-    pruner = ProvencePruner(threshold=args.threshold, top_k=args.context)
+    pruner = ProvencePruner(model=args.pruner, threshold=args.threshold, top_k=args.context)
     reranker = Reranker(top_k=args.context)
     readers: dict[str, Callable[[str, list[Document]], list[Document]]] = {
         "retrieval": lambda query, pool: pool[: args.context],
@@ -221,7 +222,7 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="shared datasets directory (default ../shared/datasets)")
     parser.add_argument("--datasets", nargs="+", default=["xquad", "hotpotqa"])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
-    parser.add_argument("--questions", type=int, default=30, help="first N dev questions per dataset")
+    parser.add_argument("--questions", type=int, default=30, help="N dev questions per dataset (data.sample)")
     parser.add_argument("--pool", type=int, default=10, help="retrieved passages the pruner reranks")
     parser.add_argument("--context", type=int, default=5, help="passages the generator reads")
     parser.add_argument("--candidates", choices=("dense", "hybrid"), default="dense",
@@ -229,6 +230,7 @@ def main() -> None:
     parser.add_argument(
         "--threshold", type=float, default=None, help="pruner sentence threshold (default: the weights' calibrated one)"
     )
+    parser.add_argument("--pruner", default=DEFAULT_MODEL_NAME, help="the pruner's weights (name or directory)")
     parser.add_argument("--min-score", type=float, default=RelevanceGate().min_score, help="abstention floor")
     parser.add_argument("--min-sentence-score", type=float, default=RelevanceGate().min_sentence_score,
                         help="abstain also when no kept sentence's keep score reaches this")

@@ -52,7 +52,7 @@ class RelevanceGate:
     # docs/benchmarks.md). Another reranker needs its own.
     def __init__(
         self,
-        min_score: float = 0.14,
+        min_score: float = 0.12,
         drop_below: float | None = None,
         min_sentence_score: float | None = None,
         sufficiency: str | None = None,

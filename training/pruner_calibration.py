@@ -71,6 +71,19 @@ def recall_quantile(values: list[float], recall: float) -> float:
     return ordered[len(ordered) - keep]
 
 
+def weighted_recall_quantile(values: list[tuple[float, float]], recall: float) -> float:
+    """The highest cut-off that keeps at least ``recall`` of the total weight of ``values`` ((value, weight)
+    pairs; kept: value >= cut-off). With equal weights it is ``recall_quantile``."""
+    if not values:
+        raise ValueError("no gold sentences to calibrate on")
+    total, kept = sum(w for _, w in values), 0.0
+    for value, weight in sorted(values, reverse=True):
+        kept += weight
+        if kept >= recall * total - 1e-9 * total:
+            return value
+    return min(v for v, _ in values)
+
+
 def calibrate_relative_threshold(
     model: ProvenceModel, tokenizer: object, root: Path | None, recall: float, context: int = 5,
     datasets: tuple[str, ...] = data.DATASETS,

@@ -1,11 +1,17 @@
 """Train the reranker-pruner (LoRA adapters, relevance and keep heads, fusion scalars on the bundled MiniLM).
 
-The shipped weights come from two runs (see docs/benchmarks.md, "Reranker and pruner"; ``--time-budget``
-seconds cut a run short when a step is slower than the plan allows)::
+The shipped weights come from three runs (see docs/benchmarks.md, "Reranker and pruner"; ``--time-budget``
+seconds cut a run short when a step is slower than the plan allows; the third, with SQuAD, takes 47 minutes on
+this machine's two cores: 7 to embed the corpora and mine negatives, 37 to train, 3 to calibrate)::
 
     OMP_NUM_THREADS=1 python -m ragpress.training.pruner_training --out /tmp/rp/run2 --time-budget 1500
     OMP_NUM_THREADS=1 python -m ragpress.training.pruner_training --init /tmp/rp/run2 --seed 14 --time-budget 660 \
-        --out ragpress/scoring/weights/provence-minilm
+        --out /tmp/rp/run3
+    OMP_NUM_THREADS=2 python -m ragpress.training.pruner_training --init /tmp/rp/run3 --seed 16 --threads 2 \
+        --time-budget 2400 --out ragpress/scoring/weights/provence-minilm
+    OMP_NUM_THREADS=2 python -m ragpress.training.fit_sentence_fusion --threads 2
+
+A run cut short by its budget can be continued: ``--init`` its output with the same seed and ``--skip-steps``.
 
 ``--rank-weight`` adds a within-passage sentence ranking loss (``sentence_rank_loss``); a further run with it
 was measured and not shipped (docs/benchmarks.md, "Sentence ranking loss").

@@ -96,7 +96,7 @@ def test_a_sentence_floor_outside_zero_to_one_is_refused_and_survives_yaml() -> 
 
 @pytest.mark.unit
 def test_to_dict_pins_the_serialized_shape() -> None:
-    assert_pinned(RelevanceGate(), {"min_score": 0.14, "drop_below": None, "min_sentence_score": None,
+    assert_pinned(RelevanceGate(), {"min_score": 0.12, "drop_below": None, "min_sentence_score": None,
                                     "sufficiency": None, "min_sufficiency": None, "device": "auto"})
 
 

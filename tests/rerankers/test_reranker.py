@@ -14,10 +14,6 @@ from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
 
 pytestmark = pytest.mark.integration
 
-# The Provence head's weights still rank below retrieval on SciFact (docs/benchmarks.md, "Reranker and
-# pruner"); the dev claim they get wrong stays a specification the next weights must meet.
-UNDER_TRAINED = pytest.mark.xfail(reason="Provence weights rank this gold abstract second", strict=False)
-STILL_MISRANKED = ("40mg/day dosage of folic acid",)
 
 EXAMPLES = json.loads((Path(__file__).parents[1] / "pruners" / "fixtures" / "dev_examples.json").read_text())
 
@@ -41,9 +37,7 @@ def reranker(request) -> Reranker:
 
 
 @pytest.mark.parametrize("example", [case(e) for e in EXAMPLES])
-def test_the_gold_passage_of_a_dev_query_is_ranked_first(reranker, example, request):
-    if reranker.model == DEFAULT_MODEL_NAME and example["query"].startswith(STILL_MISRANKED):
-        request.applymarker(UNDER_TRAINED)
+def test_the_gold_passage_of_a_dev_query_is_ranked_first(reranker, example):
     ranked = reranker.run(query=example["query"], documents=documents_of(example))["documents"]
     assert ranked[0].id == "0"
 
