@@ -17,7 +17,7 @@ from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
 from ragpress.base.schema import SENTENCE_SCORES
-from ragpress.rerankers.sufficiency import SufficiencyWeights, evidence_features
+from ragpress.rerankers.sufficiency import PRUNER_FEATURES, SufficiencyWeights, evidence_features
 
 NO_RELEVANT_PASSAGE = "no_relevant_passage"
 NO_RELEVANT_SENTENCE = "no_relevant_sentence"
@@ -130,6 +130,14 @@ class RelevanceGate:
             return None, None
         if query is None:
             raise ValueError("a gate with sufficiency needs the query")
+        needs = set(self._weights.weights) & set(PRUNER_FEATURES)
+        if needs and documents and not any(SENTENCE_SCORES in (d.meta or {}) for d in documents):
+            # Without them every such feature reads 0 and the model would refuse every question, silently.
+            raise ValueError(
+                f"the sufficiency model {self.sufficiency!r} reads the pruner's sentence scores "
+                f"({', '.join(sorted(needs))}), which these documents lack: place the gate after a ProvencePruner, "
+                "or fit a model without them (python -m ragpress.training.fit_sufficiency)"
+            )
         embedder = sentence_transformer(self._weights.embedder, self.device)
         features = evidence_features(embedder, query, documents, self._weights.weights)
         cut = next(c for c in (floor, self.min_sufficiency, self._weights.threshold) if c is not None)

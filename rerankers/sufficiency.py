@@ -34,6 +34,7 @@ from ragpress.scoring.logistic_fusion import check_logistic, combine
 from ragpress.scoring.sentences import document_spans
 
 EVIDENCE_FEATURES = ("relevance", "margin", "sentence", "mass", "cosine", "lexical")
+PRUNER_FEATURES = ("sentence", "mass")  # read from the pruner's per-sentence scores
 ANSWER_FEATURES = ("answer_logprob", "answer_min_logprob", "decline_logprob")
 FEATURES = EVIDENCE_FEATURES + ANSWER_FEATURES
 

@@ -119,3 +119,15 @@ def test_a_sufficiency_gate_survives_yaml_with_the_same_outputs(tmp_path: Path) 
     for documents in ([ANSWERING], [OFF_TOPIC]):
         inputs = {"gate": {"documents": documents, "query": QUERY}}
         assert loaded.run(inputs) == pipeline.run(inputs)
+
+
+@pytest.mark.integration
+def test_a_model_reading_pruner_scores_refuses_to_judge_documents_no_pruner_scored(tmp_path: Path) -> None:
+    gate = RelevanceGate(min_score=0.1, sufficiency=weights_file(tmp_path, sentence=20.0))
+    retrieved = Document(content=ANSWERING.content, score=0.7)  # straight from a retriever: no sentence scores
+    with pytest.raises(ValueError, match="after a ProvencePruner"):
+        gate.run(documents=[retrieved], query=QUERY)
+    assert gate.run(documents=[ANSWERING], query=QUERY)["abstain_reason"] == ""
+    # A model of other features judges retrieved documents as they are.
+    cosine_only = RelevanceGate(min_score=0.1, sufficiency=weights_file(tmp_path))
+    assert cosine_only.run(documents=[retrieved], query=QUERY)["abstain_reason"] == ""
