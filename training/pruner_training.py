@@ -1,8 +1,9 @@
 """Train the reranker-pruner (LoRA adapters, relevance and keep heads, fusion scalars on the bundled MiniLM).
 
 The shipped weights come from three runs (see docs/benchmarks.md, "Reranker and pruner"; ``--time-budget``
-seconds cut a run short when a step is slower than the plan allows; the third, with SQuAD, takes 47 minutes on
-this machine's two cores: 7 to embed the corpora and mine negatives, 37 to train, 3 to calibrate)::
+seconds cut a run short when a step is slower than the plan allows; the third, with SQuAD, took 55 minutes on
+this machine's two cores: 8 to embed the corpora and mine negatives, 37 to train, 10 to calibrate before the
+calibration was capped at 100 queries per dataset, which brings that part to about 2)::
 
     OMP_NUM_THREADS=1 python -m ragpress.training.pruner_training --out /tmp/rp/run2 --time-budget 1500
     OMP_NUM_THREADS=1 python -m ragpress.training.pruner_training --init /tmp/rp/run2 --seed 14 --time-budget 660 \
