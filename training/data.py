@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,15 +211,20 @@ def _hotpotqa(root: Path) -> Dataset:
         context = {title: _clean(sents) for title, sents in _parse(record["context"])}
         for title, sents in context.items():
             passages.setdefault(title, Passage(title, sents))
-        gold: dict[str, list[int]] = {}
-        for title, index in _parse(record["supporting_facts"]):
-            if title in passages and index < len(passages[title].sentences):
-                gold.setdefault(title, []).append(index)
-        gold = {t: sorted(set(v)) for t, v in gold.items()}
+        gold = _supporting(passages, _parse(record["supporting_facts"]))
         queries.append(
             Query(record["_id"], "hotpotqa", record["question"], sorted(gold), gold, [str(record["answer"])])
         )
     return Dataset("hotpotqa", passages, queries)
+
+
+def _supporting(passages: dict[str, Passage], facts: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+    """HotpotQA's supporting facts as gold sentence indices per passage (facts past a passage's end dropped)."""
+    gold: dict[str, set[int]] = {}
+    for title, index in facts:
+        if title in passages and index < len(passages[title].sentences):
+            gold.setdefault(title, set()).add(index)
+    return {title: sorted(indices) for title, indices in gold.items()}
 
 
 def _hotpotqa_dev(root: Path) -> Dataset:
@@ -230,12 +236,8 @@ def _hotpotqa_dev(root: Path) -> Dataset:
         context = record["context"]
         for title, sentences in zip(context["title"], context["sentences"], strict=True):
             passages.setdefault(title, Passage(title, _clean(sentences)))
-        gold: dict[str, list[int]] = {}
         facts = record["supporting_facts"]
-        for title, index in zip(facts["title"], facts["sent_id"], strict=True):
-            if title in passages and index < len(passages[title].sentences):
-                gold.setdefault(title, []).append(index)
-        gold = {t: sorted(set(v)) for t, v in gold.items()}
+        gold = _supporting(passages, zip(facts["title"], facts["sent_id"], strict=True))
         queries.append(Query(f"hotpotqa_dev:{number}", "hotpotqa_dev", record["question"], sorted(gold), gold,
                              [str(record["answer"])]))
     return Dataset("hotpotqa_dev", passages, queries)

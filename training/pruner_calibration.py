@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -63,12 +62,7 @@ def gold_ratios(model: ProvenceModel, tokenizer: object, contexts: list[Context]
 
 def recall_quantile(values: list[float], recall: float) -> float:
     """The highest cut-off that keeps at least ``recall`` of ``values`` (kept: value >= cut-off)."""
-    if not values:
-        raise ValueError("no gold sentences to calibrate on")
-    ordered = sorted(values)
-    # ceil with a tolerance: (1 - 0.9) * 100 is 9.99..., which would keep one value more than asked.
-    keep = max(1, math.ceil(recall * len(ordered) - 1e-9))
-    return ordered[len(ordered) - keep]
+    return weighted_recall_quantile([(value, 1.0) for value in values], recall)
 
 
 def weighted_recall_quantile(values: list[tuple[float, float]], recall: float) -> float:
@@ -79,6 +73,7 @@ def weighted_recall_quantile(values: list[tuple[float, float]], recall: float) -
     total, kept = sum(w for _, w in values), 0.0
     for value, weight in sorted(values, reverse=True):
         kept += weight
+        # With a tolerance: 0.9 * 100 is 90.00000000000001, which would keep one value more than asked.
         if kept >= recall * total - 1e-9 * total:
             return value
     return min(v for v, _ in values)
