@@ -33,6 +33,10 @@ TOKENS_IN = Counter("ragpress_context_tokens_total", "Context tokens retrieved f
 TOKENS_SAVED = Counter("ragpress_context_tokens_pruned_total", "Context tokens removed by pruning", ["pipeline"])
 KV_CACHE = Counter("ragpress_kv_cache_lookups_total", "Passages' cached KV states looked up by the KV generator: "
                    "found (hit) or not (miss)", ["pipeline", "result"])
+KV_BYTES = Counter("ragpress_kv_loaded_bytes_total", "Bytes of cached KV states the KV generator read (their size in "
+                   "the store); divided by ragpress_kv_loaded_tokens_total: stored bytes per token", ["pipeline"])
+KV_TOKENS = Counter("ragpress_kv_loaded_tokens_total", "Context tokens whose cached KV states the KV generator read",
+                    ["pipeline"])
 DOCUMENTS_SUBMITTED = Counter("ragpress_documents_submitted_total", "Documents accepted for ingestion")
 
 
@@ -48,6 +52,8 @@ def observe_query(name: str, response: dict[str, Any]) -> None:
     if "kv_cache" in response:  # only a KV-cache generator looks states up
         KV_CACHE.labels(pipeline, "hit").inc(response["kv_cache"]["hits"])
         KV_CACHE.labels(pipeline, "miss").inc(response["kv_cache"]["misses"])
+        KV_BYTES.labels(pipeline).inc(response["kv_cache"].get("stored_bytes", 0))
+        KV_TOKENS.labels(pipeline).inc(response["kv_cache"].get("tokens", 0))
 
 
 class KVStoreSize(Collector):

@@ -151,6 +151,8 @@ class UsageOut(Out):
 class KVCacheUse(Out):
     hits: int = Field(..., description="Passages whose cached KV states were found in the KV store.")
     misses: int = Field(..., description="Passages with no usable cached states (encoded now, or prefilled).")
+    stored_bytes: int = Field(0, description="Bytes the cached states read take in the KV store.")
+    tokens: int = Field(0, description="Context tokens those states hold (stored_bytes / tokens: bytes per token).")
 
 
 class QueryOut(Out):

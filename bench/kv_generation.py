@@ -34,7 +34,7 @@ from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.kv_cache import ChunkKV, cache_tensors
 from ragpress.generators.kv_context import KVContextBuilder, ParallelContext
 from ragpress.generators.kv_generator import DEFAULT_SCALE, DEFAULT_TEMPERATURE, calibration_for
-from ragpress.generators.kv_quantization import dequantize, stored_bytes
+from ragpress.generators.kv_quantization import dequantize
 from ragpress.generators.kv_store import KVEntry, LocalKVStore, encode_entry, open_store
 from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
 from ragpress.training.kv_calibration import Prepared, prepare, sequential_prompt
@@ -117,7 +117,7 @@ def parallel(builder: KVContextBuilder, item: Prepared, temperature: float, scal
     start = context.layout.question_position + len(item.suffix)
     decoded = greedy_decode(builder.lm, builder.tokenizer, out.past_key_values, out.logits[0, -1], start,
                             new_tokens, time.perf_counter(), forward_kwargs={"ape_layout": context.layout})
-    size = sum(stored_bytes(e.tensors) for e in entries if e) / sum(e.n_tokens for e in entries if e)
+    size = sum(e.stored_bytes for e in entries if e) / sum(e.n_tokens for e in entries if e)
     return Result(statistics.median(times), scores, decoded.text, size,
                   {"masked": context.masked_tokens, "recomputed": recomputed})
 

@@ -24,6 +24,7 @@ from ragpress.base.schema import (
     DOC_ID,
     END,
     KEPT_SENTENCES,
+    PARTS,
     SENTENCES,
     START,
     TENANT,
@@ -72,6 +73,7 @@ class ParallelContext:
     loaded: int = 0
     encoded: int = 0
     recomputed: int = 0
+    stored_bytes: int = 0  # what the chunks' entries take in the store
     _handed_out: bool = False
 
     def cache(self) -> Any:
@@ -91,7 +93,7 @@ class KVContextBuilder:
         self,
         model: str,
         store: KVStore,
-        quantization: str = "int8",
+        quantization: str = kv_quantization.DEFAULT_QUANTIZATION,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     ) -> None:
         if quantization not in kv_quantization.QUANTIZATIONS:
@@ -154,21 +156,45 @@ class KVContextBuilder:
 
     # ---- reading ----------------------------------------------------------------------------------
     def load(self, chunk: Document) -> KVEntry | None:
-        """The chunk's stored entry, or None. A corrupt entry is deleted with a warning, never used."""
+        """The chunk's stored entry, else one joined from the stored entries of the units it was merged from
+        (``meta['parts']``), or None. A corrupt entry is deleted with a warning, never used."""
         for key in self.keys_for(chunk):
-            data = self.store.get(key)
-            if data is None:
-                continue
-            try:
-                entry = decode_entry(data)
-            except CorruptEntry as error:
-                logger.warning("KV entry %s for chunk %s is corrupt (%s); deleted, will re-encode.",
-                               key[:12], chunk.id, error)
-                self.store.delete(key)
-                continue
-            if entry.quantization == self.quantization and entry.n_tokens > 0:
+            if (entry := self._read(key, chunk.id)) is not None:
                 return entry
-        return None
+        return self._join_parts(chunk)
+
+    def _read(self, key: str, chunk_id: str) -> KVEntry | None:
+        data = self.store.get(key)
+        if data is None:
+            return None
+        try:
+            entry = decode_entry(data)
+        except CorruptEntry as error:
+            logger.warning("KV entry %s for chunk %s is corrupt (%s); deleted, will re-encode.",
+                           key[:12], chunk_id, error)
+            self.store.delete(key)
+            return None
+        return entry if entry.quantization == self.quantization and entry.n_tokens > 0 else None
+
+    def _join_parts(self, chunk: Document) -> KVEntry | None:
+        """A merged unit's states: its parts' entries one after another, each part's keys moved to continue the
+        positions of the part before. The parts came from one pass over the document, so the join is the
+        document's own encoding of the merged span."""
+        meta = chunk.meta or {}
+        if not meta.get(PARTS) or not meta.get(CONTENT_HASH) or meta.get(START) is None:
+            return None
+        pieces = []
+        for start, end in meta[PARTS]:
+            entry = self._read(self.document_key(meta[CONTENT_HASH], int(start), int(end)), chunk.id)
+            if entry is None:
+                return None
+            pieces.append((entry, int(start) - int(meta[START])))
+        token_ids, spans = [], []
+        for entry, shift in pieces:
+            token_ids += entry.token_ids
+            spans += [(start + shift, end + shift) for start, end in entry.token_spans]
+        # the parts stay quantized: assemble decodes each into place, as it does any entry
+        return KVEntry({}, self.quantization, token_ids, spans, pieces[0][0].doc_id, parts=[e for e, _ in pieces])
 
     def assemble(self, chunks: list[Document], entries: list[KVEntry], temperature: float,
                  scale: float, prune: bool = True, sequential: bool = False) -> ParallelContext:
@@ -189,11 +215,15 @@ class KVContextBuilder:
         cursor = start
         for chunk, entry in zip(chunks, entries, strict=True):
             end = cursor + entry.n_tokens
-            kv_quantization.dequantize_into(entry.tensors, entry.quantization, keys[:, :, cursor:end],
-                                            values[:, :, cursor:end])
             first = cursor if sequential else start
-            if first != start:
-                keys[:, :, cursor:end] = rerotate_keys(self.lm, keys[:, :, cursor:end], first - start)
+            offset = cursor
+            for part in entry.parts or [entry]:  # a joined entry's parts continue each other's positions
+                part_end = offset + part.n_tokens
+                kv_quantization.dequantize_into(part.tensors, part.quantization, keys[:, :, offset:part_end],
+                                                values[:, :, offset:part_end])
+                if (shift := first - start + offset - cursor) != 0:
+                    keys[:, :, offset:part_end] = rerotate_keys(self.lm, keys[:, :, offset:part_end], shift)
+                offset = part_end
             positions.append(torch.arange(first, first + entry.n_tokens))
             everything = torch.ones(entry.n_tokens, dtype=torch.bool)
             keep.append(token_keep_mask(chunk, entry) if prune else everything)
@@ -210,7 +240,8 @@ class KVContextBuilder:
             context_keep=context_keep if masked else None,
         )
         token_ids = [t for e in entries for t in e.token_ids]
-        return ParallelContext(keys, values, total, layout, [e.n_tokens for e in entries], masked, token_ids)
+        return ParallelContext(keys, values, total, layout, [e.n_tokens for e in entries], masked, token_ids,
+                               stored_bytes=sum(e.stored_bytes for e in entries))
 
 
 def kv_owner(tenant: str, collection: str, doc_id: str) -> str:
@@ -278,7 +309,7 @@ def precompute_document_kv(
     doc_id: str = "",
     model: str = "SmolLM2-135M-Instruct",
     store: dict[str, Any] | None = None,
-    quantization: str = "int8",
+    quantization: str = kv_quantization.DEFAULT_QUANTIZATION,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     digest: str | None = None,
 ) -> int:

@@ -20,13 +20,15 @@ import os
 import tempfile
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
+
+from ragpress.generators import kv_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +51,17 @@ class KVEntry:
     token_ids: list[int]
     token_spans: list[tuple[int, int]]
     doc_id: str = ""
+    # a unit merged from indexed neighbours: their stored entries, in order (``tensors`` is then empty)
+    parts: list[KVEntry] = field(default_factory=list)
 
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
+
+    @property
+    def stored_bytes(self) -> int:
+        """The bytes this entry's states take in the store (scales and zero points included)."""
+        return sum(p.stored_bytes for p in self.parts) or kv_quantization.stored_bytes(self.tensors)
 
 
 def settings_fingerprint(model: str, prefix_ids: list[int], quantization: str) -> str:

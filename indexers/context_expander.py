@@ -62,8 +62,13 @@ def merge_adjacent(first: Document, second: Document) -> Document:
     content = (first.content or "") + " " * gap + (second.content or "")
     sentences = [*first.meta.get(schema.SENTENCES, []),
                  *[[s + shift, e + shift] for s, e in second.meta.get(schema.SENTENCES, [])]]
-    meta = {**first.meta, schema.END: second.meta[schema.END], schema.SENTENCES: sentences}
+    parts = [*_parts(first), *_parts(second)]
+    meta = {**first.meta, schema.END: second.meta[schema.END], schema.SENTENCES: sentences, schema.PARTS: parts}
     return Document(id=f"{first.id}+{second.id}", content=content, meta=meta, score=first.score)
+
+
+def _parts(unit: Document) -> list[list[int]]:
+    return unit.meta.get(schema.PARTS) or [[unit.meta[schema.START], unit.meta[schema.END]]]
 
 
 def _is_neighbour(a: Document, b: Document) -> bool:

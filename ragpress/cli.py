@@ -51,7 +51,8 @@ def models_fetch(names: list[str] = typer.Argument(None, help="Models to fetch; 
 @models_app.command("calibrate")
 def models_calibrate(model: str = typer.Argument("SmolLM2-135M-Instruct", help="Generator to calibrate."),
                      questions: int = typer.Option(12, help="Dev questions per dataset."),
-                     objective: str = typer.Option("kl", help="kl: fidelity to sequential prefill; nll: gold NLL."),
+                     objective: str = typer.Option("answers", help="answers: gold tokens the greedy answers "
+                                                   "miss; kl: fidelity to sequential prefill; nll: gold NLL."),
                      data: Path = typer.Option(None, help="Folder with xquad_en/ and hipporag_mini/.")) -> None:
     """Pick the KV generator's APE temperature and scale on dev questions; store them in the server's
     KV store, where the generator reads them."""

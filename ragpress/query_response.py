@@ -48,9 +48,11 @@ def query_response(run: QueryRun, count_tokens: Callable[[str], int], started: f
 
 def _kv_cache(meta: dict[str, Any]) -> dict[str, int]:
     """The KV generator's store lookups: passages whose states it found, and those it had to encode on the spot
-    (``on_miss: encode``) or found missing before answering by prefill (``on_miss: prefill``)."""
+    (``on_miss: encode``) or found missing before answering by prefill (``on_miss: prefill``); and the bytes the
+    states it read take in the store, for the tokens they hold."""
     misses = int(meta.get("kv_chunks_encoded", 0)) + int(meta.get("kv_chunks_missing", 0))
-    return {"hits": int(meta["kv_chunks_loaded"]), "misses": misses}
+    return {"hits": int(meta["kv_chunks_loaded"]), "misses": misses,
+            "stored_bytes": int(meta.get("kv_stored_bytes", 0)), "tokens": int(meta.get("kv_context_tokens", 0))}
 
 
 def _final_documents(outputs: dict[str, Any], past_refusals: bool = False) -> list[Document]:

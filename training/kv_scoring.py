@@ -170,6 +170,18 @@ def _normalize(text: str) -> list[str]:
     return text.split()
 
 
+def answer_recall(prediction: str, answers: list[str]) -> float:
+    """The share of a reference answer's tokens the prediction holds (best over references): unlike F1, not
+    lowered by the words a sentence answer puts around a short reference span."""
+    found = Counter(_normalize(prediction))
+    return max((sum((Counter(gold) & found).values()) / len(gold) for a in answers if (gold := _normalize(a))),
+               default=0.0)
+
+
+def exact_match(prediction: str, answers: list[str]) -> bool:
+    return any(_normalize(prediction) == _normalize(answer) for answer in answers)
+
+
 def f1(prediction: str, answers: list[str]) -> float:
     best = 0.0
     for answer in answers:

@@ -38,6 +38,9 @@ STRATEGY = "strategy"
 PRUNED_TEXT = "pruned_text"
 KEPT_SENTENCES = "kept_sentences"
 SENTENCE_SCORES = "sentence_scores"
+# a unit merged from indexed neighbours: their [start, end] spans in the document, so cached states of those
+# units can be laid out one after another instead of encoding the merged text anew
+PARTS = "parts"
 
 DEFAULT_TENANT = "default"
 

@@ -26,6 +26,7 @@ DOCUMENTS = [
 ]
 QUESTION = "When was the Millau Viaduct opened?"
 LOOKUPS = "ragpress_kv_cache_lookups_total"
+FP16_BYTES_PER_TOKEN = 30 * 3 * 64 * 2 * 2  # SmolLM2-135M: layers x KV heads x head dim x (keys, values) x 2 bytes
 REASON_CLASSES = {"conversion", "processing", "index_write", "transient", "task"}
 
 
@@ -88,12 +89,19 @@ def test_kv_cache_hits_rise_when_the_kv_pipeline_meets_states_it_stored_before(
                for _ in range(2)]
     first, second = (a["kv_cache"] for a in answers)
     assert first["hits"] == 0 and first["misses"] > 0  # met for the first time: encoded, then stored
-    assert second == {"hits": first["misses"], "misses": 0}  # the same passages, found in the store
+    assert (second["hits"], second["misses"]) == (first["misses"], 0)  # the same passages, found in the store
     after = scrape(client)
     gained = {result: value(after, LOOKUPS, pipeline="kv", result=result)
               - value(before, LOOKUPS, pipeline="kv", result=result) for result in ("hit", "miss")}
     assert gained == {"hit": first["hits"] + second["hits"], "miss": first["misses"]}
     assert value(after, "ragpress_kv_store_bytes") > 0
+    read = {name: value(after, name, pipeline="kv") - value(before, name, pipeline="kv")
+            for name in ("ragpress_kv_loaded_bytes_total", "ragpress_kv_loaded_tokens_total")}
+    assert read == {"ragpress_kv_loaded_bytes_total": sum(a["stored_bytes"] for a in (first, second)),
+                    "ragpress_kv_loaded_tokens_total": sum(a["tokens"] for a in (first, second))}
+    # the kv pipeline's default (int4) states: at most a third of fp16's bytes per token, scales included
+    per_token = read["ragpress_kv_loaded_bytes_total"] / read["ragpress_kv_loaded_tokens_total"]
+    assert 0 < per_token <= FP16_BYTES_PER_TOKEN / 3
     assert value(after, "ragpress_queries_total", pipeline="kv") - value(before, "ragpress_queries_total",
                                                                          pipeline="kv") == 2
 

@@ -12,6 +12,7 @@ from ragpress.generators.kv_generator import SHIPPED_CALIBRATIONS, KVCacheGenera
 from ragpress.generators.kv_store import LocalKVStore, open_store
 from ragpress.generators.local_generator import LocalGenerator
 from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT
+from ragpress.indexers.context_expander import merge_adjacent
 
 from .conftest import DOCUMENT, SPANS
 
@@ -56,6 +57,16 @@ def test_precomputed_chunks_are_loaded_not_re_read_and_the_reply_streams(store_c
     assert invalidate_document_kv("eiffel", store_config) == 2  # document deleted or replaced
     prefilled = generator(store_config, on_miss="prefill").run(query=QUESTION, documents=chunks())
     assert prefilled["meta"][0]["mode"] == "sequential"
+
+
+def test_a_unit_the_expander_merged_is_read_from_its_chunks_entries_never_encoded_anew(store_config):
+    from ragpress.generators.kv_context import precompute_document_kv
+
+    precompute_document_kv(DOCUMENT, chunks(), doc_id="eiffel", store=store_config)
+    merged = merge_adjacent(*chunks())
+    meta = generator(store_config, on_miss="prefill").run(query=QUESTION, documents=[merged])["meta"][0]
+    assert (meta["mode"], meta["kv_chunks_loaded"], meta["kv_chunks_encoded"]) == ("parallel", 1, 0)
+    assert meta["prefilled_tokens"] < meta["prompt_tokens"] / 3
 
 
 def test_a_missing_entry_falls_back_to_sequential_prefill_with_a_warning(store_config, caplog):
@@ -137,7 +148,7 @@ def test_the_component_round_trips_through_pipeline_yaml(store_config):
     assert restored.to_dict() == pipeline.get_component("generator").to_dict()
 
 
-KV_DEFAULTS = {"model": "SmolLM2-135M-Instruct", "store": None, "quantization": "int8", "temperature": None,
+KV_DEFAULTS = {"model": "SmolLM2-135M-Instruct", "store": None, "quantization": "int4", "temperature": None,
                "scale": None, "on_miss": "encode", "blend_share": 0.0, "max_new_tokens": 64, "max_context_tokens": 4096,
                "system_prompt": DEFAULT_SYSTEM_PROMPT, "device": "auto"}
 

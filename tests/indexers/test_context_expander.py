@@ -52,6 +52,14 @@ def test_adjacent_units_merge_into_one_span_with_exact_sentence_offsets(units: l
         assert merged.content[s:e] == TEXT[start + s:start + e]
 
 
+@pytest.mark.unit
+def test_a_merged_unit_names_the_indexed_units_it_is_made_of_so_their_cached_states_can_be_reused(
+        units: list[Document]) -> None:
+    first, second, third = level(units, "slice")[:3]
+    merged = merge_adjacent(merge_adjacent(first, second), third)
+    assert merged.meta[schema.PARTS] == [[u.meta[schema.START], u.meta[schema.END]] for u in (first, second, third)]
+
+
 @pytest.mark.integration
 def test_a_slice_hit_grows_into_its_chunk_when_the_budget_allows(units: list[Document]) -> None:
     target = level(units, "slice")[1]

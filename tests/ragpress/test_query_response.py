@@ -62,11 +62,13 @@ def test_a_retrieval_only_query_has_no_answer_fields() -> None:
 
 
 @pytest.mark.parametrize(("generator_meta", "kv_cache"), [
-    ({"kv_chunks_loaded": 3, "kv_chunks_encoded": 1}, {"hits": 3, "misses": 1}),  # a miss was encoded on the spot
-    ({"kv_chunks_loaded": 1, "kv_chunks_missing": 2, "mode": "sequential"}, {"hits": 1, "misses": 2}),  # prefilled
+    ({"kv_chunks_loaded": 3, "kv_chunks_encoded": 1, "kv_stored_bytes": 7200, "kv_context_tokens": 1000},
+     {"hits": 3, "misses": 1, "stored_bytes": 7200, "tokens": 1000}),  # a miss was encoded on the spot
+    ({"kv_chunks_loaded": 1, "kv_chunks_missing": 2, "mode": "sequential"},
+     {"hits": 1, "misses": 2, "stored_bytes": 0, "tokens": 0}),  # prefilled: no states read
 ])
-def test_a_kv_cache_generators_lookups_come_back_as_hits_and_misses(generator_meta: dict[str, object],
-                                                                     kv_cache: dict[str, int]) -> None:
+def test_a_kv_cache_generators_lookups_come_back_as_hits_and_misses_with_the_bytes_read(
+        generator_meta: dict[str, object], kv_cache: dict[str, int]) -> None:
     outputs = {"retriever": {"documents": RETRIEVED}, "generator": {"replies": ["At nine."], "meta": [generator_meta]}}
     assert query_response(QueryRun(outputs, dict(STAGES)), words, time.perf_counter())["kv_cache"] == kv_cache
 
