@@ -16,7 +16,8 @@ from ragpress.pipelines.query_pipeline import QueryRun
 
 # Meta the response gives in its own fields, or that only the server uses.
 _INTERNAL_META = frozenset({schema.TENANT, schema.COLLECTION, schema.DOC_ID, schema.CONTENT_HASH, schema.LEVEL,
-                            schema.SENTENCES, schema.PRUNED_TEXT, schema.KEPT_SENTENCES, schema.SENTENCE_SCORES})
+                            schema.SENTENCES, schema.PRUNED_TEXT, schema.KEPT_SENTENCES, schema.SENTENCE_SCORES,
+                            schema.PARTS})
 
 
 def query_response(run: QueryRun, count_tokens: Callable[[str], int], started: float) -> dict[str, Any]:

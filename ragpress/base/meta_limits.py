@@ -65,8 +65,10 @@ RESERVED_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     schema.SENTENCES: (_is_spans, "a list of [start, end] integer pairs"),
 }
 # Annotations the query stages add to a retrieved unit (pruner, context expander) and later stages trust: the
-# generator reads `pruned_text` in place of the unit's text. Stored, they would be read as if a stage wrote them.
-QUERY_TIME_FIELDS = frozenset({schema.PRUNED_TEXT, schema.KEPT_SENTENCES, schema.SENTENCE_SCORES, "expanded_from"})
+# generator reads `pruned_text` in place of the unit's text, and lays a unit out from the cached states of the
+# `parts` it names. Stored, they would be read as if a stage wrote them.
+QUERY_TIME_FIELDS = frozenset({schema.PRUNED_TEXT, schema.KEPT_SENTENCES, schema.SENTENCE_SCORES, schema.PARTS,
+                               "expanded_from"})
 RESERVED_META = frozenset(RESERVED_FIELDS) | QUERY_TIME_FIELDS
 # The top-level payload of a point: Haystack's Document.to_dict() without its vectors.
 PAYLOAD_FIELDS = frozenset({"id", "content", "blob", "meta", "score"})

@@ -205,6 +205,7 @@ def test_pipeline_yaml_escaping_a_lone_surrogate_is_a_4xx(client: httpx.Client) 
     ({"n": [[1]]}, ["meta['n'][0]"]),
     ({"tenant": "other"}, ["reserved by ragpress"]),
     ({"pruned_text": 5}, ["reserved by ragpress"]),  # the generator would read it in place of the text (or fail)
+    ({"parts": [[0, 1]]}, ["reserved by ragpress"]),  # the KV generator would lay the unit out from these spans
 ])
 def test_meta_beyond_its_limits_is_a_422_naming_limit_and_key(client: httpx.Client, collection: str,
                                                               meta: dict[str, Any], words: list[str]) -> None:

@@ -71,9 +71,13 @@ def test_a_units_reserved_fields_must_have_ragpress_types() -> None:
             check_unit_meta({**unit, field: bad})
 
 
-def test_query_time_annotations_are_never_stored() -> None:
-    with pytest.raises(MetaError, match=r"\['pruned_text'\] are written by query stages"):
-        check_unit_meta({"tenant": "t", "pruned_text": "text the generator would read instead of the unit's"})
+@pytest.mark.parametrize(("field", "value"), [
+    ("pruned_text", "text the generator would read instead of the unit's"),
+    ("parts", [[0, 10], [10, 5000]]),  # spans whose cached states the KV generator would lay out for the unit
+])
+def test_query_time_annotations_are_never_stored(field: str, value: object) -> None:
+    with pytest.raises(MetaError, match=rf"\['{field}'\] are written by query stages"):
+        check_unit_meta({"tenant": "t", field: value})
 
 
 def test_the_reserved_fields_do_not_count_towards_the_callers_limits() -> None:
