@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from ragpress.base.schema import (
     content_hash,
 )
 from ragpress.generators import kv_quantization, parallel_attention
+from ragpress.generators.decoding import Decoded, greedy_decode
 from ragpress.generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix, rerotate_keys
 from ragpress.generators.kv_store import (
     CorruptEntry,
@@ -242,6 +244,25 @@ class KVContextBuilder:
         token_ids = [t for e in entries for t in e.token_ids]
         return ParallelContext(keys, values, total, layout, [e.n_tokens for e in entries], masked, token_ids,
                                stored_bytes=sum(e.stored_bytes for e in entries))
+
+
+    # ---- answering --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def answer(self, context: ParallelContext, suffix: list[int], max_new_tokens: int, started: float,
+               on_text: Callable[[str], None] | None = None) -> Decoded:
+        """Prefill the question (``suffix``) over the laid-out context and decode greedily."""
+        position = context.layout.question_position
+        kwargs = {"ape_layout": context.layout}
+        out = self.lm(
+            input_ids=torch.tensor([suffix]),
+            position_ids=torch.arange(position, position + len(suffix)).unsqueeze(0),
+            past_key_values=context.cache(),
+            use_cache=True,
+            logits_to_keep=1,  # the question's other positions' vocabulary logits are never read
+            **kwargs,
+        )
+        return greedy_decode(self.lm, self.tokenizer, out.past_key_values, out.logits[0, -1], position + len(suffix),
+                             max_new_tokens, started, on_text, kwargs)
 
 
 def kv_owner(tenant: str, collection: str, doc_id: str) -> str:

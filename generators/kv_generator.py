@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import torch
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import StreamingChunk
 
@@ -15,7 +14,6 @@ from ragpress.base.devices import check_device
 from ragpress.base.roles import Role
 from ragpress.base.schema import DOC_ID
 from ragpress.generators import kv_blend, kv_quantization, parallel_attention
-from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.kv_context import (
     KVContextBuilder,
     ParallelContext,
@@ -253,23 +251,8 @@ class KVCacheGenerator:
     def _answer(self, query: str, context: ParallelContext, started: float, max_new_tokens: int,
                 streaming_callback: Callable[[StreamingChunk], None] | None) -> dict[str, Any]:
         assert self._builder is not None
-        lm, tokenizer = self._builder.lm, self._builder.tokenizer
-        suffix = build_prompt(tokenizer, query, [], self.system_prompt).suffix
-        position = context.layout.question_position
-        kwargs = {"ape_layout": context.layout}
-        with torch.inference_mode():
-            out = lm(
-                input_ids=torch.tensor([suffix]),
-                position_ids=torch.arange(position, position + len(suffix)).unsqueeze(0),
-                past_key_values=context.cache(),
-                use_cache=True,
-                logits_to_keep=1,  # the question's other positions' vocabulary logits are never read
-                **kwargs,
-            )
-        decoded = greedy_decode(
-            lm, tokenizer, out.past_key_values, out.logits[0, -1], position + len(suffix),
-            max_new_tokens, started, _stream_to(streaming_callback), kwargs,
-        )
+        suffix = build_prompt(self._builder.tokenizer, query, [], self.system_prompt).suffix
+        decoded = self._builder.answer(context, suffix, max_new_tokens, started, _stream_to(streaming_callback))
         meta = {
             "model": self.model,
             "mode": "blend" if context.recomputed else "parallel",

@@ -26,12 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ragpress.base.models import ModelError
 from ragpress.generators import parallel_attention
-from ragpress.generators.decoding import greedy_decode
-from ragpress.generators.kv_context import KVContextBuilder, ParallelContext
+from ragpress.generators.kv_context import KVContextBuilder
 from ragpress.generators.kv_generator import calibration_name
 from ragpress.generators.kv_store import KVEntry, LocalKVStore, open_store
 from ragpress.generators.prompting import DEFAULT_SYSTEM_PROMPT, build_prompt
@@ -102,19 +99,10 @@ def measure(builder: KVContextBuilder, prepared: list[Prepared], temperature: fl
         nll += scores.nll
         kl += answer_kl(item.reference, scores)
         if answers:
-            missed += 1.0 - answer_recall(greedy_answer(builder, context, item.suffix), item.example.answers)
+            missed += 1.0 - answer_recall(builder.answer(context, item.suffix, ANSWER_TOKENS, time.perf_counter()).text,
+                                        item.example.answers)
     measured = {"nll": nll / len(prepared), "kl": kl / len(prepared)}
     return measured | ({"answers": missed / len(prepared)} if answers else {})
-
-
-@torch.inference_mode()
-def greedy_answer(builder: KVContextBuilder, context: ParallelContext, suffix: list[int]) -> str:
-    """What the generator would answer from this context (greedy, as it decodes)."""
-    start = context.layout.question_position
-    out = builder.lm(input_ids=torch.tensor([suffix]), position_ids=torch.arange(start, start + len(suffix))[None],
-                     past_key_values=context.cache(), use_cache=True, logits_to_keep=1, ape_layout=context.layout)
-    return greedy_decode(builder.lm, builder.tokenizer, out.past_key_values, out.logits[0, -1], start + len(suffix),
-                         ANSWER_TOKENS, time.perf_counter(), forward_kwargs={"ape_layout": context.layout}).text
 
 
 def _evaluate(builder: KVContextBuilder, prepared: list[Prepared], grid: Grid, objective: str, temperature: float,
