@@ -42,6 +42,7 @@ from haystack import Document
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.bench.rerank_prune import hybrid_rankings, to_document
+from ragpress.evaluation.answers import f1
 from ragpress.generators.local_generator import LocalGenerator
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.relevance_gate import RelevanceGate, abstain_reason, best_sentence_score
@@ -49,7 +50,6 @@ from ragpress.rerankers.reranker import Reranker
 from ragpress.rerankers.sufficiency import DEFAULT_SUFFICIENCY_NAME, SufficiencyWeights, evidence_features
 from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
 from ragpress.training import data, mining
-from ragpress.training.kv_scoring import f1
 
 # The systems the pruner scores (whose scores the floors were set on): its ranking and bridge rule.
 PRUNED = {"pruned": ("relevance", False), "pruned_input": ("input", False), "pruned_fused": ("fused", False),

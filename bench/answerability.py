@@ -34,8 +34,8 @@ from ragpress.base.model_loading import sentence_transformer
 from ragpress.bench.gate_transfer import DATASETS as LEVAL_SETS
 from ragpress.bench.gate_transfer import chunks
 from ragpress.bench.gate_transfer import load as load_leval
-from ragpress.bench.intervals import share_with_interval
 from ragpress.bench.rerank_prune import to_document
+from ragpress.evaluation.intervals import share_with_interval
 from ragpress.pipelines.loader import parse_yaml
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.relevance_gate import RelevanceGate

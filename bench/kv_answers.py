@@ -36,13 +36,13 @@ from haystack import Document
 
 from ragpress.base.settings import get_settings
 from ragpress.bench.answer_quality import rankings
-from ragpress.bench.intervals import bootstrap_ratio
 from ragpress.bench.rerank_prune import to_document
+from ragpress.evaluation.answers import answer_recall, exact_match, f1
+from ragpress.evaluation.intervals import bootstrap_ratio
 from ragpress.generators.kv_context import builder_for, precompute_document_kv
 from ragpress.generators.kv_generator import KVCacheGenerator
 from ragpress.generators.local_generator import LocalGenerator
 from ragpress.training import data
-from ragpress.training.kv_scoring import answer_recall, exact_match, f1
 
 MODEL = "SmolLM2-135M-Instruct"
 BASELINE = "sequential"

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ragpress.evaluation.answers import f1
 from ragpress.generators import kv_blend, parallel_attention
 from ragpress.generators.decoding import greedy_decode
 from ragpress.generators.kv_cache import ChunkKV, cache_tensors
@@ -42,7 +43,6 @@ from ragpress.training.kv_scoring import (
     Example,
     Scores,
     answer_kl,
-    f1,
     first_token_kl,
     hotpot_examples,
     scores_from_logits,

@@ -21,11 +21,13 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 from haystack import Document
 
-from ragpress.bench.intervals import bootstrap_ratio
+from ragpress.evaluation.intervals import bootstrap_ratio
+from ragpress.evaluation.ranking import ndcg_at_10
 from ragpress.pruners.bridge import bridged_sentences
 from ragpress.pruners.component import ProvencePruner
 from ragpress.rerankers.fusion import DEFAULT_FUSION_NAME
@@ -34,7 +36,6 @@ from ragpress.scoring.provence_model import DEFAULT_MODEL_NAME
 from ragpress.scoring.selection import RANKINGS, kept_sentences, select
 from ragpress.scoring.sentences import document_spans
 from ragpress.training import data, mining
-from ragpress.training.fit_fusion import ndcg_at_10
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 RATIOS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -45,11 +46,13 @@ PruneRecord = tuple[list[int], list[float], list[bool], bool, float, list[int], 
 TARGET_KEPT = 0.95
 
 
-def to_document(passage: data.Passage) -> Document:
-    # The dataset's own sentence spans go in meta, so gold indices line up exactly with kept_sentences.
-    return Document(
-        id=passage.pid, content=passage.text, meta={"sentences": [list(s) for s in passage.spans()]}
-    )
+def to_document(passage: data.Passage, titles: bool = True) -> Document:
+    """The passage as ingestion would index it: its sentence spans (so gold indices line up exactly with
+    kept_sentences) and, with ``titles``, its article's title."""
+    meta: dict[str, Any] = {"sentences": [list(s) for s in passage.spans()]}
+    if titles and passage.title:
+        meta["title"] = passage.title
+    return Document(id=passage.pid, content=passage.text, meta=meta)
 
 
 def add_rerank_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,7 +154,7 @@ def prune_records(args: argparse.Namespace, name: str, pruner: ProvencePruner) -
     for number, (query, ranked) in enumerate(zip(queries, hits, strict=True)):
         negatives = [pid for pid, _ in ranked if pid not in query.relevant]
         pids = list(query.gold) + negatives[: max(0, args.context - len(query.gold))]
-        documents = [to_document(dataset.passages[pid]) for pid in pids]
+        documents = [to_document(dataset.passages[pid], args.titles) for pid in pids]
         scored = pruner.run(query=query.text, documents=documents, threshold=0.0)["documents"]
         sentence_scores = [d.meta["sentence_scores"] for d in scored]
         best = max((s for scores in sentence_scores for s in scores), default=0.0)
@@ -309,6 +312,8 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=None, help="first N SciFact dev claims (default all)")
     parser.add_argument("--context", type=int, default=5, help="passages per query in the pruning context")
     parser.add_argument("--max-queries", type=int, default=150, help="dev queries per dataset for pruning")
+    parser.add_argument("--no-titles", dest="titles", action="store_false",
+                        help="give the pruner passages without their article's title (as before titles were indexed)")
     parser.add_argument("--datasets", nargs="+", default=["scifact", "xquad", "squad", "hotpotqa_dev"])
     parser.add_argument("--weights", nargs="+", default=[DEFAULT_MODEL_NAME],
                         help="pruner weights (the shipped name or directories) to prune with, one after another")

@@ -28,6 +28,7 @@ Span = tuple[int, int]
 
 _HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.MULTILINE)
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
+MAX_TITLE_CHARS = 200
 
 
 def section_spans(text: str) -> list[Span]:
@@ -43,6 +44,18 @@ def section_spans(text: str) -> list[Span]:
     bounds = [*starts, len(text)]
     spans = [_strip(text, a, b) for a, b in pairwise(bounds)]
     return [s for s in spans if s[1] > s[0]]
+
+
+def document_title(text: str, meta: dict[str, Any]) -> str:
+    """The caller's ``meta["title"]`` when it is text, else the heading the document opens with, else ""."""
+    given = meta.get(schema.TITLE)
+    if isinstance(given, str) and given.strip():
+        return " ".join(given.split())[:MAX_TITLE_CHARS]
+    opening = _HEADING.match(text.lstrip())
+    if opening is None:
+        return ""
+    first_line = text.lstrip().split("\n", 1)[0]
+    return " ".join(first_line.strip().lstrip("#").split())[:MAX_TITLE_CHARS]
 
 
 def _fenced_ranges(text: str) -> list[Span]:
@@ -68,6 +81,7 @@ class _Builder:
     def __post_init__(self) -> None:
         self.text = self.document.content or ""
         self.digest = self.document.meta.get(schema.CONTENT_HASH) or schema.content_hash(self.text)
+        self.title = document_title(self.text, self.document.meta)
         self.counts: dict[str, int] = {}
         self.units: list[Document] = []
 
@@ -81,6 +95,8 @@ class _Builder:
             schema.POSITION: position, schema.START: start, schema.END: end,
             schema.SENTENCES: [[s - start, e - start] for s, e in sentences], schema.STRATEGY: self.strategy,
         }
+        if self.title:
+            unit_meta[schema.TITLE] = self.title
         uid = schema.unit_id_of(unit_meta)
         self.units.append(Document(id=uid, content=self.text[start:end], meta=unit_meta))
         return uid

@@ -25,7 +25,7 @@ RAGPRESS_MODULES = ("ragpress.indexers", "ragpress.pipelines", "ragpress.reranke
 # component under its current name, so a stored version keeps working.
 LEGACY_TYPE = re.compile(r"^(\s*type:\s*['\"]?)(indexers|pipelines|rerankers|pruners|generators)\.", re.MULTILINE)
 HAYSTACK_MODULES = ("haystack", "haystack_integrations")
-BUILTIN_PIPELINES = ("ingestion", "query", "pruned", "kv", "remote")
+BUILTIN_PIPELINES = ("ingestion", "query", "plain", "pruned", "kv", "remote")
 
 
 @dataclass(frozen=True)

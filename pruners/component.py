@@ -9,7 +9,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 
 from ragpress.base.devices import check_device
 from ragpress.base.roles import Role
-from ragpress.base.schema import KEPT_SENTENCES, PRUNED_TEXT, SENTENCE_SCORES
+from ragpress.base.schema import KEPT_SENTENCES, PRUNED_TEXT, SENTENCE_SCORES, TITLE
 from ragpress.pruners.bridge import bridged_sentences
 from ragpress.pruners.sentence_fusion import SentenceFusion, fused_scores
 from ragpress.scoring.passage_scoring import score_passages
@@ -71,6 +71,7 @@ class ProvencePruner:
         sentence_fusion: bool = True,
         ranking: str = "relevance",
         bridge: bool = False,
+        titles: bool = True,
         device: str = "auto",
     ) -> None:
         """
@@ -95,6 +96,8 @@ class ProvencePruner:
             ``top_k`` are scored, so it is also faster) or ``"fused"`` (reciprocal-rank fusion of the two).
         :param bridge: also keep a dropped sentence of another document that shares a name or number with the
             call's best sentence, absent from the query (a multi-hop question's second hop; ragpress.pruners.bridge).
+        :param titles: read each passage under its document's title (``meta["title"]``, which ingestion sets)
+            when the passage does not open with it: a chunk far from its heading often never names its subject.
         :param device: ``auto`` (a GPU when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         """
         weights_path(model)
@@ -117,6 +120,7 @@ class ProvencePruner:
         self.sentence_fusion = sentence_fusion
         self.ranking = ranking
         self.bridge = bridge
+        self.titles = titles
         self.device = check_device(device)
         self._model: ProvenceModel | None = None
         self._tokenizer: Any = None
@@ -141,6 +145,7 @@ class ProvencePruner:
             sentence_fusion=self.sentence_fusion,
             ranking=self.ranking,
             bridge=self.bridge,
+            titles=self.titles,
             device=self.device,
         )
 
@@ -160,6 +165,7 @@ class ProvencePruner:
         relative_threshold: float | None = None,
         ranking: str | None = None,
         bridge: bool | None = None,
+        titles: bool | None = None,
     ) -> dict[str, list[Document]]:
         """Rerank and prune ``documents`` for ``query``; arguments given here override the init values (a
         sentence rule given here, absolute or relative, replaces the init one).
@@ -172,6 +178,7 @@ class ProvencePruner:
         :param relative_threshold: a relative sentence rule for this run.
         :param ranking: overrides the init value for this run.
         :param bridge: overrides the init value for this run.
+        :param titles: overrides the init value for this run.
         :returns: ``documents`` in ``ranking`` order, each with its relevance probability as ``score`` and, in
             ``meta``, its pruned text, the kept sentences and every sentence's score.
         """
@@ -190,7 +197,8 @@ class ProvencePruner:
             return {"documents": []}
         self.warm_up()
         spans = [document_spans(d) for d in documents]
-        passages = [(d.content or "", s) for d, s in zip(documents, spans, strict=True)]
+        read = titled if (self.titles if titles is None else titles) else untitled
+        passages = [read(d, s) for d, s in zip(documents, spans, strict=True)]
         scores = score_passages(
             self._model, self._tokenizer, query, passages, batch_size=self.batch_size, max_length=self.max_length
         )
@@ -235,6 +243,20 @@ class ProvencePruner:
         if relative_threshold is None:
             return threshold
         return relative_cutoff(sentence_scores, relative_threshold)
+
+
+def untitled(document: Document, spans: list[Span]) -> tuple[str, list[Span]]:
+    return document.content or "", spans
+
+
+def titled(document: Document, spans: list[Span]) -> tuple[str, list[Span]]:
+    """The passage as the model reads it: under its document's title unless it opens with it; the spans move
+    with the text, so sentence scores still index the passage's own sentences."""
+    text, title = document.content or "", (document.meta or {}).get(TITLE)
+    if not isinstance(title, str) or not title or title.lower() in text[:len(title) + 8].lower():
+        return text, spans
+    prefix = f"{title}\n\n"
+    return prefix + text, [(s + len(prefix), e + len(prefix)) for s, e in spans]
 
 
 def _pruned(

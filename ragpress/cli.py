@@ -1,4 +1,5 @@
-"""The ``ragpress`` command: serve, worker, query, models; ``ingest`` is in ``ragpress.cli_ingest``, and ``jobs``,
+"""The ``ragpress`` command: serve, worker, query, models; ``ingest`` and ``eval`` are in ``ragpress.cli_ingest`` and
+``ragpress.cli_eval``, and ``jobs``,
 ``keys`` and ``pipeline`` in ``cli_jobs``, ``cli_keys`` and ``cli_pipeline``."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ragpress.base import models
 from ragpress.base.settings import get_settings
 from ragpress.cli_backends import backend
 from ragpress.cli_common import ApiKey, Server, console, err, fail, url_of
+from ragpress.cli_eval import evaluate
 from ragpress.cli_ingest import ingest
 from ragpress.cli_jobs import jobs_app
 from ragpress.cli_keys import keys_app
@@ -139,8 +141,9 @@ def worker(concurrency: int = typer.Option(1, help="Worker threads in this proce
                               "--without-gossip", "--without-mingle"])
 
 
-# --- ingest and query -----------------------------------------------------------------------------
+# --- ingest, query and eval ------------------------------------------------------------------------
 app.command()(ingest)
+app.command("eval")(evaluate)
 
 
 @app.command()
@@ -176,7 +179,23 @@ def _print_answer(result: dict[str, Any]) -> None:
             label = f"answer (abstained: {reason}; the passages below were judged, not used)"
         console.print(f"[bold]{label}:[/bold] {result['answer']}\n")
     for rank, doc in enumerate(result["documents"], start=1):
-        snippet = " ".join((doc.get("pruned_text") or doc.get("text") or "").split())[:300]
-        console.print(f"[{rank}] {doc.get('doc_id')}  score={doc.get('score', 0):.3f}\n    {snippet}",
-                      highlight=False, markup=False)
-    console.print(f"\ntimings (ms): {result.get('timings_ms')}", highlight=False)
+        console.print(f"[{rank}] {doc.get('doc_id')}  score={doc.get('score', 0):.3f}", highlight=False, markup=False)
+        for line in _passage_lines(doc):
+            console.print(f"    {line}", highlight=False, markup=False)
+    usage, cache = result.get("usage", {}), result.get("kv_cache")
+    read = f"context: {usage.get('context_tokens', 0)} tokens, {usage.get('context_tokens_after_pruning', 0)} read"
+    cached = f"; cached states: {cache['hits']} found, {cache['misses']} encoded" if cache else ""
+    console.print(f"\n{read}{cached}\ntimings (ms): {result.get('timings_ms')}", highlight=False)
+
+
+def _passage_lines(doc: dict[str, Any], width: int = 300) -> list[str]:
+    """The passage, or after a pruner the sentences it kept and those it dropped."""
+    text = doc.get("text") or ""
+    if "kept_sentences" not in doc:
+        return [" ".join(text.split())[:width]]
+    kept = set(doc["kept_sentences"])
+    dropped = [text[s:e] for i, (s, e) in enumerate(doc.get("sentences") or []) if i not in kept]
+    lines = [f"kept: {' '.join(doc.get('pruned_text', '').split())[:width] or '(nothing)'}"]
+    if dropped:
+        lines.append(f"pruned ({len(dropped)}): {' | '.join(' '.join(d.split()) for d in dropped)[:width]}")
+    return lines

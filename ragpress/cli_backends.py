@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class Backend(Protocol):
-    def submit(self, collection: str, documents: list[dict[str, Any]]) -> str: ...
+    def submit(self, collection: str, documents: list[dict[str, Any]], kv_precompute: str | None = None) -> str: ...
 
     def job(self, job_id: str) -> dict[str, Any]: ...
 
@@ -26,6 +26,12 @@ class Backend(Protocol):
 
     def query(self, collection: str, text: str, options: dict[str, Any]) -> dict[str, Any]: ...
 
+    def pipeline_yaml(self, name: str) -> str: ...
+
+    def save_pipeline(self, name: str, text: str) -> None: ...
+
+    def delete_pipeline(self, name: str) -> None: ...
+
 
 PAGE = 1000  # documents per listing page and per delete request: the most the routes take
 
@@ -34,8 +40,8 @@ class Remote:
     def __init__(self, server: Client) -> None:
         self.client = server
 
-    def submit(self, collection: str, documents: list[dict[str, Any]]) -> str:
-        return self.client.add_documents(collection, documents)
+    def submit(self, collection: str, documents: list[dict[str, Any]], kv_precompute: str | None = None) -> str:
+        return self.client.add_documents(collection, documents, kv_precompute)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.client.job(job_id)
@@ -49,6 +55,15 @@ class Remote:
     def query(self, collection: str, text: str, options: dict[str, Any]) -> dict[str, Any]:
         return self.client.query(collection, text, **options)
 
+    def pipeline_yaml(self, name: str) -> str:
+        return str(self.client.pipeline(name)["yaml"])
+
+    def save_pipeline(self, name: str, text: str) -> None:
+        self.client.save_pipeline(name, text.encode())
+
+    def delete_pipeline(self, name: str) -> None:
+        self.client.delete_pipeline(name)
+
 
 class Embedded:
     """The default tenant's data in this machine's index, as a server without keys would serve it."""
@@ -58,10 +73,10 @@ class Embedded:
 
         self.service, self.tenant = service, schema.DEFAULT_TENANT
 
-    def submit(self, collection: str, documents: list[dict[str, Any]]) -> str:
+    def submit(self, collection: str, documents: list[dict[str, Any]], kv_precompute: str | None = None) -> str:
         from ragpress.service import IncomingDocument
 
-        return self.service.submit(self.tenant, collection, [IncomingDocument(**d) for d in documents])
+        return self.service.submit(self.tenant, collection, [IncomingDocument(**d) for d in documents], kv_precompute)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.service.job(self.tenant, job_id)
@@ -76,6 +91,15 @@ class Embedded:
         from ragpress.pipelines.query_pipeline import QueryRequest
 
         return self.service.query(self.tenant, collection, QueryRequest(query=text, **options))
+
+    def pipeline_yaml(self, name: str) -> str:
+        return str(self.service.pipeline(self.tenant, name)["yaml"])
+
+    def save_pipeline(self, name: str, text: str) -> None:
+        self.service.save_pipeline(self.tenant, name, text)
+
+    def delete_pipeline(self, name: str) -> None:
+        self.service.delete_pipeline(self.tenant, name)
 
 
 @contextmanager

@@ -53,6 +53,10 @@ class Document:
     def doc_id(self) -> str:
         return str(self.body["id"])
 
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Document:
+        return cls(body, len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()))
+
 
 @dataclass
 class Plan:
@@ -162,10 +166,10 @@ def _read_one(source: Source, max_document_bytes: int, max_request_bytes: int) -
     refused = _refusal(body)
     if refused:
         return Skip(source.path, UNREADABLE, refused)
-    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
-    if size + len(_ENVELOPE) > max_request_bytes:
+    document = Document.of(body)
+    if document.size + len(_ENVELOPE) > max_request_bytes:
         return Skip(source.path, TOO_LARGE, f"more than the {max_request_bytes:,}-byte request limit as JSON")
-    return Document(body, size)
+    return document
 
 
 def _utf8(name: str) -> bool:

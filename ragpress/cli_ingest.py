@@ -86,11 +86,19 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
 def send(target: Backend, collection: str, found: Plan) -> Outcome:
     """Every source of ``found`` read and sent, batch by batch; returns when every job ended (or stalled)."""
     settings = get_settings()
-    outcome = Outcome(skipped=list(found.skipped))
+    skipped = list(found.skipped)
+    documents = _documents(read(found.sources, settings.max_document_bytes, settings.max_request_bytes), skipped)
+    return send_documents(target, collection, documents, len(found.sources), skipped)
+
+
+def send_documents(target: Backend, collection: str, documents: Iterable[Document], total: int,
+                   skipped: list[Skip] | None = None, kv_precompute: str | None = None) -> Outcome:
+    """``documents`` sent in batches within the request limits under one progress bar of ``total``; returns when
+    every job ended (or stalled). ``skipped`` is filled while ``documents`` is read and counts on the bar."""
+    settings = get_settings()
+    outcome = Outcome(skipped=skipped if skipped is not None else [])
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as bar:
-        flight = _Flight(target, outcome, bar, bar.add_task("indexing", total=len(found.sources)))
-        documents = _documents(read(found.sources, settings.max_document_bytes, settings.max_request_bytes),
-                               outcome.skipped)
+        flight = _Flight(target, outcome, bar, bar.add_task("indexing", total=total), kv_precompute)
         for batch in batches(documents, settings.max_documents_per_request, settings.max_request_bytes):
             flight.submit(collection, batch)
         flight.land()
@@ -108,15 +116,17 @@ def _documents(items: Iterable[Document | Skip], skipped: list[Skip]) -> Iterato
 class _Flight:
     """Jobs in flight: at most IN_FLIGHT at once, polled until they end, the bar counting every file settled."""
 
-    def __init__(self, target: Backend, outcome: Outcome, bar: Progress, task: TaskID) -> None:
+    def __init__(self, target: Backend, outcome: Outcome, bar: Progress, task: TaskID,
+                 kv_precompute: str | None = None) -> None:
         self.target, self.outcome, self.bar, self.task = target, outcome, bar, task
+        self.kv_precompute = kv_precompute
         self.already_skipped = len(outcome.skipped)
         self.moved_at = time.monotonic()
 
     def submit(self, collection: str, batch: list[Document]) -> None:
         while len(self.outcome.unfinished) >= IN_FLIGHT and self._poll():
             time.sleep(POLL_S)
-        job_id = self._sent(lambda: self.target.submit(collection, [d.body for d in batch]))
+        job_id = self._sent(lambda: self.target.submit(collection, [d.body for d in batch], self.kv_precompute))
         self.outcome.jobs[job_id] = {"job_id": job_id, "status": "queued", "total": len(batch)}
         self._show()
 

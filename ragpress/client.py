@@ -63,10 +63,10 @@ class Client:
         return body
 
     # --- documents and jobs -----------------------------------------------------------------------
-    def add_documents(self, collection: str, documents: list[dict[str, Any]]) -> str:
+    def add_documents(self, collection: str, documents: list[dict[str, Any]], kv_precompute: str | None = None) -> str:
         """Queue documents; returns the job id. httpx sends compact UTF-8 JSON, which the CLI's batches measure."""
-        return self._call("POST", f"/v1/collections/{_segment(collection)}/documents", ("job_id",),
-                          json={"documents": documents})["job_id"]
+        body: dict[str, Any] = {"documents": documents, **({"kv_precompute": kv_precompute} if kv_precompute else {})}
+        return self._call("POST", f"/v1/collections/{_segment(collection)}/documents", ("job_id",), json=body)["job_id"]
 
     def documents(self, collection: str, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
         """One page of the collection's documents, ordered by id, after ``after``."""
@@ -114,6 +114,9 @@ class Client:
         """Validate and save pipeline YAML as the pipeline's next version."""
         return self._call("PUT", f"/v1/pipelines/{_segment(name)}", ("version",), content=text,
                           headers={"content-type": "application/yaml"})
+
+    def delete_pipeline(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/pipelines/{_segment(name)}", ("deleted",))
 
     def rollback_pipeline(self, name: str, version: int) -> dict[str, Any]:
         """Save an earlier version again, as the pipeline's next version."""

@@ -16,11 +16,12 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from ragpress.base.devices import check_device
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.roles import Role
-from ragpress.base.schema import SENTENCE_SCORES
+from ragpress.base.schema import KEPT_SENTENCES, SENTENCE_SCORES
 from ragpress.rerankers.sufficiency import PRUNER_FEATURES, SufficiencyWeights, evidence_features
 
 NO_RELEVANT_PASSAGE = "no_relevant_passage"
 NO_RELEVANT_SENTENCE = "no_relevant_sentence"
+NO_SENTENCE_KEPT = "no_sentence_kept"
 INSUFFICIENT_EVIDENCE = "insufficient_evidence"
 
 
@@ -30,7 +31,8 @@ class RelevanceGate:
 
     With ``min_sentence_score`` it also abstains when no sentence of any document has a pruner keep score
     (``meta["sentence_scores"]``) at least that high: a passage can look on-topic while no sentence in it
-    answers. Documents without sentence scores do not count as evidence for that check.
+    answers. Documents without sentence scores do not count as evidence for that check. After a pruner that kept
+    no sentence of any document it abstains too (``no_sentence_kept``): there is nothing left to answer from.
 
     With ``sufficiency`` (``"ragpress-sufficiency-minilm"``, the shipped weights, or a weights file from
     ``python -m ragpress.training.fit_sufficiency``) it needs the ``query`` too and abstains when the model's
@@ -115,7 +117,7 @@ class RelevanceGate:
         sentence_floor = self.min_sentence_score if min_sentence_score is None else min_sentence_score
         best = max((d.score or 0.0) for d in documents) if documents else None
         reason = abstain_reason(best, best_sentence_score(documents), threshold, sentence_floor,
-                                *self._sufficiency(documents, query, min_sufficiency))
+                                *self._sufficiency(documents, query, min_sufficiency)) or _nothing_kept(documents)
         if reason:
             return {"documents": [], "abstain_reason": reason}
         kept = documents if self.drop_below is None else [d for d in documents if (d.score or 0) >= self.drop_below]
@@ -163,6 +165,11 @@ def abstain_reason(
     if sufficiency is not None and min_sufficiency is not None and sufficiency < min_sufficiency:
         return INSUFFICIENT_EVIDENCE
     return ""
+
+
+def _nothing_kept(documents: list[Document]) -> str:
+    pruned = [d.meta[KEPT_SENTENCES] for d in documents if KEPT_SENTENCES in (d.meta or {})]
+    return NO_SENTENCE_KEPT if pruned and not any(pruned) else ""
 
 
 def best_sentence_score(documents: list[Document]) -> float:

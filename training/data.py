@@ -41,6 +41,7 @@ CALIBRATION_PERCENT = 10  # of the train queries (see is_calibration)
 class Passage:
     pid: str
     sentences: tuple[str, ...]
+    title: str = ""  # its article's title where the text does not already open with it (SciFact's does)
 
     @property
     def text(self) -> str:
@@ -113,7 +114,11 @@ def sample(queries: list[Query], count: int | None) -> list[Query]:
 
 def is_calibration(query: Query) -> bool:
     """A fixed share of the train queries, held out of training to set the default sentence thresholds."""
-    digest = hashlib.sha256(f"calibration:{query.dataset}:{group_key(query)}".encode()).hexdigest()
+    return is_calibration_key(query.dataset, group_key(query))
+
+
+def is_calibration_key(dataset: str, key: str) -> bool:
+    digest = hashlib.sha256(f"calibration:{dataset}:{key}".encode()).hexdigest()
     return int(digest, 16) % 100 < CALIBRATION_PERCENT
 
 
@@ -173,7 +178,7 @@ def _squad_format(name: str, files: list[Path]) -> Dataset:
                 pid = f"{article['title']}#{p_index}"
                 context = paragraph["context"]
                 spans = split_sentences(context)
-                passages[pid] = Passage(pid, tuple(context[s:e] for s, e in spans))
+                passages[pid] = Passage(pid, tuple(context[s:e] for s, e in spans), article["title"])
                 queries += [_squad_query(name, article["title"], pid, spans, qa) for qa in paragraph["qas"]]
     return Dataset(name, passages, queries)
 
@@ -205,12 +210,12 @@ def _hotpotqa(root: Path) -> Dataset:
     passages: dict[str, Passage] = {}
     corpus = json.loads((root / "hipporag_mini" / "hotpotqa_train_corpus.json").read_text())
     for title, sentences in corpus.items():
-        passages[title] = Passage(title, _clean(sentences))
+        passages[title] = Passage(title, _clean(sentences), title)
     queries = []
     for record in records:
         context = {title: _clean(sents) for title, sents in _parse(record["context"])}
         for title, sents in context.items():
-            passages.setdefault(title, Passage(title, sents))
+            passages.setdefault(title, Passage(title, sents, title))
         gold = _supporting(passages, _parse(record["supporting_facts"]))
         queries.append(
             Query(record["_id"], "hotpotqa", record["question"], sorted(gold), gold, [str(record["answer"])])
@@ -235,7 +240,7 @@ def _hotpotqa_dev(root: Path) -> Dataset:
     for number, record in enumerate(records):
         context = record["context"]
         for title, sentences in zip(context["title"], context["sentences"], strict=True):
-            passages.setdefault(title, Passage(title, _clean(sentences)))
+            passages.setdefault(title, Passage(title, _clean(sentences), title))
         facts = record["supporting_facts"]
         gold = _supporting(passages, zip(facts["title"], facts["sent_id"], strict=True))
         queries.append(Query(f"hotpotqa_dev:{number}", "hotpotqa_dev", record["question"], sorted(gold), gold,
@@ -254,7 +259,7 @@ def _musique(root: Path) -> Dataset:
             text = paragraph["paragraph_text"]
             pid = f"{paragraph['title']}::{hashlib.sha1(text.encode()).hexdigest()[:8]}"
             sentences = tuple(text[s:e] for s, e in split_sentences(text))
-            passages.setdefault(pid, Passage(pid, sentences))
+            passages.setdefault(pid, Passage(pid, sentences, paragraph["title"]))
             if paragraph["is_supporting"]:
                 relevant.append(pid)
                 answers = [

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from ragpress.base.model_loading import sentence_transformer
 from ragpress.base.settings import get_settings
+from ragpress.evaluation.ranking import ndcg_at_10
 from ragpress.rerankers import fusion
 from ragpress.scoring import lexical
 from ragpress.scoring.logistic_fusion import combine
@@ -53,12 +53,6 @@ class Claim:
 def is_holdout(qid: str) -> bool:
     digest = hashlib.sha256(f"fusion-holdout:scifact:{qid}".encode()).hexdigest()
     return int(digest, 16) % 100 < HOLDOUT_PERCENT
-
-
-def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
-    dcg = sum(1 / math.log2(i + 2) for i, pid in enumerate(ranked[:10]) if pid in relevant)
-    ideal = sum(1 / math.log2(i + 2) for i in range(min(10, len(relevant))))
-    return dcg / ideal if ideal else 0.0
 
 
 def claims_with_features(queries: list[data.Query], dataset: data.Dataset, depth: int) -> list[Claim]:

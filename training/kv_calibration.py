@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ragpress.base.models import ModelError
+from ragpress.evaluation.answers import answer_recall
 from ragpress.generators import parallel_attention
 from ragpress.generators.kv_context import KVContextBuilder
 from ragpress.generators.kv_generator import calibration_name
@@ -37,7 +38,6 @@ from ragpress.training.kv_scoring import (
     Example,
     Scores,
     answer_kl,
-    answer_recall,
     hotpot_examples,
     score_parallel,
     score_sequential,

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import string
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,34 +157,3 @@ def answer_kl(reference: Scores, other: Scores) -> float:
 
 def top1_agrees(reference: Scores, other: Scores) -> bool:
     return int(reference.first_logprobs.argmax()) == int(other.first_logprobs.argmax())
-
-
-# ---- answer F1 (SQuAD normalisation) ------------------------------------------------------------
-def _normalize(text: str) -> list[str]:
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return text.split()
-
-
-def answer_recall(prediction: str, answers: list[str]) -> float:
-    """The share of a reference answer's tokens the prediction holds (best over references): unlike F1, not
-    lowered by the words a sentence answer puts around a short reference span."""
-    found = Counter(_normalize(prediction))
-    return max((sum((Counter(gold) & found).values()) / len(gold) for a in answers if (gold := _normalize(a))),
-               default=0.0)
-
-
-def exact_match(prediction: str, answers: list[str]) -> bool:
-    return any(_normalize(prediction) == _normalize(answer) for answer in answers)
-
-
-def f1(prediction: str, answers: list[str]) -> float:
-    best = 0.0
-    for answer in answers:
-        pred, gold = _normalize(prediction), _normalize(answer)
-        common = sum((Counter(pred) & Counter(gold)).values())
-        if common:
-            precision, recall = common / len(pred), common / len(gold)
-            best = max(best, 2 * precision * recall / (precision + recall))
-    return best

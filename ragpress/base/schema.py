@@ -38,6 +38,9 @@ STRATEGY = "strategy"
 PRUNED_TEXT = "pruned_text"
 KEPT_SENTENCES = "kept_sentences"
 SENTENCE_SCORES = "sentence_scores"
+# the document's title on each of its units (the caller's meta["title"], else its first heading): a chunk far from
+# the heading often never names its subject, and the pruner reads it under this title
+TITLE = "title"
 # a unit merged from indexed neighbours: their [start, end] spans in the document, so cached states of those
 # units can be laid out one after another instead of encoding the merged text anew
 PARTS = "parts"

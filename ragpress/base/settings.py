@@ -58,8 +58,8 @@ class Settings(BaseSettings):
         None, description="Redis URL for cached KV states shared by replicas; unset means files under data_dir/kv."
     )
     kv_precompute: Literal["lazy", "eager"] = Field(
-        "lazy", description="Default for collections that do not choose: eager computes chunk KV states at "
-        "ingestion (a follow-up task), lazy on a chunk's first query.",
+        "eager", description="Default for collections that do not choose: eager computes chunk KV states at "
+        "ingestion (a follow-up task; the default query pipeline reads them), lazy on a chunk's first query.",
     )
     remote_generator_url: str | None = Field(
         None, description="OpenAI-compatible server (…/v1) for ragpress.generators.remote_generator."

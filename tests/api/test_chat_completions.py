@@ -145,7 +145,9 @@ def test_a_model_naming_nothing_raises_not_found_saying_what_a_model_is(
 def test_a_tenant_cannot_chat_over_another_tenants_collection(bob: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         bob.chat.completions.create(model="diary", messages=[{"role": "user", "content": "What is the launch code?"}])
-    own = bob.chat.completions.create(model="facts", messages=EIFFEL)  # his 'facts', not Alice's
+    # his 'facts', not Alice's; read by the plain pipeline, whose every hit is a source (the default's gate would
+    # rightly refuse a question about Paris over a collection about bees)
+    own = bob.chat.completions.create(model="facts/plain", messages=EIFFEL)
     assert [s["doc_id"] for s in own.model_extra["sources"]] == ["bees"]
 
 

@@ -36,7 +36,7 @@ def test_a_bad_edit_is_refused_with_its_line_and_never_replaces_the_working_pipe
 
 
 def test_a_saved_version_is_used_by_the_next_request_and_can_be_rolled_back(client: httpx.Client) -> None:
-    yaml_text = client.get("/v1/pipelines/query").json()["yaml"].replace("top_k: 4", "top_k: 1")
+    yaml_text = client.get("/v1/pipelines/plain").json()["yaml"].replace("top_k: 4", "top_k: 1")
     check = client.post("/v1/pipelines/narrow/validate", content=yaml_text, headers=YAML,
                         params={"dry_run": True, "collection": "c", "query": "sky"}).json()
     assert check["valid"] and {n["name"] for n in check["graph"]["nodes"]} >= {"embedder", "retriever"}
@@ -62,7 +62,7 @@ def test_unknown_pipelines_are_404(client: httpx.Client) -> None:
 
 def test_a_pipeline_cannot_name_server_resources(client: httpx.Client) -> None:
     wipe = "      document_store: {type: x, init_parameters: {recreate_index: true}}\n"
-    yaml_text = client.get("/v1/pipelines/query").json()["yaml"].replace("      top_k: 4\n", "      top_k: 4\n" + wipe)
+    yaml_text = client.get("/v1/pipelines/plain").json()["yaml"].replace("      top_k: 4\n", "      top_k: 4\n" + wipe)
     response = client.put("/v1/pipelines/wipe", content=yaml_text, headers=YAML)
     assert response.status_code == 422
     assert response.json()["error"]["problems"][0]["field"] == "components.retriever.init_parameters.document_store"

@@ -3,7 +3,7 @@
 import pytest
 
 from ragpress.bench.kv_answers import parse_variant, summary
-from ragpress.training.kv_scoring import answer_recall, exact_match, f1
+from ragpress.evaluation.answers import answer_recall, exact_match, f1
 
 pytestmark = pytest.mark.unit
 

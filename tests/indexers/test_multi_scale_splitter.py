@@ -173,6 +173,19 @@ def test_yaml_round_trip_gives_the_same_units():
 
 
 @pytest.mark.unit
+def test_every_unit_carries_the_heading_its_document_opens_with_as_title(splitter):
+    units = _units(splitter, MARKDOWN)
+    assert {u.meta[schema.TITLE] for u in units} == {"Millau Viaduct"}
+
+
+@pytest.mark.unit
+def test_the_callers_title_wins_and_a_document_without_an_opening_heading_has_none(splitter):
+    assert {u.meta[schema.TITLE] for u in _units(splitter, MARKDOWN, title="  The  viaduct ")} == {"The viaduct"}
+    assert all(schema.TITLE not in u.meta for u in _units(splitter, PLAIN))
+    assert all(schema.TITLE not in u.meta for u in _units(splitter, "Intro first.\n\n## Later heading\n\nText."))
+
+
+@pytest.mark.unit
 def test_to_dict_pins_the_serialized_shape() -> None:
     assert_pinned(MultiScaleSplitter(), {"chunk_tokens": 128, "slice_tokens": 32, "include_document": True,
                                          "tokenizer_model": "all-MiniLM-L6-v2"})

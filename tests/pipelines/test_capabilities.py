@@ -53,7 +53,7 @@ def problems(text: str) -> list[tuple[str | None, str]]:
     return [(p.field, p.message) for p in info.value.problems]
 
 
-@pytest.mark.parametrize("name", ["query", "pruned", "kv", "remote"])
+@pytest.mark.parametrize("name", ["query", "plain", "pruned", "kv", "remote"])
 def test_the_built_in_query_pipelines_are_tenant_pipelines(name: str) -> None:
     validate(builtin_yaml(name))
 

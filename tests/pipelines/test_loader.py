@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ragpress.pipelines.loader import BUILTIN_PIPELINES, PipelineInvalid, builtin_yaml, load_pipeline, parse_yaml
 from ragpress.pipelines.registry import validate
@@ -69,3 +70,16 @@ def test_a_pipeline_saved_with_pre_namespace_type_names_loads_as_the_same_compon
     assert "type: indexers.embedders.QueryEmbedder" in legacy
     assert load_pipeline(legacy).to_dict() == load_pipeline(current).to_dict()
     validate(legacy)  # a tenant's stored version passes the same rules
+
+
+@pytest.mark.unit
+def test_the_default_query_pipeline_runs_every_stage_in_order_and_plain_is_the_baseline() -> None:
+    default = yaml.safe_load(builtin_yaml("query"))
+    kinds = {name: spec["type"].rsplit(".", 1)[1] for name, spec in default["components"].items()}
+    chain = ["embedder"] + [c["receiver"].split(".")[0] for c in default["connections"]]
+    assert [kinds[name] for name in chain] == ["QueryEmbedder", "ScopedEmbeddingRetriever", "MultiScaleExpander",
+                                               "ProvencePruner", "RelevanceGate", "KVCacheGenerator"]
+    assert default["components"]["retriever"]["init_parameters"]["hybrid"] is True
+    plain = yaml.safe_load(builtin_yaml("plain"))
+    assert [spec["type"].rsplit(".", 1)[1] for spec in plain["components"].values()] == [
+        "QueryEmbedder", "ScopedEmbeddingRetriever", "LocalGenerator"]

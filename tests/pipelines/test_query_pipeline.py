@@ -168,7 +168,7 @@ def test_a_saved_version_that_breaks_todays_rules_cannot_run(tmp_path: Path) -> 
 @pytest.mark.integration
 def test_each_saved_version_is_built_once_per_thread_and_the_next_version_is_used_at_once(tmp_path: Path) -> None:
     registry = PipelineRegistry(make_engine(f"sqlite:///{tmp_path / 'p.db'}"), LIMITS)
-    retrieval = builtin_yaml("query").split("  generator:")[0] + (
+    retrieval = builtin_yaml("plain").split("  generator:")[0] + (
         "connections:\n  - sender: embedder.embedding\n    receiver: retriever.query_embedding\n")
     registry.save("t", "search", retrieval)
     pipelines = QueryPipelines(registry)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 LIMITS = {"top_k": 20, "token_budget": 4096, "max_context_tokens": 4096, "max_new_tokens": 256}
 
 
-@pytest.mark.parametrize("name", ["query", "pruned", "kv", "remote"])
+@pytest.mark.parametrize("name", ["query", "plain", "pruned", "kv", "remote"])
 def test_the_builtin_pipelines_fit_the_default_ceilings(name: str) -> None:
     validate(builtin_yaml(name), ceilings(Settings()))
 

@@ -7,7 +7,7 @@ import pytest
 from haystack import Document
 from serialization import assert_pinned, assert_restored
 
-from ragpress.pruners.component import ProvencePruner
+from ragpress.pruners.component import ProvencePruner, titled
 from ragpress.scoring.sentences import split_sentences
 
 pytestmark = pytest.mark.integration
@@ -221,7 +221,8 @@ def test_invalid_relative_thresholds_and_two_rules_at_once_are_rejected(pruner):
 
 PRUNER_DEFAULTS = {"model": "ragpress-provence-minilm", "threshold": None, "relative_threshold": None, "top_k": None,
                    "score_threshold": None, "max_length": 512, "batch_size": 16, "quantize": False,
-                   "sentence_fusion": True, "ranking": "relevance", "bridge": False, "device": "auto"}
+                   "sentence_fusion": True, "ranking": "relevance", "bridge": False, "titles": True,
+                   "device": "auto"}
 
 
 @pytest.mark.unit
@@ -233,4 +234,29 @@ def test_to_dict_pins_the_serialized_shape() -> None:
 def test_from_dict_restores_every_parameter() -> None:
     assert_restored(ProvencePruner, {**PRUNER_DEFAULTS, "relative_threshold": 0.5, "top_k": 5, "score_threshold": 0.2,
                                      "max_length": 256, "batch_size": 4, "quantize": True, "sentence_fusion": False,
-                                     "ranking": "input", "bridge": True, "device": "cpu"})
+                                     "ranking": "input", "bridge": True, "titles": False, "device": "cpu"})
+
+
+# A chunk far below its document's heading often never names its subject: this one is how the README's question met
+# the sample it is asked of, and the pruner dropped the answer until it read the chunk under its title.
+CONSTRUCTION = ("## Construction\n\nConstruction began in December 2001. The deck was launched horizontally from both "
+                "sides of the valley and met in the middle in May 2004. The bridge was formally opened on 14 December "
+                "2004 and carried its first traffic two days later.")
+
+
+def test_a_chunk_that_never_names_its_subject_is_read_under_its_documents_title(pruner):
+    query = "When was the Millau Viaduct opened?"
+    titled = Document(content=CONSTRUCTION, meta={"title": "Millau Viaduct"})
+    scored = pruner.run(query=query, documents=[titled])["documents"][0]
+    assert "formally opened on 14 December 2004" in scored.meta["pruned_text"]
+    untitled = pruner.run(query=query, documents=[titled], titles=False)["documents"][0]
+    assert scored.score > untitled.score
+
+
+@pytest.mark.unit
+def test_a_passage_is_prefixed_with_its_title_only_when_it_does_not_open_with_it():
+    spans = [(0, 10)]
+    assert titled(Document(content="Paris is big.", meta={"title": "Paris"}), spans) == ("Paris is big.", spans)
+    assert titled(Document(content="# Paris\n\nIt is big.", meta={"title": "Paris"}), spans)[1] == spans
+    assert titled(Document(content="It is big.", meta={}), spans) == ("It is big.", spans)
+    assert titled(Document(content="It is big.", meta={"title": "Paris"}), spans) == ("Paris\n\nIt is big.", [(7, 17)])

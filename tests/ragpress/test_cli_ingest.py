@@ -161,7 +161,7 @@ def test_without_the_key_a_command_says_how_to_pass_one(server: dict[str, Any]) 
 
 def test_pipelines_are_listed_versioned_rolled_back_and_named_by_a_query(server: dict[str, Any],
                                                                         tmp_path: Path) -> None:
-    yaml = builtin_yaml("query")
+    yaml = builtin_yaml("plain")
     (tmp_path / "v1.yaml").write_text(yaml)
     (tmp_path / "v2.yaml").write_text(yaml.replace("top_k: 4", "top_k: 2", 1))
     assert "top_k: 4" in yaml

@@ -10,6 +10,7 @@ from ragpress.pipelines.loader import load_pipeline
 from ragpress.rerankers.relevance_gate import (
     NO_RELEVANT_PASSAGE,
     NO_RELEVANT_SENTENCE,
+    NO_SENTENCE_KEPT,
     RelevanceGate,
     best_sentence_score,
 )
@@ -28,6 +29,14 @@ def test_nothing_passes_when_none_clears_it_and_the_reason_is_given() -> None:
         "documents": [],
         "abstain_reason": NO_RELEVANT_PASSAGE,
     }
+
+
+def test_after_a_pruner_that_kept_no_sentence_it_abstains_with_that_reason() -> None:
+    pruned = [Document(content="a. b.", score=0.9, meta={"kept_sentences": []}),
+              Document(content="c.", score=0.5, meta={"kept_sentences": []})]
+    assert RelevanceGate(min_score=0.1).run(documents=pruned) == {"documents": [], "abstain_reason": NO_SENTENCE_KEPT}
+    pruned[1].meta["kept_sentences"] = [0]
+    assert RelevanceGate(min_score=0.1).run(documents=pruned)["documents"] == pruned
 
 
 def test_the_runtime_threshold_overrides_the_configured_one() -> None:

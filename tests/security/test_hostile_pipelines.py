@@ -246,7 +246,7 @@ def test_query_params_cannot_set_server_inputs_objects_or_wrong_types(
 
 def test_the_built_in_pipelines_still_save_and_run_for_a_tenant(setup: dict[str, Any]) -> None:
     mallory = setup["mallory"]
-    for name in ("query", "pruned", "kv", "remote"):
+    for name in ("query", "plain", "pruned", "kv", "remote"):
         assert mallory.put(f"/v1/pipelines/mine-{name}", content=builtin_yaml(name), headers=YAML).status_code == 200
     hits = mallory.post("/v1/collections/notes/query", json={"query": "tomatoes", "pipeline": "mine-pruned",
                                                              "generate": False}).json()

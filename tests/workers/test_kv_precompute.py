@@ -66,11 +66,11 @@ def kv_query(client: httpx.Client, collection: str, question: str) -> dict[str, 
 
 def test_the_collection_option_is_validated_and_shown(client: httpx.Client) -> None:
     assert client.put("/v1/collections/opts", json={"kv_precompute": "sometimes"}).status_code == 422
-    created = client.put("/v1/collections/opts", json={"kv_precompute": "eager"})
-    assert created.status_code == 200 and created.json()["kv_precompute"] == "eager"
-    assert client.put("/v1/collections/opts", json={}).json()["kv_precompute"] == "lazy"  # the server default
+    created = client.put("/v1/collections/opts", json={"kv_precompute": "lazy"})
+    assert created.status_code == 200 and created.json()["kv_precompute"] == "lazy"
+    assert client.put("/v1/collections/opts", json={}).json()["kv_precompute"] == "eager"  # the server default
     listed = {c["name"]: c for c in client.get("/v1/collections").json()["collections"]}
-    assert listed["opts"]["kv_precompute"] == "lazy"
+    assert listed["opts"]["kv_precompute"] == "eager"
 
 
 def test_eager_states_are_stored_at_ingestion_and_used_by_the_first_query(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ragpress.bench.intervals import bootstrap_ratio, share_with_interval, wilson
+from ragpress.evaluation.intervals import bootstrap_ratio, share_with_interval, wilson
 
 pytestmark = pytest.mark.unit
 
