@@ -19,6 +19,10 @@ _MODELS = Path(os.environ.get("RAGPRESS_MODELS_DIR") or
 _HOME = Path(tempfile.mkdtemp(prefix="ragpress-test-home-"))
 os.environ["RAGPRESS_HOME"] = str(_HOME)
 os.environ["RAGPRESS_MODELS_DIR"] = str(_MODELS)
+# Cached KV states are computed at query time in tests unless a test asks for the eager default itself: the suite
+# ingests thousands of documents that no KV generator reads (tests/ragpress/test_cli_eval.py, the workers' KV
+# tests and test_settings.py cover the eager default).
+os.environ["RAGPRESS_KV_PRECOMPUTE"] = "lazy"
 for _var in ("QDRANT_URL", "REDIS_URL", "DATABASE_URL", "RAGPRESS_BROKER_URL", "RAGPRESS_DATABASE_URL",
              "RAGPRESS_QDRANT_URL", "RAGPRESS_CONFIG"):
     os.environ.pop(_var, None)

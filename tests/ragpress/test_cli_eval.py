@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eval"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("eval-server"))
+    process = ServerProcess(tmp_path_factory.mktemp("eval-server"), env={"RAGPRESS_KV_PRECOMPUTE": "eager"})
     try:
         process.wait_ready()
         yield process

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.unit
 
 def test_defaults_are_the_embedded_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("RAGPRESS_MODELS_DIR", raising=False)
+    monkeypatch.delenv("RAGPRESS_KV_PRECOMPUTE", raising=False)
     settings = Settings(home=tmp_path)
+    assert settings.kv_precompute == "eager"  # the default query pipeline reads cached states
     assert settings.qdrant_url is None and settings.broker_url is None
     assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'data' / 'ragpress.db'}"
     assert settings.models_path == tmp_path / "models"

@@ -91,7 +91,9 @@ def test_the_gate_abstains_with_its_own_reason_when_the_model_judges_the_evidenc
     assert gate.run(documents=[ANSWERING, OFF_TOPIC], query=QUERY)["documents"] == [ANSWERING, OFF_TOPIC]
     assert gate.run(documents=[OFF_TOPIC], query=QUERY) == {"documents": [], "abstain_reason": INSUFFICIENT_EVIDENCE}
     # The runtime floor overrides the file's threshold, as the other floors do.
-    assert gate.run(documents=[OFF_TOPIC], query=QUERY, min_sufficiency=0.0)["documents"] == [OFF_TOPIC]
+    # a floor of 0 lets weak evidence through, as long as the pruner kept something of it
+    weak = Document(content=OFF_TOPIC.content, score=0.3, meta={**OFF_TOPIC.meta, "kept_sentences": [0]})
+    assert gate.run(documents=[weak], query=QUERY, min_sufficiency=0.0)["documents"] == [weak]
     assert RelevanceGate(min_score=0.1, sufficiency=weights_file(tmp_path), min_sufficiency=1.0).run(
         documents=[ANSWERING], query=QUERY)["abstain_reason"] == INSUFFICIENT_EVIDENCE
 

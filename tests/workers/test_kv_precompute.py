@@ -25,7 +25,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     fetched = tmp_path_factory.mktemp("kv-models")
     for name in ("all-MiniLM-L6-v2", "SmolLM2-135M-Instruct"):
         (fetched / name).symlink_to(models_dir / name)
-    yield from serving(tmp_path_factory.mktemp("kv-home"), env={"RAGPRESS_MODELS_DIR": str(fetched)})
+    yield from serving(tmp_path_factory.mktemp("kv-home"), env={"RAGPRESS_MODELS_DIR": str(fetched),
+                                                                 "RAGPRESS_KV_PRECOMPUTE": "eager"})
 
 
 @pytest.fixture(scope="module")
