@@ -122,6 +122,10 @@ def _variants(target: Backend, pipelines: list[str], stages: list[str]) -> dict[
                 refusals[stage].append(f"{pipeline}: {exc}")
                 continue
             saved = f"{pipeline}-without-{stage}"[:64]
+            if _exists(target, saved):
+                _delete(target, variants)
+                fail(f"a pipeline named {saved!r} exists already; --ablate would replace it and delete it after the "
+                     "run: rename it first.")
             target.save_pipeline(saved, text)
             variants[saved] = saved
     for stage, reasons in refusals.items():
@@ -131,6 +135,14 @@ def _variants(target: Backend, pipelines: list[str], stages: list[str]) -> dict[
         for reason in reasons:
             err.print(f"--ablate {stage} skipped on {reason}", highlight=False, markup=False)
     return variants
+
+
+def _exists(target: Backend, name: str) -> bool:
+    try:
+        target.pipeline_yaml(name)
+    except Exception:  # not found: the server's 404 or the embedded registry's PipelineNotFound
+        return False
+    return True
 
 
 def _delete(target: Backend, variants: dict[str, str | None]) -> None:

@@ -106,3 +106,14 @@ def test_without_a_server_it_runs_embedded_and_measures_retrieval_on_a_beir_fold
     summary = json.loads((tmp_path / "out.json").read_text())["summaries"]["plain"]
     assert summary["questions"] == 3 and summary["ndcg10"] > 0.5 and summary["recall100"] == 1.0
     assert "f1" not in summary  # retrieval only: a BEIR set has no reference answers
+
+
+def test_an_ablation_never_replaces_a_pipeline_the_tenant_saved_under_its_name(server: ServerProcess):
+    mine = httpx.get(f"{server.url}/v1/pipelines/plain").json()["yaml"]
+    assert httpx.put(f"{server.url}/v1/pipelines/query-without-gate", content=mine,
+                     headers={"content-type": "application/yaml"}).status_code == 200
+    result = run("--data", str(FIXTURES / "squad2_mini.json"), "--format", "squad", "--ablate", "gate",
+                 "--server", server.url)
+    assert result.exit_code == 1 and "exists already" in said(result)
+    kept = httpx.get(f"{server.url}/v1/pipelines/query-without-gate").json()
+    assert kept["yaml"] == mine and kept["version"] == 1
