@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,11 @@ from ragpress.base.schema import INDEXED_FIELDS as DEFAULT_INDEXED_FIELDS
 logger = logging.getLogger(__name__)
 
 RRF_K = 60
+
+
+def point_key(point_id: Any) -> str:
+    """A point id the engine returns, in ``convert_id``'s form (32 hex digits)."""
+    return getattr(point_id, "hex", str(point_id))
 
 
 class EdgeDocumentStore:
@@ -274,10 +280,19 @@ class EdgeDocumentStore:
             edge.Prefetch(limit=depth, query=edge.Query.Nearest(list(query_embedding), using=DENSE),
                           filter=edge_filter),
         ]
+        shard = self._open()
+        fused = shard.query(edge.QueryRequest(limit=2 * depth, prefetches=prefetches, query=edge.Fusion.Rrf(k=rrf_k),
+                                              with_payload=False, with_vector=False))
+        # Documents ranked (i, j) and (j, i) tie; the engine orders ties differently from one process to the
+        # next, so ties are broken by point id here, over every fused candidate, before the cut.
+        chosen = sorted(fused, key=lambda p: (-p.score, point_key(p.id)))[:top_k]
+        score_of = {point_key(p.id): p.score for p in chosen}
         with_vector = self._want_vectors(return_embedding)
-        return self._read(lambda payload: self._open().query(edge.QueryRequest(
-            limit=top_k, prefetches=prefetches, query=edge.Fusion.Rrf(k=rrf_k), with_payload=payload,
-            with_vector=with_vector)), with_vector=with_vector, scored=True)
+        found = self._read(lambda payload: shard.retrieve([p.id for p in chosen], with_payload=payload,
+                                                          with_vector=with_vector), with_vector=with_vector,
+                           scored=False)
+        scored = [replace(d, score=score_of[convert_id(d.id)]) for d in found]
+        return sorted(scored, key=lambda d: (-d.score, convert_id(d.id)))
 
     def embed_sparse(self, text: str, as_query: bool = False) -> SparseEmbedding:
         """Edge's BM25 vector for ``text`` (term weights for documents, unit weights for queries)."""
@@ -349,7 +364,7 @@ class EdgeDocumentStore:
         # Point ids, not payloads: which documents exist needs no payload decoded.
         records = self._open().retrieve([convert_id(d.id) for d in documents], with_payload=False,
                                         with_vector=False)
-        present = {getattr(r.id, "hex", str(r.id)) for r in records}  # convert_id's form: 32 hex digits
+        present = {point_key(r.id) for r in records}
         existing = {d.id for d in documents if convert_id(d.id) in present}
         if existing and policy == DuplicatePolicy.FAIL:
             listed = ", ".join(sorted(str(i) for i in existing)[:5])

@@ -20,6 +20,7 @@ from haystack import Document, Pipeline
 from haystack.core.errors import DeserializationError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
+from haystack_integrations.document_stores.qdrant.converters import convert_id
 
 from ragpress.base.edge_document_store import EdgeDocumentStore, EdgeStoreError
 from ragpress.base.edge_lock import IndexLockedError, owner_pid
@@ -177,6 +178,21 @@ def test_bm25_makes_text_searchable_without_a_sparse_embedder(store):
     assert [d.id for d in store.sparse_retrieval(query="viaduct over the Tarn", top_k=1)] == ["a"]
     hybrid = store.hybrid_retrieval(query_embedding=vectors(1, 1)[0].tolist(), query="viaduct", top_k=2)
     assert {d.id for d in hybrid} == {"a", "b"}, "dense finds b, BM25 finds a, fusion keeps both"
+
+
+@pytest.mark.integration
+def test_hybrid_ties_are_broken_by_point_id_so_a_query_always_gets_the_same_order(store):
+    near, far = vectors(2, 3)
+    store.write_documents([  # dense ranks a over b, BM25 ranks b over a: equal fused scores
+        Document(id="a", content="The viaduct crosses the valley", embedding=near.tolist()),
+        Document(id="b", content="viaduct viaduct viaduct", embedding=(0.9 * near + 0.1 * far).tolist()),
+    ])
+    query = {"query_embedding": near.tolist(), "query": "viaduct"}
+    by_point_id = sorted(["a", "b"], key=convert_id)
+
+    both = store.hybrid_retrieval(**query, top_k=2)
+    assert both[0].score == both[1].score and [d.id for d in both] == by_point_id
+    assert [d.id for d in store.hybrid_retrieval(**query, top_k=1)] == by_point_id[:1], "the tie is cut the same way"
 
 
 @pytest.mark.unit
