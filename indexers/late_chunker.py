@@ -121,6 +121,11 @@ class TokenEncoder:
         return features["sentence_embedding"]
 
     @property
+    def normalizes(self) -> bool:
+        """Whether the model's head ends in unit-length vectors (blends are renormalized then)."""
+        return any(type(m).__name__ == "Normalize" for m in self.head)
+
+    @property
     def dimension(self) -> int:
         first = self.model[0]
         getter = getattr(first, "get_embedding_dimension", None) or first.get_word_embedding_dimension
@@ -212,14 +217,7 @@ class LateChunker:
     def __init__(self, model: str = "all-MiniLM-L6-v2", max_tokens: int = 128, overlap_sentences: int = 0,
                  window_tokens: int | None = None, window_overlap: int = 64, batch_size: int = 16,
                  prompt_name: str | None = "document", local_weight: float = 0.25, device: str = "auto") -> None:
-        if not model:
-            raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
-        if window_tokens is not None and window_tokens < 32:
-            raise ValueError("window_tokens must be at least 32.")
-        if window_overlap < 0 or (window_tokens is not None and window_overlap >= window_tokens // 2):
-            raise ValueError("window_overlap must be between 0 and half of window_tokens.")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1.")
+        check_reading(model, window_tokens, window_overlap, batch_size)
         check_weight("local_weight", local_weight)
         self.device = check_device(device)
         self.model = model
@@ -264,7 +262,8 @@ class LateChunker:
         parts = self.parts(documents, max_tokens, with_local=weight > 0)
         vectors = parts.late_vectors
         if parts.local_vectors is not None:
-            vectors = blend(vectors, parts.local_vectors, weight, self._encoder_normalizes())
+            assert self._encoder is not None
+            vectors = blend(vectors, parts.local_vectors, weight, self._encoder.normalizes)
         return {"documents": with_vectors(parts.chunks, vectors, "late")}
 
     def parts(self, documents: list[Document], max_tokens: int | None = None, with_local: bool = True) -> LateParts:
@@ -285,10 +284,6 @@ class LateChunker:
         return LateParts(chunks, torch.cat(late) if late else empty,
                          (torch.cat(local) if local else empty) if with_local else None)
 
-    def _encoder_normalizes(self) -> bool:
-        assert self._encoder is not None
-        return any(type(m).__name__ == "Normalize" for m in self._encoder.head)
-
     def _embed_group(self, documents: list[Document], max_tokens: int, with_local: bool) -> LateParts:
         encoder = self._encoder
         assert encoder is not None
@@ -304,6 +299,18 @@ class LateChunker:
             chunks.extend(planned[index])
         local = local_vectors(encoder, [c.content or "" for c in chunks], self.batch_size) if with_local else None
         return LateParts(chunks, torch.cat(late) if late else torch.empty(0, encoder.dimension), local)
+
+
+def check_reading(model: str, window_tokens: int | None, window_overlap: int, batch_size: int) -> None:
+    """Validates how a late-chunking component reads documents: its model, windows and batches."""
+    if not model:
+        raise ValueError("model must name a registry model, a Hugging Face id or a directory.")
+    if window_tokens is not None and window_tokens < 32:
+        raise ValueError("window_tokens must be at least 32.")
+    if window_overlap < 0 or (window_tokens is not None and window_overlap >= window_tokens // 2):
+        raise ValueError("window_overlap must be between 0 and half of window_tokens.")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
 
 
 def check_weight(name: str, weight: float) -> float:

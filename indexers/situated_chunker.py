@@ -148,8 +148,7 @@ class SituatedChunker:
         weight = self.context_weight if context_weight is None else check_weight("context_weight", context_weight)
         local = self.local_weight if local_weight is None else check_weight("local_weight", local_weight)
         parts = self.parts(documents, max_tokens, with_local=local > 0)
-        normalize = any(type(m).__name__ == "Normalize" for m in self._head())
-        vectors = mix(parts, weight, local, normalize)
+        vectors = mix(parts, weight, local, self._token_encoder().normalizes)
         return {"documents": with_vectors(parts.chunks, vectors, "situated")}
 
     def parts(self, documents: list[Document], max_tokens: int | None = None, with_local: bool = True) -> SituatedParts:
@@ -168,10 +167,10 @@ class SituatedChunker:
                              joined([g.window_vectors for g in groups]),
                              joined([g.local_vectors for g in groups]) if with_local else None)
 
-    def _head(self) -> list[Any]:
+    def _token_encoder(self) -> TokenEncoder:
         self.warm_up()
         assert self._encoder is not None
-        return self._encoder.head
+        return self._encoder
 
     def _encode_group(self, documents: list[Document], max_tokens: int, with_local: bool) -> SituatedParts:
         encoder = self._encoder
