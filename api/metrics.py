@@ -57,21 +57,26 @@ def observe_query(name: str, response: dict[str, Any]) -> None:
 
 
 class KVStoreSize(Collector):
-    """The bytes of cached KV states in the server's KV store (the one pipelines use unless they name their own),
-    read at scrape time: what an operator sizes the store's ``max_bytes`` and disk or Redis memory by."""
+    """The bytes of cached KV states in the server's KV store (the one pipelines use unless they name their own)
+    and its budget (``RAGPRESS_KV_MAX_BYTES``), read at scrape time: what an operator sizes the budget and disk or
+    Redis memory by. Stored bytes at the budget mean eviction is under way, and eager pre-compute stopping."""
 
     NAME, HELP = "ragpress_kv_store_bytes", "Bytes of cached KV states in the server's KV store"
+    BUDGET, BUDGET_HELP = "ragpress_kv_store_budget_bytes", "Byte budget of the server's KV store"
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(self.NAME, self.HELP)  # registering must not open the store
+        # registering must not open the store
+        yield from (GaugeMetricFamily(self.NAME, self.HELP), GaugeMetricFamily(self.BUDGET, self.BUDGET_HELP))
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            stored = open_store().total_bytes()
+            store = open_store()
+            stored = store.total_bytes()
         except Exception as exc:  # a store that is down must not take the other metrics with it
             logger.warning("KV store size not readable for /metrics: %s", exc.__class__.__name__)
             return
         yield GaugeMetricFamily(self.NAME, self.HELP, value=stored)
+        yield GaugeMetricFamily(self.BUDGET, self.BUDGET_HELP, value=store.max_bytes)
 
 
 REGISTRY.register(KVStoreSize())

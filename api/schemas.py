@@ -430,7 +430,9 @@ class JobOut(Out):
     skipped: int = Field(..., description="Sent unchanged: already indexed.")
     created_at: str
     errors: list[JobDocumentError]
-    kv: dict[str, int] = Field(..., description="The KV follow-up: documents per status, and cached entries.")
+    kv: dict[str, int] = Field(..., description="The KV follow-up: documents per status (queued, done, lazy; "
+                                                "budget: left to first use, the KV store being full of this "
+                                                "job's states; failed), and cached entries.")
     warnings: list[JobWarning] = Field(..., description="KV follow-ups that failed (the documents stay searchable).")
 
 

@@ -36,6 +36,7 @@ from ragpress.generators.decoding import Decoded, greedy_decode
 from ragpress.generators.kv_cache import ChunkKV, PrefixKV, encode_document, encode_prefix, rerotate_keys
 from ragpress.generators.kv_store import (
     CorruptEntry,
+    KVBudgetFull,
     KVEntry,
     KVStore,
     decode_entry,
@@ -136,9 +137,10 @@ class KVContextBuilder:
         stored = kv_quantization.quantize(chunk.keys, chunk.values, self.quantization)
         return KVEntry(stored, self.quantization, chunk.token_ids, chunk.token_spans, doc_id)
 
-    def precompute(self, text: str, spans: list[tuple[int, int]], doc_id: str = "",
-                   digest: str | None = None) -> list[KVEntry | None]:
-        """Encode ``text`` once and store one entry per chunk span; returns the entries."""
+    def precompute(self, text: str, spans: list[tuple[int, int]], doc_id: str = "", digest: str | None = None,
+                   keep_since: float | None = None) -> list[KVEntry | None]:
+        """Encode ``text`` once and store one entry per chunk span; returns the entries. With ``keep_since``,
+        entries used since then are never evicted to make room: ``KVBudgetFull`` is raised instead."""
         digest = digest or content_hash(text)
         chunks = encode_document(self.lm, self.tokenizer, self.prefix, text, spans)
         entries: list[KVEntry | None] = []
@@ -147,7 +149,8 @@ class KVContextBuilder:
                 entries.append(None)
                 continue
             entry = self.to_entry(chunk, doc_id)
-            self.store.put(self.document_key(digest, start, end), encode_entry(entry), doc_id)
+            if not self.store.put(self.document_key(digest, start, end), encode_entry(entry), doc_id, keep_since):
+                raise KVBudgetFull(sum(1 for e in entries if e is not None))
             entries.append(entry)
         return entries
 
@@ -333,6 +336,7 @@ def precompute_document_kv(
     quantization: str = kv_quantization.DEFAULT_QUANTIZATION,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     digest: str | None = None,
+    keep_since: float | None = None,
 ) -> int:
     """Encode a document once and store every chunk's states; returns the number of entries stored.
 
@@ -340,7 +344,9 @@ def precompute_document_kv(
     the indexed chunk Documents (their ``meta['start']/['end']`` locate them) or plain ``(start, end)``
     character spans. Use the same ``model``/``store``/``quantization``/``system_prompt`` as the generator.
     ``digest`` is the chunks' ``meta['content_hash']`` when ``text`` is a converted form of the submitted
-    text (the generator looks entries up by that hash); it defaults to the hash of ``text``.
+    text (the generator looks entries up by that hash); it defaults to the hash of ``text``. ``keep_since``
+    (a Unix time, e.g. the ingestion job's start) protects entries used since then from eviction: when the
+    store's budget holds nothing older, ``KVBudgetFull`` says how many of this document's entries were stored.
     """
     spans = [
         (int(c.meta[START]), int(c.meta[END])) if isinstance(c, Document) else (int(c[0]), int(c[1]))
@@ -349,7 +355,7 @@ def precompute_document_kv(
     builder = builder_for(model, store, quantization, system_prompt)
     if supports_parallel(builder.lm) is not None:
         return 0
-    entries = builder.precompute(text, spans, doc_id=doc_id, digest=digest or content_hash(text))
+    entries = builder.precompute(text, spans, doc_id=doc_id, digest=digest or content_hash(text), keep_since=keep_since)
     return sum(1 for e in entries if e is not None)
 
 

@@ -3,7 +3,9 @@
 An entry's key hashes everything its bytes depend on: the model and its KV settings (prompt prefix,
 quantization, format), the document's content hash and the chunk's character span. A changed document
 therefore never hits a stale entry; ``delete_document`` drops a document's entries at once. Both backends
-keep a byte total and evict least-recently-used entries beyond ``max_bytes``.
+keep a byte total and evict least-recently-used entries beyond ``max_bytes``. A writer that must not push out
+entries used since a moment (eager pre-compute protects its own job's states) passes ``keep_since``: the put is
+then refused, storing nothing, when only such entries could make room.
 
 Entries are framed as ``MAGIC | crc32(payload) | payload`` (payload = safetensors with a JSON header),
 so a truncated or corrupted entry is detected on load rather than decoded into wrong states. The
@@ -28,6 +30,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ragpress.base.settings import KV_MAX_BYTES, get_settings
 from ragpress.generators import kv_quantization
 
 logger = logging.getLogger(__name__)
@@ -35,11 +38,19 @@ logger = logging.getLogger(__name__)
 MAGIC = b"RPKV0002"
 CHECKSUM_BYTES = 4
 FORMAT_VERSION = 3  # 2: one-byte log2 step codes, int4 key ranges per 16 tokens; 3: int4 key widths per channel
-DEFAULT_MAX_BYTES = 4 * 1024**3
 
 
 class CorruptEntry(ValueError):
     """A stored entry failed its checksum or could not be decoded."""
+
+
+class KVBudgetFull(RuntimeError):
+    """The store's budget holds only entries a pre-compute must keep; ``stored`` of its entries went in first."""
+
+    def __init__(self, stored: int) -> None:
+        super().__init__(f"the KV store's budget is full of states used since this job began ({stored} stored "
+                         "before it filled)")
+        self.stored = stored
 
 
 @dataclass
@@ -110,8 +121,10 @@ def decode_entry(data: bytes) -> KVEntry:
 class KVStore(Protocol):
     """What the generator and the pre-compute need from a store backend."""
 
+    max_bytes: int
+
     def get(self, key: str) -> bytes | None: ...
-    def put(self, key: str, data: bytes, doc_id: str = "") -> None: ...
+    def put(self, key: str, data: bytes, doc_id: str = "", keep_since: float | None = None) -> bool: ...
     def delete(self, key: str) -> None: ...
     def delete_document(self, doc_id: str) -> int: ...
     def total_bytes(self) -> int: ...
@@ -126,7 +139,7 @@ def _doc_dir_name(doc_id: str) -> str:
 class LocalKVStore:
     """Entries as files under ``path`` (atomic writes; file mtime is the LRU clock)."""
 
-    def __init__(self, path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, path: str | Path, max_bytes: int = KV_MAX_BYTES) -> None:
         self.path = Path(path).expanduser()
         self.max_bytes = max_bytes
         for sub in ("entries", "docs", "settings"):
@@ -144,15 +157,21 @@ class LocalKVStore:
         os.utime(file)  # mark as recently used
         return data
 
-    def put(self, key: str, data: bytes, doc_id: str = "") -> None:
+    def put(self, key: str, data: bytes, doc_id: str = "", keep_since: float | None = None) -> bool:
+        """Store an entry, evicting least-recently-used ones beyond the budget but none used at or after
+        ``keep_since`` (a Unix time); returns False, storing nothing, when the entry does not fit otherwise."""
         file = self._file(key)
         file.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(file, data)
+        marker = self.path / "docs" / _doc_dir_name(doc_id) / key
         if doc_id:
-            marker = self.path / "docs" / _doc_dir_name(doc_id)
-            marker.mkdir(parents=True, exist_ok=True)
-            (marker / key).touch()
-        self.evict()
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        if self._evict(keep_since)[1] <= self.max_bytes and file.exists():  # an entry over the budget evicts itself
+            return True
+        self.delete(key)
+        marker.unlink(missing_ok=True)
+        return False
 
     def delete(self, key: str) -> None:
         self._file(key).unlink(missing_ok=True)
@@ -183,18 +202,23 @@ class LocalKVStore:
     def total_bytes(self) -> int:
         return sum(stat.st_size for _, stat in self._entries())
 
-    def evict(self) -> int:
-        """Delete least-recently-used entries until the store fits ``max_bytes``; returns how many."""
+    def evict(self, keep_since: float | None = None) -> int:
+        """Delete least-recently-used entries until the store fits ``max_bytes``, none used at or after
+        ``keep_since``; returns how many."""
+        return self._evict(keep_since)[0]
+
+    def _evict(self, keep_since: float | None) -> tuple[int, int]:
+        """(entries removed, bytes stored after)."""
         entries = self._entries()
         total = sum(stat.st_size for _, stat in entries)
         removed = 0
         for file, stat in sorted(entries, key=lambda item: item[1].st_mtime):
-            if total <= self.max_bytes:
+            if total <= self.max_bytes or (keep_since is not None and stat.st_mtime >= keep_since):
                 break
             file.unlink(missing_ok=True)
             total -= stat.st_size
             removed += 1
-        return removed
+        return removed, total
 
     def get_settings(self, name: str) -> dict[str, Any] | None:
         file = self.path / "settings" / f"{_doc_dir_name(name)}.json"
@@ -215,7 +239,7 @@ class RedisKVStore:
     """Entries in Redis, shared by every worker and server (a sorted set is the LRU clock)."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", namespace: str = "ragpress:kv",
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 max_bytes: int = KV_MAX_BYTES) -> None:
         import redis
 
         self.url = url
@@ -232,7 +256,8 @@ class RedisKVStore:
             self._redis.zadd(self._k("lru"), {key: time.time()})
         return data
 
-    def put(self, key: str, data: bytes, doc_id: str = "") -> None:
+    def put(self, key: str, data: bytes, doc_id: str = "", keep_since: float | None = None) -> bool:
+        """As ``LocalKVStore.put``."""
         old = self._redis.hget(self._k("sizes"), key)
         pipe = self._redis.pipeline()
         pipe.set(self._k("e", key), data)
@@ -242,7 +267,13 @@ class RedisKVStore:
         if doc_id:
             pipe.sadd(self._k("doc", doc_id), key)
         pipe.execute()
-        self.evict()
+        self.evict(keep_since)
+        if self.total_bytes() <= self.max_bytes and self._redis.exists(self._k("e", key)):
+            return True
+        self.delete(key)
+        if doc_id:
+            self._redis.srem(self._k("doc", doc_id), key)
+        return False
 
     def delete(self, key: str) -> None:
         size = self._redis.hget(self._k("sizes"), key)
@@ -265,13 +296,14 @@ class RedisKVStore:
     def total_bytes(self) -> int:
         return int(self._redis.get(self._k("total")) or 0)
 
-    def evict(self) -> int:
+    def evict(self, keep_since: float | None = None) -> int:
+        """As ``LocalKVStore.evict``."""
         removed = 0
         while self.total_bytes() > self.max_bytes:
-            oldest = self._redis.zrange(self._k("lru"), 0, 0)
-            if not oldest:
+            oldest = self._redis.zrange(self._k("lru"), 0, 0, withscores=True)
+            if not oldest or (keep_since is not None and oldest[0][1] >= keep_since):
                 break
-            self.delete(oldest[0].decode())
+            self.delete(oldest[0][0].decode())
             removed += 1
         return removed
 
@@ -290,19 +322,16 @@ class RedisKVStore:
 
 def open_store(config: dict[str, Any] | None = None) -> KVStore:
     """A store from its YAML-friendly config: ``{"backend": "local", "path": ..., "max_bytes": ...}``
-    (path defaults to ``<data_dir>/kv``) or ``{"backend": "redis", "url": ..., "namespace": ...}``."""
+    (path defaults to ``<data_dir>/kv``) or ``{"backend": "redis", "url": ..., "namespace": ...}``; ``max_bytes``
+    defaults to the server's ``RAGPRESS_KV_MAX_BYTES``."""
+    settings = get_settings()
     if not config:
-        from ragpress.base.settings import get_settings
-
-        url = get_settings().kv_store_url  # the server's choice when a pipeline names no store
+        url = settings.kv_store_url  # the server's choice when a pipeline names no store
         config = {"backend": "redis", "url": url} if url else {}
-    config = dict(config)
+    config = {"max_bytes": settings.kv_max_bytes, **config}
     backend = config.pop("backend", "local")
     if backend == "local":
-        if "path" not in config:
-            from ragpress.base.settings import get_settings
-
-            config["path"] = get_settings().data_path / "kv"
+        config.setdefault("path", settings.data_path / "kv")
         return LocalKVStore(**config)
     if backend == "redis":
         return RedisKVStore(**config)

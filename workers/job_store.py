@@ -78,7 +78,7 @@ job_kv = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
-KV_STATUSES = ("queued", "done", "lazy", "failed")
+KV_STATUSES = ("queued", "done", "lazy", "budget", "failed")  # budget: left lazy, the store being full
 
 # Why a document's newest version could not be indexed, kept until it is indexed or deleted, so a collection's
 # listing shows the failure (job rows are history: deleting a document must not rewrite its jobs).
@@ -283,6 +283,14 @@ class JobStore:
             if doc_ids:
                 conn.execute(job_kv.insert(), [{"job_id": job_id, "doc_id": d, "status": "queued", "entries": 0,
                                                 "error": None, "updated_at": now} for d in doc_ids])
+
+    def job_started(self, job_id: str) -> float | None:
+        """When the job was created (Unix time), or None for an unknown job."""
+        with self.engine.connect() as conn:
+            created = conn.execute(sa.select(jobs.c.created_at).where(jobs.c.id == job_id)).scalar()
+        if created is None:
+            return None
+        return _aware(created).timestamp()
 
     def kv_finished(self, job_id: str, doc_id: str, status: str, entries: int = 0, error: str | None = None) -> None:
         if status not in KV_STATUSES:

@@ -3,7 +3,9 @@
 A collection's ``kv_precompute`` option (server default ``RAGPRESS_KV_PRECOMPUTE``) picks when chunk KV
 states are computed: ``eager`` at ingestion, by a follow-up task queued once a batch is indexed (indexing
 never waits for it, and its failure is a warning on the job, never a failed document), or ``lazy`` on a
-chunk's first query. Either way the follow-up frees the states of a replaced version at once.
+chunk's first query. Either way the follow-up frees the states of a replaced version at once. Eager
+pre-compute stays within the store's byte budget without evicting what its own job computed: it evicts older
+entries, and when only the job's (or fresher) ones are left it stops; those documents' states are ``budget``.
 
 States are computed for the KV settings of every pipeline of the tenant that loads cached states (the
 builtin ``kv`` one and any saved one), so the generator finds them under the keys it looks up.
@@ -92,10 +94,15 @@ def follow_up_items(sources: list[Document], units: list[Document], eager: bool)
 
 
 def run_follow_up(store: JobStore, job_id: str, tenant: str, collection: str, items: list[dict[str, Any]]) -> None:
-    """Free each document's previous states; when the items carry text (eager), compute and store the new ones."""
+    """Free each document's previous states; when the items carry text (eager), compute and store the new ones.
+
+    Pre-compute never evicts states used since its job began: once the store's budget holds nothing older,
+    the job's remaining documents are marked ``budget`` and their states come on first use."""
     from ragpress.generators.kv_context import invalidate_document_kv, kv_owner
 
     configs = kv_configs(store.engine, tenant)
+    keep_since = store.job_started(job_id)
+    full: set[int] = set()  # the configurations whose store filled up during this follow-up
     for item in items:
         doc_id = item["doc_id"]
         owner = kv_owner(tenant, collection, doc_id)
@@ -107,25 +114,37 @@ def run_follow_up(store: JobStore, job_id: str, tenant: str, collection: str, it
         if "text" not in item:
             store.kv_finished(job_id, doc_id, "lazy")
             continue
-        stored, errors = _precompute(item, owner, configs)
+        stored, errors = _precompute(item, owner, configs, keep_since, full)
         if errors:  # the document is indexed and searchable; its missing states come lazily instead
             logger.warning("KV pre-compute of %s in %s/%s failed: %s", doc_id, tenant, collection, errors[0])
             store.kv_finished(job_id, doc_id, "failed", stored,
                               "KV pre-compute failed (" + "; ".join(errors) + "); states will be computed on first use")
+        elif len(full) == len(configs) and configs:
+            store.kv_finished(job_id, doc_id, "budget", stored)
         else:
             store.kv_finished(job_id, doc_id, "done", stored)
 
 
-def _precompute(item: dict[str, Any], owner: str, configs: list[dict[str, Any]]) -> tuple[int, list[str]]:
-    """Entries stored for every KV configuration, each on its own: one bad configuration spoils no other."""
+def _precompute(item: dict[str, Any], owner: str, configs: list[dict[str, Any]], keep_since: float | None,
+                full: set[int]) -> tuple[int, list[str]]:
+    """Entries stored for every KV configuration whose store has room, each on its own: one bad configuration
+    spoils no other. A configuration whose store fills up is added to ``full`` and skipped from then on."""
     from ragpress.generators.kv_context import precompute_document_kv
+    from ragpress.generators.kv_store import KVBudgetFull
 
     spans = sorted({(int(start), int(end)) for start, end in item["spans"]})
     stored, errors = 0, []
-    for config in configs:
+    for number, config in enumerate(configs):
+        if number in full:
+            continue
         try:
             stored += precompute_document_kv(item["text"], spans, doc_id=owner, digest=item.get("content_hash"),
-                                             **config)
+                                             keep_since=keep_since, **config)
+        except KVBudgetFull as exc:
+            stored += exc.stored
+            full.add(number)
+            logger.warning("KV store of model %s is full of states this job computed; pre-compute stops and the "
+                           "rest come on first use (raise the store's max_bytes to keep more)", config["model"])
         except Exception as exc:
             errors.append(f"model {config['model']}: {exc.__class__.__name__}: {str(exc)[:300]}")
     return stored, errors

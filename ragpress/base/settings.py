@@ -25,6 +25,9 @@ def _default_home() -> Path:
     return Path(os.environ.get("RAGPRESS_HOME", Path.home() / ".ragpress")).expanduser()
 
 
+KV_MAX_BYTES = 4 * 1024**3  # the cached KV states' default byte budget
+
+
 class Settings(BaseSettings):
     """ragpress settings; every field can be set as ``RAGPRESS_<FIELD>``."""
 
@@ -56,6 +59,10 @@ class Settings(BaseSettings):
 
     kv_store_url: str | None = Field(
         None, description="Redis URL for cached KV states shared by replicas; unset means files under data_dir/kv."
+    )
+    kv_max_bytes: int = Field(
+        KV_MAX_BYTES, ge=0, description="Byte budget of the cached KV states (least recently used evicted beyond it; "
+        "eager pre-compute stops at it rather than evict its own job's states).",
     )
     kv_precompute: Literal["lazy", "eager"] = Field(
         "eager", description="Default for collections that do not choose: eager computes chunk KV states at "

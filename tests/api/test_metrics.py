@@ -26,13 +26,14 @@ DOCUMENTS = [
 ]
 QUESTION = "When was the Millau Viaduct opened?"
 LOOKUPS = "ragpress_kv_cache_lookups_total"
+KV_BUDGET = 1_000_000_000
 FP16_BYTES_PER_TOKEN = 30 * 3 * 64 * 2 * 2  # SmolLM2-135M: layers x KV heads x head dim x (keys, values) x 2 bytes
 REASON_CLASSES = {"conversion", "processing", "index_write", "transient", "task"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    yield from serving(tmp_path_factory.mktemp("metrics-home"))
+    yield from serving(tmp_path_factory.mktemp("metrics-home"), env={"RAGPRESS_KV_MAX_BYTES": str(KV_BUDGET)})
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_kv_cache_hits_rise_when_the_kv_pipeline_meets_states_it_stored_before(
     gained = {result: value(after, LOOKUPS, pipeline="kv", result=result)
               - value(before, LOOKUPS, pipeline="kv", result=result) for result in ("hit", "miss")}
     assert gained == {"hit": first["hits"] + second["hits"], "miss": first["misses"]}
-    assert value(after, "ragpress_kv_store_bytes") > 0
+    assert 0 < value(after, "ragpress_kv_store_bytes") <= value(after, "ragpress_kv_store_budget_bytes") == KV_BUDGET
     read = {name: value(after, name, pipeline="kv") - value(before, name, pipeline="kv")
             for name in ("ragpress_kv_loaded_bytes_total", "ragpress_kv_loaded_tokens_total")}
     assert read == {"ragpress_kv_loaded_bytes_total": sum(a["stored_bytes"] for a in (first, second)),

@@ -100,6 +100,28 @@ def test_a_store_evicts_least_recently_used_entries_beyond_its_budget(store):
 
 
 @pytest.mark.integration
+def test_a_protected_writer_evicts_older_entries_then_is_refused_rather_than_evict_its_own(store):
+    store.put("o" * 64, b"x" * 100)  # an earlier job's entry
+    time.sleep(0.05)
+    since = time.time()
+    time.sleep(0.05)
+    assert store.put("a" * 64, b"x" * 100, keep_since=since) is True
+    assert store.put("b" * 64, b"x" * 100, keep_since=since) is True, "room is made by evicting the older entry"
+    assert store.get("o" * 64) is None
+    assert store.put("c" * 64, b"x" * 100, doc_id="doc-3", keep_since=since) is False, "only its own entries left"
+    assert store.get("c" * 64) is None and store.delete_document("doc-3") == 0
+    assert store.get("a" * 64) is not None and store.get("b" * 64) is not None
+    assert store.total_bytes() <= 250
+    assert store.put("c" * 64, b"x" * 100) is True, "an unprotected writer still evicts the least recently used"
+
+
+@pytest.mark.integration
+def test_an_entry_larger_than_the_whole_budget_is_refused(store):
+    assert store.put("a" * 64, b"x" * 300) is False
+    assert store.get("a" * 64) is None and store.total_bytes() == 0
+
+
+@pytest.mark.integration
 def test_a_store_keeps_settings_per_name(store):
     store.put_settings("calibration|m|p", {"temperature": 0.8})
     assert store.get_settings("calibration|m|p") == {"temperature": 0.8}
