@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -137,13 +138,25 @@ def _doc_dir_name(doc_id: str) -> str:
 
 
 class LocalKVStore:
-    """Entries as files under ``path`` (atomic writes; file mtime is the LRU clock)."""
+    """Entries as files under ``path`` (atomic writes; file mtime is the LRU clock).
+
+    Finding the least recently used entries means reading every file's times: at 5,000 entries that took 60 ms,
+    paid on every write when each write checked the budget, on a query's miss path too. The store keeps a running
+    byte tally instead and reads the folder only when the tally passes the budget, then evicts down to
+    ``LOW_WATER`` of it so the next writes fit without another scan. The tally is re-read every ``RESCAN_S`` to
+    count what other processes or store objects on the same folder wrote."""
+
+    LOW_WATER = 0.9
+    RESCAN_S = 60.0
 
     def __init__(self, path: str | Path, max_bytes: int = KV_MAX_BYTES) -> None:
         self.path = Path(path).expanduser()
         self.max_bytes = max_bytes
         for sub in ("entries", "docs", "settings"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._tally: int | None = None
+        self._tallied_at = 0.0
 
     def _file(self, key: str) -> Path:
         return self.path / "entries" / key[:2] / f"{key}.kv"
@@ -162,19 +175,29 @@ class LocalKVStore:
         ``keep_since`` (a Unix time); returns False, storing nothing, when the entry does not fit otherwise."""
         file = self._file(key)
         file.parent.mkdir(parents=True, exist_ok=True)
+        replaced = _size(file)
         _atomic_write(file, data)
         marker = self.path / "docs" / _doc_dir_name(doc_id) / key
         if doc_id:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-        if self._evict(keep_since)[1] <= self.max_bytes and file.exists():  # an entry over the budget evicts itself
+        with self._lock:
+            total = self._tallied(len(data) - replaced)
+            if total > self.max_bytes:
+                total = self._evict(keep_since)[1]
+        if total <= self.max_bytes and file.exists():  # an entry over the whole budget evicts itself
             return True
         self.delete(key)
         marker.unlink(missing_ok=True)
         return False
 
     def delete(self, key: str) -> None:
-        self._file(key).unlink(missing_ok=True)
+        file = self._file(key)
+        size = _size(file)
+        file.unlink(missing_ok=True)
+        with self._lock:
+            if self._tally is not None:
+                self._tally -= size
 
     def delete_document(self, doc_id: str) -> int:
         marker = self.path / "docs" / _doc_dir_name(doc_id)
@@ -200,24 +223,41 @@ class LocalKVStore:
         return found
 
     def total_bytes(self) -> int:
-        return sum(stat.st_size for _, stat in self._entries())
+        """The bytes stored, read from the folder (and the tally set to it)."""
+        with self._lock:
+            return self._recount()
 
     def evict(self, keep_since: float | None = None) -> int:
         """Delete least-recently-used entries until the store fits ``max_bytes``, none used at or after
         ``keep_since``; returns how many."""
-        return self._evict(keep_since)[0]
+        with self._lock:
+            return self._evict(keep_since)[0]
+
+    def _tallied(self, change: int) -> int:
+        """The tally after a write of ``change`` bytes, re-read from the folder when unknown or old."""
+        if self._tally is None or time.monotonic() - self._tallied_at > self.RESCAN_S:
+            return self._recount()
+        self._tally += change
+        return self._tally
+
+    def _recount(self) -> int:
+        self._tally, self._tallied_at = sum(stat.st_size for _, stat in self._entries()), time.monotonic()
+        return self._tally
 
     def _evict(self, keep_since: float | None) -> tuple[int, int]:
-        """(entries removed, bytes stored after)."""
+        """(entries removed, bytes stored after): least recently used first down to ``LOW_WATER`` of the budget
+        once over it, sparing entries used at or after ``keep_since``."""
         entries = self._entries()
         total = sum(stat.st_size for _, stat in entries)
+        target = self.max_bytes * self.LOW_WATER if total > self.max_bytes else self.max_bytes
         removed = 0
         for file, stat in sorted(entries, key=lambda item: item[1].st_mtime):
-            if total <= self.max_bytes or (keep_since is not None and stat.st_mtime >= keep_since):
+            if total <= target or (keep_since is not None and stat.st_mtime >= keep_since):
                 break
             file.unlink(missing_ok=True)
             total -= stat.st_size
             removed += 1
+        self._tally, self._tallied_at = total, time.monotonic()
         return removed, total
 
     def get_settings(self, name: str) -> dict[str, Any] | None:
@@ -226,6 +266,13 @@ class LocalKVStore:
 
     def put_settings(self, name: str, settings: dict[str, Any]) -> None:
         _atomic_write(self.path / "settings" / f"{_doc_dir_name(name)}.json", json.dumps(settings).encode())
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _atomic_write(file: Path, data: bytes) -> None:

@@ -122,6 +122,34 @@ def test_an_entry_larger_than_the_whole_budget_is_refused(store):
 
 
 @pytest.mark.integration
+def test_local_writes_under_budget_keep_a_tally_instead_of_reading_the_folder(tmp_path, monkeypatch):
+    store = LocalKVStore(tmp_path, max_bytes=1000)
+    store.put("a" * 64, b"x" * 100)  # the first write counts what is there
+    scans = []
+    original = store._entries
+    monkeypatch.setattr(store, "_entries", lambda: scans.append(1) or original())
+    for name in "bcdefghij":
+        store.put(name * 64, b"x" * 100)
+        time.sleep(0.01)
+    assert scans == [] and store._tally == 1000
+    store.put("k" * 64, b"x" * 100)  # over: one scan, evicting the oldest down to 90% of the budget
+    assert scans == [1]
+    assert store.get("a" * 64) is None and store.get("b" * 64) is None and store.get("c" * 64) is not None
+    assert store.total_bytes() == 900
+
+
+@pytest.mark.integration
+def test_local_stores_on_one_folder_count_each_others_entries(tmp_path):
+    first, second = LocalKVStore(tmp_path, max_bytes=250), LocalKVStore(tmp_path, max_bytes=250)
+    first.put("a" * 64, b"x" * 100)
+    time.sleep(0.05)
+    first.put("b" * 64, b"x" * 100)
+    time.sleep(0.05)
+    second.put("c" * 64, b"x" * 100)  # its first write reads the folder: 300 bytes, over the budget
+    assert first.get("a" * 64) is None and second.total_bytes() == 200
+
+
+@pytest.mark.integration
 def test_a_store_keeps_settings_per_name(store):
     store.put_settings("calibration|m|p", {"temperature": 0.8})
     assert store.get_settings("calibration|m|p") == {"temperature": 0.8}
