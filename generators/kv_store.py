@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from prometheus_client import Counter
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
@@ -39,6 +40,12 @@ logger = logging.getLogger(__name__)
 MAGIC = b"RPKV0002"
 CHECKSUM_BYTES = 4
 FORMAT_VERSION = 3  # 2: one-byte log2 step codes, int4 key ranges per 16 tokens; 3: int4 key widths per channel
+
+
+# Counted where entries are written (the server and its embedded workers share its /metrics; a separate worker
+# process counts its own); every eviction is one for the budget, so this says the budget is too small.
+EVICTIONS = Counter("ragpress_kv_store_evictions_total", "Cached KV entries evicted to keep the KV store within its "
+                    "byte budget (RAGPRESS_KV_MAX_BYTES)")
 
 
 class CorruptEntry(ValueError):
@@ -257,6 +264,7 @@ class LocalKVStore:
             file.unlink(missing_ok=True)
             total -= stat.st_size
             removed += 1
+        EVICTIONS.inc(removed)
         self._tally, self._tallied_at = total, time.monotonic()
         return removed, total
 
@@ -352,6 +360,7 @@ class RedisKVStore:
                 break
             self.delete(oldest[0][0].decode())
             removed += 1
+        EVICTIONS.inc(removed)
         return removed
 
     def get_settings(self, name: str) -> dict[str, Any] | None:

@@ -96,6 +96,8 @@ def test_kv_cache_hits_rise_when_the_kv_pipeline_meets_states_it_stored_before(
               - value(before, LOOKUPS, pipeline="kv", result=result) for result in ("hit", "miss")}
     assert gained == {"hit": first["hits"] + second["hits"], "miss": first["misses"]}
     assert 0 < value(after, "ragpress_kv_store_bytes") <= value(after, "ragpress_kv_store_budget_bytes") == KV_BUDGET
+    evictions = [s.value for s in after if s.name == "ragpress_kv_store_evictions_total"]
+    assert evictions == [0], "exported, and nothing evicted under a 1 GB budget"
     read = {name: value(after, name, pipeline="kv") - value(before, name, pipeline="kv")
             for name in ("ragpress_kv_loaded_bytes_total", "ragpress_kv_loaded_tokens_total")}
     assert read == {"ragpress_kv_loaded_bytes_total": sum(a["stored_bytes"] for a in (first, second)),

@@ -5,6 +5,7 @@ import time
 
 import pytest
 import torch
+from prometheus_client import REGISTRY
 
 from ragpress.generators.kv_store import (
     CorruptEntry,
@@ -93,7 +94,9 @@ def test_a_store_evicts_least_recently_used_entries_beyond_its_budget(store):
         time.sleep(0.05)  # distinct access times
     store.get("a" * 64)  # used again: now the most recent
     time.sleep(0.05)
+    evicted = REGISTRY.get_sample_value("ragpress_kv_store_evictions_total")
     store.put("c" * 64, b"x" * 100)  # over budget: b is the least recently used
+    assert REGISTRY.get_sample_value("ragpress_kv_store_evictions_total") == evicted + 1, "counted for /metrics"
     assert store.total_bytes() <= 250
     assert store.get("a" * 64) is not None and store.get("c" * 64) is not None
     assert store.get("b" * 64) is None
