@@ -142,7 +142,8 @@ class PassageOut(Out):
 
 
 class UsageOut(Out):
-    context_tokens: int = Field(..., description="Tokens of the passages the generator was given.")
+    context_tokens: int = Field(..., description="Tokens of the passages the generator was given, by the "
+                                "generator's tokenizer (the embedder's while the generator is not fetched).")
     context_tokens_after_pruning: int = Field(..., description="The same after pruning.")
     prompt_tokens: int | None = Field(None, description="Only when the pipeline generates: the prompt it read.")
     completion_tokens: int | None = Field(None, description="Only when the pipeline generates: the answer's.")

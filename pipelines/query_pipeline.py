@@ -73,7 +73,11 @@ class _Variant:
 
 
 class QueryPipeline:
-    """A loaded query pipeline, warmed up, with its retrieval-only variant for ``generate: false`` queries.
+    """A loaded query pipeline with its retrieval-only variant for ``generate: false`` queries.
+
+    The retrieval variant is warmed up at once; the whole pipeline on its first run. So a server whose generator
+    model is missing still answers ``generate: false`` queries, and a query that generates is refused with the
+    command that fetches the model (and succeeds once it is fetched, without a restart).
 
     Usage:
         >>> query = QueryPipeline(pipeline, "pipeline 'query' version 0")
@@ -88,13 +92,13 @@ class QueryPipeline:
         :param over_ceiling: its init parameters above the server's ceilings; a request runs only if it sets
             each of them lower or does not run its component.
         """
-        pipeline.warm_up()
         self.label = label
         self.over_ceiling = tuple(over_ceiling)
         self._roles = {name: role_of(type(component)) for name, component in pipeline.walk()}
         answer_stages = set(self.components_with(*ANSWER_ROLES))
         self._full = self._variant(pipeline)
         self._retrieval = self._variant(without(pipeline, answer_stages)) if answer_stages else self._full
+        self._retrieval.pipeline.warm_up()
 
     def components_with(self, *roles: Role) -> list[str]:
         """The names of the components that have one of ``roles``, in the pipeline's order."""

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragpress.base import schema
+from ragpress.base import model_loading, schema
 from ragpress.base.api_keys import KeyStore, Principal
 from ragpress.base.document_stores import scope_filters, shared_store
 from ragpress.base.filter_syntax import check_filters
 from ragpress.base.limits import ceilings
-from ragpress.base.model_loading import causal_lm
+from ragpress.base.models import ModelError
 from ragpress.base.settings import Settings
 from ragpress.indexers.chunk_writer import retire_units
 from ragpress.indexers.converters import ConversionError
@@ -400,8 +400,16 @@ class Service:
         started = time.perf_counter()
         pipeline.check(request, self._registry.limits)
         run = pipeline.run(request, schema.Scope(tenant, collection), on_token)
-        tokenizer = causal_lm(self._settings.generator)[1]
-        return query_response(run, lambda text: len(tokenizer.encode(text, add_special_tokens=False)), started)
+        counter = self._token_counter()
+        return query_response(run, lambda text: len(counter.encode(text, add_special_tokens=False)), started)
+
+    def _token_counter(self) -> Any:
+        """The generator's tokenizer, which usage counts are in; the embedder's while the generator is not fetched,
+        so passages-only queries are answered on a server that cannot generate yet."""
+        try:
+            return model_loading.tokenizer(self._settings.generator)
+        except ModelError:
+            return model_loading.tokenizer(self._settings.embedder)
 
 
 def _free_kv_states(tenant: str, collection: str, doc_id: str) -> None:

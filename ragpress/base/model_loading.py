@@ -64,6 +64,17 @@ def causal_lm(name: str, device: str = "auto") -> tuple[PreTrainedModel, PreTrai
     return _load_once("causal-lm", name, device, load)
 
 
+def tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """A model's tokenizer alone (its files only, no weights loaded), from local files only."""
+
+    def load(path: str, _on: str) -> PreTrainedTokenizerBase:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+    return _load_once("tokenizer", name, "cpu", load)
+
+
 def clear() -> None:
     """Forget loaded models (tests use it to check loading errors)."""
     with _lock:
