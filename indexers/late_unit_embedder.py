@@ -39,13 +39,17 @@ STRATEGY = "late"
 
 
 def document_text(units: list[Document]) -> str:
-    """One document's text rebuilt from its units: each unit's content at its ``start`` offset."""
-    length = max(u.meta[schema.END] for u in units)
-    chars = [" "] * length
-    for unit in units:
-        start = unit.meta[schema.START]
-        chars[start:start + len(unit.content or "")] = unit.content or ""
-    return "".join(chars)
+    """One document's text rebuilt from its units: each unit's content at its ``start`` offset, spaces between."""
+    pieces: list[str] = []
+    cursor = 0
+    for unit in sorted(units, key=lambda u: (u.meta[schema.START], -u.meta[schema.END])):
+        start, content = unit.meta[schema.START], unit.content or ""
+        if start + len(content) <= cursor:
+            continue  # inside what an enclosing unit already gave
+        pieces.append(" " * (start - cursor) if start > cursor else "")
+        pieces.append(content[max(0, cursor - start):])
+        cursor = start + len(content)
+    return "".join(pieces)
 
 
 def by_document(units: list[Document]) -> list[list[Document]]:

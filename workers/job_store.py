@@ -73,7 +73,7 @@ job_kv = sa.Table(
     "job_kv", metadata,
     sa.Column("job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("doc_id", sa.String(512), primary_key=True),
-    sa.Column("status", sa.String(16), nullable=False),  # queued | done | lazy | failed
+    sa.Column("status", sa.String(16), nullable=False),  # queued | done | lazy | budget | failed
     sa.Column("entries", sa.Integer, nullable=False, default=0),
     sa.Column("error", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
