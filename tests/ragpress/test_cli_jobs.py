@@ -26,6 +26,15 @@ def test_list_prints_each_job_with_its_errors(monkeypatch: pytest.MonkeyPatch) -
     assert code == 0 and "j1 partial 2/3 done, 1 failed, 0 unchanged (docs," in output and "scan.pdf: no text" in output
 
 
+def test_show_says_what_became_of_the_jobs_kv_states_and_why_some_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = {**JOB, "kv": {"queued": 0, "done": 2, "lazy": 0, "budget": 1, "failed": 0, "entries": 9},
+           "warnings": [{"doc_id": "b.md", "warning": "KV pre-compute failed (model m: boom)"}]}
+    code, output = run(monkeypatch, FakeServer({("GET", "/v1/jobs/j1"): (200, job)}), "show", "j1")
+    assert code == 0
+    assert "KV states of documents: 2 computed, 1 left to first use (the KV store's budget is full" in output
+    assert "9 entries stored" in output and "b.md: KV pre-compute failed (model m: boom)" in output
+
+
 def test_cancel_asks_the_server_to_cancel_that_job(monkeypatch: pytest.MonkeyPatch) -> None:
     server = FakeServer({("POST", "/v1/jobs/j1/cancel"): (200, {**JOB, "status": "cancelled"})})
     code, output = run(monkeypatch, server, "cancel", "j1")
