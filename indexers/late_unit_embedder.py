@@ -94,13 +94,13 @@ class LateUnitEmbedder:
 
     role: ClassVar[Role] = Role.EMBEDDER
 
-    def __init__(self, model: str = "all-MiniLM-L6-v2", local_weight: float = 0.0,
+    def __init__(self, model: str = "all-MiniLM-L6-v2", local_weight: float = 0.25,
                  local_levels: list[str] | None = None, window_tokens: int | None = None, window_overlap: int = 64,
                  batch_size: int = 16, prompt_name: str | None = "document", device: str = "auto") -> None:
         """
         :param model: a registry model's name, a Hugging Face id in the local cache, or a directory.
-        :param local_weight: the share of a unit's vector read alone, for the levels in ``local_levels``: 0 with
-            hybrid retrieval, whose BM25 half supplies the local signal; 0.25 helps dense-only retrieval.
+        :param local_weight: the share of a unit's vector read alone, for the levels in ``local_levels`` (0 skips
+            that pass: about 1.8x faster, a little worse for dense-only retrieval).
         :param local_levels: the levels that get that share (default ``["chunk"]``, the retrieved level).
         :param window_tokens: tokens per window over a long document (default: the model's ``max_seq_length``).
         :param window_overlap: tokens shared by neighbouring windows.

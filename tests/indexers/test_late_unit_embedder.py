@@ -24,7 +24,7 @@ def units_of(text: str, doc_id: str = "millau") -> list[Document]:
 
 @pytest.fixture(scope="module")
 def embedder() -> LateUnitEmbedder:
-    component = LateUnitEmbedder()  # pure late pooling by default; the local share is tested apart
+    component = LateUnitEmbedder(local_weight=0.0)  # pure late pooling; the local share is tested apart
     component.warm_up()
     return component
 
@@ -110,7 +110,7 @@ def test_bad_parameters_are_refused(bad):
         LateUnitEmbedder(**bad)
 
 
-DEFAULTS = {"model": "all-MiniLM-L6-v2", "local_weight": 0.0, "local_levels": ["chunk"], "window_tokens": None,
+DEFAULTS = {"model": "all-MiniLM-L6-v2", "local_weight": 0.25, "local_levels": ["chunk"], "window_tokens": None,
             "window_overlap": 64, "batch_size": 16, "prompt_name": "document", "device": "auto"}
 
 
@@ -121,7 +121,7 @@ def test_to_dict_pins_the_serialized_shape():
 
 @pytest.mark.unit
 def test_from_dict_restores_every_parameter():
-    assert_restored(LateUnitEmbedder, {**DEFAULTS, "local_weight": 0.5, "local_levels": ["chunk", "slice"],
+    assert_restored(LateUnitEmbedder, {**DEFAULTS, "local_weight": 0.0, "local_levels": ["chunk", "slice"],
                                        "window_tokens": 256, "window_overlap": 32, "batch_size": 4,
                                        "prompt_name": None, "device": "cpu"})
 
