@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from typing import Any, ClassVar
 
@@ -10,6 +12,8 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from ragpress.base import schema
 from ragpress.base.document_stores import dense_search, scope_filters, shared_store
 from ragpress.base.roles import Role
+
+logger = logging.getLogger(__name__)
 
 
 def validate_scope(scope: schema.Scope) -> tuple[str, str]:
@@ -29,7 +33,8 @@ class ScopedEmbeddingRetriever:
     which are ANDed with it. ``level`` restricts the search to one scale of the multi-scale index and
     ``strategy`` to the units one chunking strategy embedded (a collection can hold several). ``hybrid`` fuses
     the dense ranking with the index's BM25 ranking of the query text (Reciprocal Rank Fusion); it needs an
-    index with sparse vectors (the embedded Edge engine writes them for every unit).
+    index with sparse vectors (the embedded Edge engine writes them for every unit); over any other index it
+    searches dense only, with a warning.
 
     Usage:
         >>> retriever = ScopedEmbeddingRetriever(top_k=5)
@@ -94,7 +99,10 @@ class ScopedEmbeddingRetriever:
         if not query:
             raise ValueError("hybrid retrieval needs the query text (the server passes it as `query`).")
         if not hasattr(store, "hybrid_retrieval"):
-            raise ValueError("hybrid retrieval needs an index with BM25 sparse vectors: the embedded Edge engine.")
+            # A Qdrant server or qdrant-client's local mode holds no BM25 vectors: the default pipeline must still
+            # answer there, by its dense half.
+            _warn_dense_only(type(store).__name__)
+            return dense_search(store, embedding, where, top_k)
         return store.hybrid_retrieval(query_embedding=embedding, query=query, filters=where, top_k=top_k)
 
     @staticmethod
@@ -102,3 +110,9 @@ class ScopedEmbeddingRetriever:
         if value is None:
             return None
         return {"field": f"meta.{field}", "operator": "==", "value": value}
+
+
+@functools.cache
+def _warn_dense_only(store_type: str) -> None:
+    logger.warning("hybrid retrieval needs the BM25 vectors only the embedded Edge engine writes; this index "
+                   "(%s) is searched dense only", store_type)

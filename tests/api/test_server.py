@@ -206,6 +206,9 @@ def test_a_document_the_registry_knows_but_the_index_lost_is_indexed_again(tmp_p
     client = httpx.Client(base_url=first.url, timeout=120)
     body = {"documents": [{"id": "viaduct", "text": "The Millau Viaduct opened on 14 December 2004."}]}
     wait_for_job(client, client.post("/v1/collections/moved/documents", json=body).json()["job_id"])
+    # qdrant-client's local mode holds no BM25 vectors: the default pipeline's hybrid retrieval searches dense only
+    hits = client.post("/v1/collections/moved/query", json={"query": "Millau", "generate": False})
+    assert hits.status_code == 200 and [d["doc_id"] for d in hits.json()["documents"]] == ["viaduct"]
     first.stop()
     second = ServerProcess(home)  # same registry, a different (empty) index: the Edge engine
     second.wait_ready()
