@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from haystack import Document
 
 from ragpress.base import schema
+from ragpress.base.settings import get_settings
 from ragpress.generators import kv_context
 from ragpress.generators.kv_store import LocalKVStore
 from ragpress.workers.job_store import JobStore
@@ -25,11 +27,13 @@ BUDGET = 4_000_000  # about five chunks' int4 states of the default generator
 
 
 @pytest.fixture()
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("RAGPRESS_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("RAGPRESS_KV_MAX_BYTES", str(BUDGET))
     monkeypatch.setattr(kv_context, "_builders", OrderedDict())  # builders hold the store they were made with
-    return tmp_path
+    get_settings.cache_clear()  # settings are read once per process
+    yield tmp_path
+    get_settings.cache_clear()
 
 
 def job(store: JobStore, texts: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
