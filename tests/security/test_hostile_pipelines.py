@@ -104,6 +104,9 @@ def hostile_pipelines(canary: str) -> dict[str, tuple[str, str]]:
             {"embedder": _component("ragpress.indexers.embedders.QueryEmbedder", model="/etc")}, []), "not offered"),
         "pruner_weights_from_a_path": (_pipeline(
             {"pruner": _component("ragpress.pruners.component.ProvencePruner", model="/tmp")}, []), "not offered"),
+        "ingestion_embedder_reading_a_server_directory": (_pipeline(
+            {"e": _component("ragpress.indexers.late_unit_embedder.LateUnitEmbedder", model="/etc")}, []),
+            "cannot be used in a tenant"),
         "unscoped_engine_retriever": (_pipeline(
             {"r": _component("ragpress.indexers.edge_retrievers.EdgeEmbeddingRetriever")}, []),
             "cannot be used in a tenant"),
