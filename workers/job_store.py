@@ -292,6 +292,12 @@ class JobStore:
             return None
         return _aware(created).timestamp()
 
+    def kv_budget_reached(self, job_id: str) -> bool:
+        """Whether the job's pre-compute already stopped at the KV store's budget (a document marked ``budget``)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(job_kv.c.doc_id).where(
+                job_kv.c.job_id == job_id, job_kv.c.status == "budget").limit(1)).first() is not None
+
     def kv_finished(self, job_id: str, doc_id: str, status: str, entries: int = 0, error: str | None = None) -> None:
         if status not in KV_STATUSES:
             raise ValueError(f"unknown KV status {status!r}")

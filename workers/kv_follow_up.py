@@ -97,12 +97,14 @@ def run_follow_up(store: JobStore, job_id: str, tenant: str, collection: str, it
     """Free each document's previous states; when the items carry text (eager), compute and store the new ones.
 
     Pre-compute never evicts states used since its job began: once the store's budget holds nothing older,
-    the job's remaining documents are marked ``budget`` and their states come on first use."""
+    the job's remaining documents, in this batch and later ones, are marked ``budget`` and their states come on
+    first use."""
     from ragpress.generators.kv_context import invalidate_document_kv, kv_owner
 
     configs = kv_configs(store.engine, tenant)
     keep_since = store.job_started(job_id)
-    full: set[int] = set()  # the configurations whose store filled up during this follow-up
+    # the configurations whose store is full of this job's states; an earlier batch's stop holds for the whole job
+    full: set[int] = set(range(len(configs))) if store.kv_budget_reached(job_id) else set()
     for item in items:
         doc_id = item["doc_id"]
         owner = kv_owner(tenant, collection, doc_id)
